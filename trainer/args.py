@@ -1,0 +1,172 @@
+"""Command-line flags shared by the training scripts, eval_model.py, the server and the converter.
+
+MiniMind2's flag names are kept (--dim/--n_layers, with the newer --hidden_size/--num_hidden_layers
+as aliases). Every value is checked by argparse, so a bad value is argparse's one-line error, exit 2.
+"""
+import argparse
+import os
+
+import torch
+
+from trainer.errors import UserError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (no multi-line usage dump), still exit code 2."""
+
+    def error(self, message):
+        import sys
+        sys.stderr.write(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def str2bool(v) -> bool:
+    """A real boolean: MiniMind's `type=bool` turned the string "False" into True."""
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "y", "on"):
+        return True
+    if s in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (1/0/true/false), got {v!r}")
+
+
+def positive_int(v) -> int:
+    try:
+        i = int(v)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}")
+    if i <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}")
+    return i
+
+
+def nonneg_int(v) -> int:
+    try:
+        i = int(v)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v!r}")
+    if i < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v!r}")
+    return i
+
+
+def positive_float(v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {v!r}")
+    if not f > 0 or f != f or f == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {v!r}")
+    return f
+
+
+def nonneg_float(v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v!r}")
+    if not f >= 0 or f == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v!r}")
+    return f
+
+
+def add_model_args(parser, dim=512, n_layers=8, max_seq_len=512, use_moe=False):
+    g = parser.add_argument_group("model")
+    g.add_argument("--dim", "--hidden_size", dest="dim", type=positive_int, default=dim,
+                   help=f"hidden size (default {dim})")
+    g.add_argument("--n_layers", "--num_hidden_layers", dest="n_layers", type=positive_int, default=n_layers,
+                   help=f"number of transformer layers (default {n_layers})")
+    g.add_argument("--use_moe", type=str2bool, default=use_moe, metavar="{1,0,true,false}",
+                   help="mixture-of-experts feed-forward (a real boolean; default %(default)s)")
+    g.add_argument("--max_seq_len", type=positive_int, default=max_seq_len,
+                   help=f"samples are cut to this many tokens (default {max_seq_len})")
+    return parser
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def add_device_args(parser):
+    parser.add_argument("--device", type=str, default=default_device(),
+                        help="cuda, cuda:N or cpu (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", choices=list(DTYPES), default=None,
+                        help="compute dtype (default bfloat16 on CUDA, float32 on CPU, where bf16 matmuls are ~500x slower)")
+    return parser
+
+
+def add_tokenizer_arg(parser, default="./model"):
+    parser.add_argument("--tokenizer_path", type=str, default=default,
+                        help="directory with tokenizer.json / tokenizer_config.json (default %(default)s)")
+    return parser
+
+
+def add_out_dir_arg(parser, default="out"):
+    parser.add_argument("--out_dir", type=str, default=default, help="where checkpoints are read and written (default %(default)s)")
+    return parser
+
+
+def add_seed_arg(parser, default=1337):
+    parser.add_argument("--seed", type=nonneg_int, default=default, help="random seed (default %(default)s)")
+    return parser
+
+
+def add_common_args(parser, out_dir="out", tokenizer_path="./model", seed=1337):
+    """--device --dtype --tokenizer_path --out_dir --seed in one call."""
+    add_device_args(parser)
+    add_tokenizer_arg(parser, tokenizer_path)
+    add_out_dir_arg(parser, out_dir)
+    add_seed_arg(parser, seed)
+    return parser
+
+
+def check_device(device: str) -> torch.device:
+    """Validate --device, with a one-line UserError for a device this machine does not have."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type not in ("cpu", "mps"):
+        raise UserError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    return dev
+
+
+def resolve_dtype(dtype, device) -> torch.dtype:
+    """--dtype name (or None for the default) -> torch dtype, refusing what the device cannot do."""
+    dev_type = torch.device(device).type
+    if dtype is None:
+        return torch.bfloat16 if dev_type == "cuda" else torch.float32
+    if dtype == "float16" and dev_type == "cpu":
+        raise UserError("--dtype float16: needs a CUDA device; use --dtype float32 (or bfloat16) on CPU")
+    return DTYPES[dtype]
+
+
+def build_config(args, **overrides):
+    """MiniMindConfig from the model flags (MiniMind2 field names)."""
+    from model import MiniMindConfig
+    kw = dict(hidden_size=args.dim, num_hidden_layers=args.n_layers, use_moe=bool(args.use_moe))
+    kw.update(overrides)
+    return MiniMindConfig(**kw)
+
+
+def load_tokenizer(path: str):
+    """AutoTokenizer from --tokenizer_path, with a one-line error when it is not there."""
+    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "tokenizer.json")) and \
+            not os.path.exists(os.path.join(path, "tokenizer_config.json")):
+        raise UserError(f"{os.path.join(path, 'tokenizer.json')}: tokenizer not found; pass --tokenizer_path "
+                        "to a directory holding tokenizer.json (the repo ships one in ./model)")
+    from transformers import AutoTokenizer
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise UserError(f"{path}: could not load the tokenizer ({type(e).__name__}: {' '.join(str(e).split())[:160]})")

@@ -1,0 +1,79 @@
+"""User-facing errors: one line on stderr, exit code 2, never a traceback.
+
+A user's mistake (missing file, wrong flag combination, bad data line) is raised as
+UserError (or the dataset's DataError) anywhere in the program; `run_main` turns it into
+one line. Programming errors still get their traceback, because they are ours to fix.
+"""
+import os
+import sys
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message is the whole story, on one line."""
+
+
+def user_error_types():
+    types = [UserError]
+    # DataError lives in the dataset package; only a program that imported it can raise it.
+    lm = sys.modules.get("dataset.lm_dataset")
+    if lm is not None and isinstance(getattr(lm, "DataError", None), type):
+        types.append(lm.DataError)
+    return tuple(types)
+
+
+def one_line(msg) -> str:
+    return " ".join(str(msg).split())
+
+
+def _is_reporting_rank() -> bool:
+    # Under torchrun every rank hits the same mistake; one copy of the line is enough.
+    return os.environ.get("RANK", "0") == "0"
+
+
+def fail(msg, code: int = 2):
+    """Print `msg` as one stderr line and exit with `code` (2 = user error)."""
+    if _is_reporting_rank():
+        sys.stdout.flush()
+        print(f"error: {one_line(msg)}", file=sys.stderr, flush=True)
+    _shutdown_process_group()
+    sys.exit(code)
+
+
+def _shutdown_process_group():
+    try:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:
+        pass
+
+
+def run_main(main, *args, **kwargs):
+    """Call main(*args, **kwargs); user errors become one stderr line and exit 2.
+
+    Ctrl-C exits 130 quietly: whatever was saved stays saved (saves are atomic).
+    """
+    try:
+        return main(*args, **kwargs)
+    except KeyboardInterrupt:
+        _shutdown_process_group()
+        sys.exit(130)
+    except user_error_types() as e:
+        fail(e)
+    except OSError as e:
+        # Disk full, permission denied, unreadable path: the user's environment, not our bug.
+        if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) \
+                or getattr(e, "errno", None) in (28, 122):  # ENOSPC, EDQUOT
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            fail(f"{where}{e.strerror or e}")
+        raise
+
+
+def cli(main):
+    """Decorator form: `@cli def main(argv=None): ...`; calling main() goes through run_main."""
+    def wrapper(*args, **kwargs):
+        return run_main(main, *args, **kwargs)
+    wrapper.__name__ = main.__name__
+    wrapper.__doc__ = main.__doc__
+    wrapper.__wrapped__ = main
+    return wrapper
