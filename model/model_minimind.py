@@ -1,0 +1,386 @@
+"""
+MiniMind2 as a Hugging Face causal LM, dense and mixture-of-experts, in one file.
+
+The architecture is MiniMind2's (a small Llama): pre-norm blocks, RMSNorm, rotary
+position embedding, grouped-query attention and a SwiGLU MLP, the input embedding
+tied to the LM head; the MoE variant swaps each MLP for 4 routed experts (top-2)
+plus 1 shared expert. Parameter and buffer names are Llama's, so the same weights
+load into MiniMind2's own code, into transformers.LlamaForCausalLM (dense), and
+from there into vLLM / llama.cpp / Ollama.
+
+Sizes (unique parameters): 512 x 8 = 25.830M (MiniMind2-Small),
+768 x 16 = 104.031M (MiniMind2), 640 x 8 with MoE = 145.030M (MiniMind2-MoE).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers import initialization as hf_init
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+
+class MiniMindConfig(PretrainedConfig):
+    model_type = "minimind"
+
+    def __init__(
+        self,
+        hidden_size: int = 512,
+        num_hidden_layers: int = 8,
+        num_attention_heads: int = 8,
+        num_key_value_heads: int = 2,
+        intermediate_size: int | None = None,
+        vocab_size: int = 6400,
+        rms_norm_eps: float = 1e-5,
+        rope_theta: float = 1e6,
+        max_position_embeddings: int = 32768,
+        dropout: float = 0.0,
+        initializer_range: float = 0.02,
+        # mixture of experts (ignored when use_moe is False)
+        use_moe: bool = False,
+        num_experts_per_tok: int = 2,
+        n_routed_experts: int = 4,
+        n_shared_experts: int = 1,
+        scoring_func: str = "softmax",
+        aux_loss_alpha: float = 0.1,
+        seq_aux: bool = True,
+        norm_topk_prob: bool = True,
+        # transformers 5 no longer ties by default; MiniMind2 always does
+        tie_word_embeddings: bool = True,
+        bos_token_id: int = 1,
+        eos_token_id: int = 2,
+        pad_token_id: int = 0,
+        **kwargs,
+    ):
+        if hidden_size % num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})"
+            )
+        if num_attention_heads % num_key_value_heads != 0:
+            raise ValueError(
+                f"num_attention_heads ({num_attention_heads}) must be divisible by "
+                f"num_key_value_heads ({num_key_value_heads})"
+            )
+        if use_moe and not 1 <= num_experts_per_tok <= n_routed_experts:
+            raise ValueError(
+                f"num_experts_per_tok ({num_experts_per_tok}) must be between 1 and "
+                f"n_routed_experts ({n_routed_experts})"
+            )
+        if scoring_func != "softmax":
+            raise ValueError(f"scoring_func must be 'softmax' (the only one MiniMind2 has), got {scoring_func!r}")
+        if intermediate_size is None:
+            # MiniMind2's rule: 8/3 of the width (SwiGLU keeps the MLP's FLOPs at 4x), rounded up to 64
+            intermediate_size = 64 * math.ceil(int(hidden_size * 8 / 3) / 64)
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.head_dim = hidden_size // num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.vocab_size = vocab_size
+        self.rms_norm_eps = rms_norm_eps
+        self.rope_theta = rope_theta
+        self.max_position_embeddings = max_position_embeddings
+        self.dropout = dropout
+        self.initializer_range = initializer_range
+        self.use_moe = use_moe
+        self.num_experts_per_tok = num_experts_per_tok
+        self.n_routed_experts = n_routed_experts
+        self.n_shared_experts = n_shared_experts
+        self.scoring_func = scoring_func
+        self.aux_loss_alpha = aux_loss_alpha
+        self.seq_aux = seq_aux
+        self.norm_topk_prob = norm_topk_prob
+        super().__init__(
+            tie_word_embeddings=tie_word_embeddings,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            **kwargs,
+        )
+
+
+@dataclass
+class MiniMindCausalLMOutput(CausalLMOutputWithPast):
+    """CausalLMOutputWithPast plus the MoE load-balancing loss (0 for dense models and in eval)."""
+
+    aux_loss: torch.FloatTensor | None = None
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # float32 even under bf16/fp16 autocast: the mean of squares overflows/underflows in half precision
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight * x32).type_as(x)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for the given positions, computed on the fly (cheap, and any position_ids work)."""
+
+    def __init__(self, config: MiniMindConfig):
+        super().__init__()
+        self.head_dim = config.head_dim
+        self.theta = config.rope_theta
+        # non-persistent: not in the state_dict (MiniMind2 and Llama checkpoints have no rotary keys)
+        self.register_buffer("inv_freq", self.compute_inv_freq(), persistent=False)
+
+    def compute_inv_freq(self):
+        return 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim))
+
+    def forward(self, position_ids):
+        # position_ids (B or 1, T) -> cos, sin (B or 1, 1, T, head_dim), float32
+        angles = position_ids[..., None].float() * self.inv_freq
+        angles = torch.cat((angles, angles), dim=-1)  # "rotate_half" layout: first half pairs with second half
+        return angles.cos()[:, None], angles.sin()[:, None]
+
+
+def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x, cos, sin):
+    return (x.float() * cos + rotate_half(x.float()) * sin).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: MiniMindConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx  # where this layer's keys/values live in the cache
+        self.n_heads = config.num_attention_heads
+        self.n_kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.dropout = config.dropout
+        self.q_proj = nn.Linear(config.hidden_size, self.n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=False)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rotary, mask, cache):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rotary
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)  # now every position so far, (B, H_kv, past + T, D)
+
+        if mask is None:
+            # Plain causal (or a single new token that sees everything): SDPA can use its flash kernels,
+            # and those read the shared key/value heads directly.
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=T > 1, enable_gqa=True, dropout_p=self.dropout if self.training else 0.0
+            )
+        else:
+            # With a mask the GQA path would fall back to the slow math kernel; repeating the heads keeps
+            # the memory-efficient kernel available.
+            n_rep = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
+        return self.resid_dropout(self.o_proj(y))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU MLP; also one expert of the MoE layer."""
+
+    def __init__(self, config: MiniMindConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+
+
+class MoEFeedForward(nn.Module):
+    """Top-k routed experts plus always-on shared experts (DeepSeek-MoE style, as in MiniMind2)."""
+
+    def __init__(self, config: MiniMindConfig):
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.n_experts = config.n_routed_experts
+        self.norm_topk_prob = config.norm_topk_prob
+        self.aux_loss_alpha = config.aux_loss_alpha
+        self.seq_aux = config.seq_aux
+        self.gate = nn.Linear(config.hidden_size, config.n_routed_experts, bias=False)  # the router
+        self.experts = nn.ModuleList(FeedForward(config) for _ in range(config.n_routed_experts))
+        self.shared_experts = nn.ModuleList(FeedForward(config) for _ in range(config.n_shared_experts))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        x_flat = x.reshape(B * T, C)
+        scores = self.gate(x_flat).float().softmax(dim=-1)  # (B*T, E)
+        top_weight, top_expert = scores.topk(self.top_k, dim=-1)  # (B*T, k)
+        if self.top_k > 1 and self.norm_topk_prob:
+            top_weight = top_weight / (top_weight.sum(dim=-1, keepdim=True) + 1e-20)
+
+        # Dispatch: sort the B*T*k (token, expert) slots by expert so each expert runs once on a
+        # contiguous batch of its tokens. An expert that got no tokens still runs on an empty batch,
+        # which gives its weights a (zero) gradient: DDP needs every parameter in the graph.
+        slot_expert = top_expert.flatten()
+        slot_order = slot_expert.argsort(stable=True)
+        tokens_per_expert = torch.bincount(slot_expert, minlength=self.n_experts).tolist()
+        y = torch.zeros_like(x_flat)
+        for expert, slots in zip(self.experts, slot_order.split(tokens_per_expert)):
+            token_idx = slots // self.top_k
+            out = expert(x_flat[token_idx]) * top_weight.flatten()[slots, None]
+            y.index_add_(0, token_idx, out.to(y.dtype))
+        for expert in self.shared_experts:
+            y = y + expert(x_flat)
+        return y.view(B, T, C), self.load_balancing_loss(scores, top_expert, B, T)
+
+    def load_balancing_loss(self, scores, top_expert, B, T):
+        """Penalise routing that piles onto few experts: sum_e (load_e * mean_prob_e), uniform routing = 1 * alpha."""
+        if not self.training or self.aux_loss_alpha <= 0:
+            return scores.new_zeros(())
+        E, k = self.n_experts, self.top_k
+        if self.seq_aux:  # balance within each sequence, then average over the batch
+            load = torch.zeros(B, E, device=scores.device)
+            load.scatter_add_(1, top_expert.view(B, T * k), torch.ones(B, T * k, device=scores.device))
+            load = load / (T * k / E)  # 1.0 per expert when perfectly balanced
+            return (load * scores.view(B, T, E).mean(dim=1)).sum(dim=1).mean() * self.aux_loss_alpha
+        load = F.one_hot(top_expert.flatten(), E).float().mean(0) * E
+        return (load * scores.mean(0)).sum() * self.aux_loss_alpha
+
+
+class MiniMindBlock(nn.Module):
+    def __init__(self, config: MiniMindConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, layer_idx)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MoEFeedForward(config) if config.use_moe else FeedForward(config)
+
+    def forward(self, x, rotary, mask, cache):
+        x = x + self.self_attn(self.input_layernorm(x), rotary, mask, cache)
+        if isinstance(self.mlp, MoEFeedForward):
+            mlp_out, aux_loss = self.mlp(self.post_attention_layernorm(x))
+        else:
+            mlp_out, aux_loss = self.mlp(self.post_attention_layernorm(x)), None
+        return x + mlp_out, aux_loss
+
+
+def build_attention_mask(attention_mask, q_len, past_len, device):
+    """Boolean (B, 1, q_len, past_len + q_len) mask for SDPA, True = may attend; None = plain causal.
+
+    attention_mask is the usual (B, past_len + q_len) 1/0 padding mask over every position so far.
+    """
+    if attention_mask is None and (past_len == 0 or q_len == 1):
+        return None  # SDPA's is_causal (or, for one new token, no mask at all) says it all
+    q_pos = torch.arange(past_len, past_len + q_len, device=device)[:, None]
+    k_pos = torch.arange(past_len + q_len, device=device)[None, :]
+    allowed = (k_pos <= q_pos)[None, None]  # (1, 1, q, kv)
+    if attention_mask is not None:
+        if attention_mask.shape[-1] != past_len + q_len:
+            raise ValueError(
+                f"attention_mask covers {attention_mask.shape[-1]} positions, expected past ({past_len}) + "
+                f"new ({q_len}) = {past_len + q_len}"
+            )
+        is_real = attention_mask.bool()[:, None, None, :]
+        # A padding query still attends to itself: a row with nothing allowed would make SDPA return NaN,
+        # and NaN leaks into real tokens through the next layer's (zero-weighted) values.
+        allowed = (allowed & is_real) | (k_pos == q_pos)
+    return allowed
+
+
+class MiniMindModel(nn.Module):
+    """The transformer body: embeddings -> blocks -> final norm (state-dict prefix "model.")."""
+
+    def __init__(self, config: MiniMindConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(MiniMindBlock(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(config)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None):
+        B, T = input_ids.shape
+        past_len = cache.get_seq_length() if cache is not None else 0
+        if position_ids is None:
+            if attention_mask is not None:
+                # count only real tokens, so a left-padded prompt gets the same positions as when alone
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
+            else:
+                position_ids = torch.arange(past_len, past_len + T, device=input_ids.device)[None]
+        rotary = self.rotary_emb(position_ids)
+        mask = build_attention_mask(attention_mask, T, past_len, input_ids.device)
+
+        x = self.dropout(self.embed_tokens(input_ids))
+        aux_loss = x.new_zeros((), dtype=torch.float32)
+        for layer in self.layers:
+            x, layer_aux_loss = layer(x, rotary, mask, cache)
+            if layer_aux_loss is not None:
+                aux_loss = aux_loss + layer_aux_loss
+        return self.norm(x), aux_loss
+
+
+class MiniMindForCausalLM(PreTrainedModel, GenerationMixin):
+    config_class = MiniMindConfig
+    base_model_prefix = "model"
+    _no_split_modules = ["MiniMindBlock"]
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    _supports_sdpa = True
+
+    def __init__(self, config: MiniMindConfig):
+        super().__init__(config)
+        self.model = MiniMindModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()  # initialises weights and ties lm_head to the embedding
+
+    def _init_weights(self, module):
+        super()._init_weights(module)  # normal(0, initializer_range) linears/embeddings, ones for norms
+        if isinstance(module, RotaryEmbedding):
+            # from_pretrained builds the model on the meta device, so non-persistent buffers are recomputed here
+            hf_init.copy_(module.inv_freq, module.compute_inv_freq())
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> MiniMindCausalLMOutput:
+        """
+        input_ids (B, T); attention_mask (B, past + T) with 1 = token, 0 = padding (left or right);
+        position_ids default to counting real tokens. The KV cache is a transformers Cache: generate()
+        passes it as `cache` (transformers 5), older callers as `past_key_values`.
+        labels (B, T) gives the shifted next-token cross-entropy, -100 = ignore.
+        logits_to_keep=n computes logits for the last n positions only (0 = all): generation needs one.
+        """
+        cache = cache if cache is not None else past_key_values
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        hidden, aux_loss = self.model(input_ids, attention_mask, position_ids, cache)
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        logits = self.lm_head(hidden)
+
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+            )
+        return MiniMindCausalLMOutput(loss=loss, logits=logits, cache=cache, aux_loss=aux_loss)
