@@ -1,0 +1,226 @@
+"""Train MiniMind's byte-level BPE tokenizer on a pretrain JSONL file.
+
+    python scripts/train_tokenizer.py --data_path ./dataset/pretrain_hq.jsonl --out_dir ./model
+
+The input is MiniMind's pretrain format, one {"text": "..."} object per line. It is streamed
+line by line into the `tokenizers` trainer, so a multi-GB file never sits in memory as Python
+strings. The output directory holds tokenizer.json and tokenizer_config.json and loads with
+transformers.AutoTokenizer.from_pretrained(out_dir).
+
+Fixed by MiniMind2 and relied on by every checkpoint and dataset: special tokens
+<|endoftext|> = 0 (pad and unk), <|im_start|> = 1 (bos), <|im_end|> = 2 (eos), and a ChatML
+chat template with a default system turn.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+PAD_TOKEN = UNK_TOKEN = "<|endoftext|>"
+BOS_TOKEN = "<|im_start|>"
+EOS_TOKEN = "<|im_end|>"
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant"
+
+# ChatML. A conversation without a leading system turn gets MiniMind2's default one; every turn,
+# whatever its role, is "<|im_start|>{role}\n{content}<|im_end|>\n"; the generation prompt opens
+# an assistant turn. For any conversation that ends with an assistant turn, or ends with a user
+# turn and asks for the generation prompt, this renders exactly what MiniMind2's template renders.
+CHAT_TEMPLATE = (
+    "{%- if not messages or messages[0]['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{ '<|im_start|>assistant\\n' }}"
+    "{%- endif -%}"
+)
+
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # every byte must stay encodable
+
+
+class UserError(Exception):
+    """A mistake in the command line or the input file: reported in one line, exit code 2."""
+
+
+def iter_texts(path, max_samples=None, batch_size=1000, stats=None):
+    """Yield batches of texts from a {"text": ...} JSONL file, one line at a time.
+
+    Blank lines are skipped; anything else that is not an object with a string "text" raises
+    UserError naming the file and the 1-based line number. `stats` (a dict) receives the
+    number of texts and characters read, for the summary line.
+    """
+    batch, n_texts, n_chars = [], 0, 0
+    with open(path, "r", encoding="utf-8") as f:
+        lineno = 0
+        while True:
+            lineno += 1
+            try:
+                line = f.readline()
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{lineno}: expected UTF-8 text, got undecodable bytes ({e.reason}); "
+                                "re-encode the file as UTF-8") from None
+            if not line:
+                break
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: expected one JSON object per line, got invalid JSON "
+                                f"({e.msg} at column {e.colno}); fix or remove this line") from None
+            if not isinstance(obj, dict) or "text" not in obj:
+                got = "an object without it" if isinstance(obj, dict) else f"a JSON {type(obj).__name__}"
+                raise UserError(f'{path}:{lineno}: expected an object with a "text" field '
+                                f'(MiniMind pretrain format {{"text": "..."}}), got {got}; fix or remove this line')
+            text = obj["text"]
+            if not isinstance(text, str):
+                raise UserError(f'{path}:{lineno}: expected "text" to be a string, got {type(text).__name__}; '
+                                "fix or remove this line")
+            if not text:
+                continue
+            batch.append(text)
+            n_texts += 1
+            n_chars += len(text)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+            if max_samples is not None and n_texts >= max_samples:
+                break
+    if batch:
+        yield batch
+    if stats is not None:
+        stats.update(texts=n_texts, chars=n_chars)
+
+
+def build_tokenizer():
+    """An untrained byte-level BPE with MiniMind2's pre-tokenizer and decoder."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def train(data_path, vocab_size=6400, max_samples=None, show_progress=True):
+    """Train on the JSONL file and return (tokenizers.Tokenizer, stats dict)."""
+    from tokenizers import pre_tokenizers, trainers
+
+    tok = build_tokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,  # listed first, so they get ids 0, 1, 2
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=show_progress,
+    )
+    stats = {}
+    tok.train_from_iterator(iter_texts(data_path, max_samples, stats=stats), trainer=trainer)
+    if stats.get("texts", 0) == 0:
+        raise UserError(f'{data_path}: expected at least one non-empty {{"text": "..."}} line, got none; '
+                        "point --data_path at a MiniMind pretrain JSONL file")
+    for i, t in enumerate(SPECIAL_TOKENS):
+        assert tok.token_to_id(t) == i, f"special token {t} got id {tok.token_to_id(t)}, expected {i}"
+    return tok, stats
+
+
+def tokenizer_config():
+    """tokenizer_config.json: the same special-token setup as MiniMind2's, with our chat template."""
+    added = {
+        str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                 "single_word": False, "special": True}
+        for i, t in enumerate(SPECIAL_TOKENS)
+    }
+    return {
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "add_prefix_space": False,
+        "added_tokens_decoder": added,
+        "bos_token": BOS_TOKEN,
+        "eos_token": EOS_TOKEN,
+        "pad_token": PAD_TOKEN,
+        "unk_token": UNK_TOKEN,
+        "clean_up_tokenization_spaces": False,
+        "spaces_between_special_tokens": False,
+        "model_max_length": 32768,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "chat_template": CHAT_TEMPLATE,
+    }
+
+
+def _write_atomic(path, text):
+    # Write beside the target and rename, so an interrupted run never leaves a half-written file.
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save(tok, out_dir):
+    """Write tokenizer.json and tokenizer_config.json into out_dir (created if needed)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"{out_dir}: expected a directory for --out_dir, got an existing file; "
+                        "choose another --out_dir")
+    os.makedirs(out_dir, exist_ok=True)
+    _write_atomic(os.path.join(out_dir, "tokenizer.json"), tok.to_str(pretty=True))
+    _write_atomic(os.path.join(out_dir, "tokenizer_config.json"),
+                  json.dumps(tokenizer_config(), ensure_ascii=False, indent=2) + "\n")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train MiniMind's byte-level BPE tokenizer (vocab 6400, ChatML).")
+    p.add_argument("--data_path", default="./dataset/pretrain_hq.jsonl",
+                   help='pretrain JSONL, one {"text": ...} per line (default: %(default)s)')
+    p.add_argument("--vocab_size", type=int, default=6400, help="vocabulary size incl. the 3 special tokens")
+    p.add_argument("--out_dir", default="./model",
+                   help="directory to write tokenizer.json and tokenizer_config.json (default: %(default)s, "
+                        "the --tokenizer_path every other script reads)")
+    p.add_argument("--max_samples", type=int, default=None,
+                   help="train on the first N texts only (default: the whole file)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.vocab_size < MIN_VOCAB:
+        raise UserError(f"--vocab_size: expected at least {MIN_VOCAB} (256 bytes + {len(SPECIAL_TOKENS)} "
+                        f"special tokens), got {args.vocab_size}; pass a larger --vocab_size")
+    if args.max_samples is not None and args.max_samples < 1:
+        raise UserError(f"--max_samples: expected a positive number, got {args.max_samples}; "
+                        "drop the flag to use the whole file")
+    if not os.path.isfile(args.data_path):
+        raise UserError(f"{args.data_path}: expected a pretrain JSONL file, got no such file; "
+                        "pass --data_path (MiniMind's pretrain_hq.jsonl, or dataset/demo/pretrain.jsonl)")
+    t0 = time.time()
+    tok, stats = train(args.data_path, args.vocab_size, args.max_samples, show_progress=not args.quiet)
+    save(tok, args.out_dir)
+    sample = [t for batch in iter_texts(args.data_path, max_samples=2000) for t in batch]
+    n_tokens = sum(len(e.ids) for e in tok.encode_batch(sample, add_special_tokens=False))
+    ratio = sum(map(len, sample)) / max(n_tokens, 1)
+    print(f"trained vocab {tok.get_vocab_size()} on {stats['texts']} texts ({stats['chars']} chars) "
+          f"in {time.time() - t0:.1f}s; {ratio:.2f} chars/token on the first {len(sample)} training texts; "
+          f"wrote {args.out_dir}/tokenizer.json and tokenizer_config.json")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as e:
+        print(f"train_tokenizer.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # unreadable input, unwritable output directory
+        print(f"train_tokenizer.py: error: {e.filename}: {e.strerror}; check the path and its permissions",
+              file=sys.stderr)
+        sys.exit(2)
