@@ -279,9 +279,6 @@ def _encode_chunk(kind_name, path, first_line, lines, dtype_str, tok=None):
 
 def tokenizer_fingerprint(tok):
     """A hash of everything about a tokenizer that changes token ids or masks."""
-    fp = getattr(tok, "_minimind_fingerprint", None)
-    if fp:
-        return fp
     h = hashlib.sha256(type(tok).__name__.encode())
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is not None:
@@ -290,12 +287,7 @@ def tokenizer_fingerprint(tok):
         h.update(json.dumps(sorted(tok.get_vocab().items())).encode())
     h.update(str(getattr(tok, "chat_template", None)).encode())
     h.update(repr((tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, len(tok))).encode())
-    fp = h.hexdigest()
-    try:
-        tok._minimind_fingerprint = fp
-    except Exception:
-        pass
-    return fp
+    return h.hexdigest()
 
 
 def _file_signature(path):
