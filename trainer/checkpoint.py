@@ -45,6 +45,9 @@ def atomic_save(obj, path: str):
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the weights from other users
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()

@@ -1,0 +1,37 @@
+"""Pretraining: next-token prediction on {"text"} JSONL, from scratch by default.
+
+    python train_pretrain.py                                   # MiniMind2-Small (512 x 8)
+    torchrun --nproc_per_node 2 train_pretrain.py --n_layers 16 --dim 768 --use_wandb
+writes {out_dir}/pretrain_{dim}[_moe].pth, which train_full_sft.py starts from.
+"""
+from trainer.errors import run_main
+from trainer.args import str2bool
+from trainer.loop import LMStage, Trainer, make_parser
+
+
+def parse_args(argv=None):
+    p = make_parser("MiniMind Pretraining", stage="pretrain", epochs=1, batch_size=32, learning_rate=5e-4,
+                    accumulation_steps=8, max_seq_len=512, data_path="./dataset/pretrain_hq.jsonl",
+                    from_weight="none", save_weight="pretrain", wandb_project="MiniMind-Pretrain")
+    p.add_argument("--packed", type=str2bool, default=True, metavar="{1,0}",
+                   help="concatenate documents into full max_seq_len rows (no padding); 0 = one "
+                        "document per row, padded to the batch's longest")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from dataset.lm_dataset import PackedPretrainDataset, PretrainDataset, pad_collate
+    trainer = Trainer(args)
+    try:
+        model = trainer.build_model()
+        cls = PackedPretrainDataset if args.packed else PretrainDataset
+        train_ds = trainer.dataset(cls, args.data_path, max_length=args.max_seq_len)
+        val_ds = trainer.dataset(cls, args.val_data_path, max_length=args.max_seq_len) if args.val_data_path else None
+        trainer.fit(model, train_ds, pad_collate(trainer.pad_id), LMStage("pretrain", "Pretrain"), val_ds)
+    finally:
+        trainer.close()
+
+
+if __name__ == "__main__":
+    run_main(main)

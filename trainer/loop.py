@@ -1,0 +1,604 @@
+"""The training loop shared by train_pretrain.py, train_full_sft.py and train_dpo.py.
+
+A script parses its flags with `make_parser`, builds a `Trainer`, a model, its data sets, and hands
+`Trainer.fit` a `Stage` (its loss). Everything else lives here: devices and dtypes, DDP, batching,
+gradient accumulation and clipping, the LR schedule, logging (stdout, tqdm, wandb), validation,
+checkpoints and exact resume.
+
+Counting: a "step" is an optimizer step (--accumulation_steps micro-batches). --warmup_iters,
+--log_interval, --save_interval, --eval_interval and the cosine schedule all count steps.
+
+Distributed: run under torchrun and each process trains on a disjoint shard of every epoch
+(NCCL on CUDA, gloo on CPU). Multi-node is torchrun's usual
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 train_pretrain.py ...
+run on every node (same flags everywhere); only global rank 0 logs, saves and talks to wandb.
+
+Resume: every --save_interval steps, next to the weights ({out_dir}/{save_weight}_{dim}[_moe].pth),
+{save_weight}_{dim}[_moe]_resume.pth holds the full-precision model, optimizer, scaler, position
+(epoch, batches done, step), RNG states of every rank, the wandb run id, the stage's own state
+(DPO: the reference log-probs) and the configuration it belongs to. The batch order is a pure
+function of (seed, epoch, world size, batch size), so a resumed run regenerates it and skips
+what was done: on CPU in float32 its later losses equal an uninterrupted run's.
+"""
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from trainer.args import (ArgumentParser, add_common_args, add_model_args, build_config, check_device,
+                          load_tokenizer, nonneg_float, nonneg_int, positive_float, positive_int,
+                          resolve_dtype, str2bool)
+from trainer.checkpoint import (atomic_save, load_weights, made_by, resume_path, save_weights, unwrap,
+                                weight_path)
+from trainer.errors import UserError
+from trainer.sampler import LengthGroupedBatchSampler, ShardedEvalSampler
+from trainer.schedule import get_lr
+
+RESUME_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Flags
+
+def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumulation_steps,
+                max_seq_len, data_path, from_weight, save_weight, wandb_project, dim=512, n_layers=8,
+                log_interval=100, save_interval=100, lr_help=None):
+    """The flags every training script shares, with that stage's MiniMind2 defaults."""
+    p = ArgumentParser(description=description)
+    add_common_args(p)
+    add_model_args(p, dim=dim, n_layers=n_layers, max_seq_len=max_seq_len)
+    g = p.add_argument_group("training")
+    g.add_argument("--data_path", type=str, default=data_path, help="training JSONL (default %(default)s)")
+    g.add_argument("--epochs", type=positive_int, default=epochs)
+    g.add_argument("--batch_size", type=positive_int, default=batch_size, help="samples per micro-batch per process")
+    g.add_argument("--learning_rate", type=positive_float, default=learning_rate,
+                   help=lr_help or "peak learning rate (default %(default)s)")
+    g.add_argument("--accumulation_steps", type=positive_int, default=accumulation_steps,
+                   help="micro-batches per optimizer step (default %(default)s)")
+    g.add_argument("--grad_clip", type=nonneg_float, default=1.0, help="max grad norm, 0 = no clipping")
+    g.add_argument("--warmup_iters", type=nonneg_int, default=0, help="linear warmup, in optimizer steps")
+    g.add_argument("--log_interval", type=positive_int, default=log_interval, help="log every N optimizer steps")
+    g.add_argument("--save_interval", type=positive_int, default=save_interval,
+                   help="save weights + resume file every N optimizer steps (and at the end)")
+    g.add_argument("--num_workers", type=nonneg_int, default=1, help="DataLoader worker processes")
+    g.add_argument("--group_by_length", type=str2bool, default=True, metavar="{1,0}",
+                   help="batch samples of similar length together, so padding to the batch's longest wastes little")
+    g.add_argument("--from_weight", type=str, default=from_weight,
+                   help="start from {out_dir}/{from_weight}_{dim}[_moe].pth ('none' = from scratch; "
+                        "a path ending in .pth is used as is) (default %(default)s)")
+    g.add_argument("--save_weight", type=str, default=save_weight,
+                   help="write {out_dir}/{save_weight}_{dim}[_moe].pth (default %(default)s)")
+    g.add_argument("--from_resume", type=int, choices=[0, 1], default=0,
+                   help="1 = continue from {out_dir}/{save_weight}_{dim}[_moe]_resume.pth if it exists")
+    g.add_argument("--val_data_path", type=str, default=None, help="held-out JSONL for validation loss/perplexity")
+    g.add_argument("--eval_interval", type=positive_int, default=None,
+                   help="validate every N optimizer steps (default: --save_interval) and at the end")
+    g = p.add_argument_group("logging")
+    g.add_argument("--use_wandb", action="store_true", help="log to Weights & Biases (WANDB_MODE=offline works)")
+    g.add_argument("--wandb_project", type=str, default=wandb_project)
+    # MiniMind's launch flags: torchrun's environment decides, these are accepted and ignored.
+    p.add_argument("--ddp", action="store_true", help=argparse_suppress())
+    p.add_argument("--local_rank", type=int, default=-1, help=argparse_suppress())
+    p.set_defaults(stage=stage)
+    return p
+
+
+def argparse_suppress():
+    import argparse
+    return argparse.SUPPRESS
+
+
+# ----------------------------------------------------------------------------------------------
+# Stages: what differs between pretraining, SFT and DPO
+
+class Stage:
+    """A training objective. `loss` returns (scalar loss to backprop, {metric: per-sample values})."""
+    name = "stage"
+    title = "Stage"
+    eval_keys = ()
+
+    def loss(self, model, batch):
+        raise NotImplementedError
+
+    def eval_sums(self, model, batch):
+        """{key: summed tensor} over one validation batch, for every key in eval_keys."""
+        raise NotImplementedError
+
+    def eval_metrics(self, sums):
+        raise NotImplementedError
+
+    def prepare(self, trainer, model, train_ds, val_ds, collate, resume_state):
+        """Called once before training, with the starting weights loaded (DPO caches its reference here)."""
+
+    def state_dict(self):
+        return {}
+
+    def fingerprint(self):
+        """Settings that change the stage's math: a resume file made with others is refused."""
+        return {}
+
+
+class LMStage(Stage):
+    """Next-token cross-entropy over the masked targets (pretraining: all; SFT: assistant tokens)."""
+    eval_keys = ("ce_sum", "tokens")
+
+    def __init__(self, name, title):
+        self.name, self.title = name, title
+
+    def loss(self, model, batch):
+        from trainer.losses import masked_ce
+        X, Y, mask = batch
+        out = model(X)
+        loss = masked_ce(out.logits, Y, mask)
+        return add_aux_loss(loss, out)
+
+    def eval_sums(self, model, batch):
+        from trainer.losses import masked_ce_sum
+        X, Y, mask = batch
+        s, n = masked_ce_sum(model(X).logits, Y, mask)
+        return {"ce_sum": s.double(), "tokens": n.double()}
+
+    def eval_metrics(self, sums):
+        loss = (sums["ce_sum"] / max(sums["tokens"], 1.0))
+        return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+def add_aux_loss(loss, out, metrics=None):
+    """Add the MoE load-balancing loss (0 for dense models); log it when it is live."""
+    metrics = {} if metrics is None else metrics
+    aux = getattr(out, "aux_loss", None)
+    if aux is not None:
+        loss = loss + aux
+        if torch.is_tensor(aux) and aux.requires_grad:
+            metrics["aux_loss"] = aux.detach().reshape(1)
+    return loss, metrics
+
+
+def to_device(batch, device):
+    nb = device.type == "cuda"
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=nb) for k, v in batch.items()}
+    return tuple(t.to(device, non_blocking=nb) for t in batch)
+
+
+class CountingCollate:
+    """Wraps a collate_fn to also return the batch's real (non-pad) input token count."""
+
+    def __init__(self, collate):
+        self.collate = collate
+
+    def __call__(self, items):
+        n = 0
+        for it in items:
+            n += len(it["x_chosen"]) + len(it["x_rejected"]) if isinstance(it, dict) else len(it[0])
+        return self.collate(items), n
+
+
+def fmt_duration(s):
+    s = int(max(0, s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _file_id(path):
+    try:
+        st = os.stat(path)
+        return {"path": os.path.abspath(path), "size": st.st_size}
+    except OSError:
+        return {"path": os.path.abspath(path), "size": None}
+
+
+def _rng_state():
+    st = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    st["numpy"] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st):
+    torch.set_rng_state(st["torch"])
+    random.setstate(_as_tuple(st["python"]))
+    name, keys, pos, has_gauss, cached = st["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer
+
+class Trainer:
+    def __init__(self, args):
+        self.args = args
+        self.bar = None
+        self.wandb = None
+        self._setup_distributed()
+        self.dtype = resolve_dtype(args.dtype, self.device)
+        if self.device.type == "cuda" and self.dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise UserError(f"--dtype bfloat16: {torch.cuda.get_device_name(self.device)} has no bfloat16; "
+                            "use --dtype float16")
+        if self.dtype == torch.float32:
+            self.autocast = nullcontext
+        else:
+            self.autocast = lambda: torch.autocast(self.device.type, dtype=self.dtype)
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)  # same on every rank: identical initial weights
+        self.tokenizer = load_tokenizer(args.tokenizer_path)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if self.is_main:
+            os.makedirs(args.out_dir, exist_ok=True)
+
+    # -- distributed -------------------------------------------------------------------------
+    def _setup_distributed(self):
+        args = self.args
+        device = check_device(args.device)
+        self.ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+        self.rank, self.world_size, self.local_rank = 0, 1, 0
+        if self.ddp:
+            self.rank = int(os.environ["RANK"])
+            self.world_size = int(os.environ["WORLD_SIZE"])
+            self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            if device.type == "cuda":
+                device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(device)
+                dist.init_process_group("nccl", device_id=device)
+            else:
+                dist.init_process_group("gloo")
+        self.device = device
+        self.is_main = self.rank == 0
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
+        if self.ddp and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+    def barrier(self):
+        if self.ddp:
+            dist.barrier()
+
+    def log(self, msg):
+        if not self.is_main:
+            return
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            print(msg, flush=True)
+
+    # -- model and data ----------------------------------------------------------------------
+    def build_model(self):
+        """MiniMindForCausalLM from the flags, size printed first, --from_weight loaded strictly."""
+        from model import MiniMindForCausalLM
+        args = self.args
+        try:
+            cfg = build_config(args)
+        except ValueError as e:
+            raise UserError(f"--dim {args.dim} --n_layers {args.n_layers}: {e}")
+        if len(self.tokenizer) > cfg.vocab_size:
+            raise UserError(f"{args.tokenizer_path}: tokenizer has {len(self.tokenizer)} tokens, "
+                            f"more than the model's vocab_size {cfg.vocab_size}; use MiniMind's tokenizer (./model)")
+        torch.manual_seed(args.seed)
+        model = MiniMindForCausalLM(cfg)
+        n_params = sum(p.numel() for p in model.parameters())
+        self.log(f"LLM total params: {n_params / 1e6:.3f} M")
+        self.n_params = n_params
+        src = self.from_weight_path()
+        if src is not None:
+            load_weights(model, src, made_by=made_by(args.from_weight))
+            self.log(f"loaded {src}")
+        return model.to(self.device)
+
+    def from_weight_path(self):
+        a = self.args
+        if a.from_weight.lower() == "none":
+            return None
+        if a.from_weight.endswith(".pth") or os.sep in a.from_weight:
+            return a.from_weight
+        return weight_path(a.out_dir, a.from_weight, a.dim, a.use_moe)
+
+    def dataset(self, cls, path, **kw):
+        """Build a data set; rank 0 first, so it alone tokenizes and writes the token cache."""
+        ds = None
+        if self.is_main:
+            ds = cls(path, self.tokenizer, **kw)
+        self.barrier()
+        if ds is None:
+            ds = cls(path, self.tokenizer, verbose=False, **kw)
+        if len(ds) == 0:
+            raise UserError(f"{path}: no usable samples; check the file")
+        return ds
+
+    # -- resume ------------------------------------------------------------------------------
+    def out_paths(self):
+        a = self.args
+        return (weight_path(a.out_dir, a.save_weight, a.dim, a.use_moe),
+                resume_path(a.out_dir, a.save_weight, a.dim, a.use_moe))
+
+    def fingerprint(self, stage):
+        a = self.args
+        fp = {"stage": stage.name, "dim": a.dim, "n_layers": a.n_layers, "use_moe": bool(a.use_moe),
+              "max_seq_len": a.max_seq_len, "data": _file_id(a.data_path), "epochs": a.epochs,
+              "batch_size": a.batch_size, "accumulation_steps": a.accumulation_steps,
+              "learning_rate": a.learning_rate, "warmup_iters": a.warmup_iters, "grad_clip": a.grad_clip,
+              "seed": a.seed, "world_size": self.world_size, "group_by_length": bool(a.group_by_length),
+              "dtype": str(self.dtype).replace("torch.", "")}
+        for k, v in stage.fingerprint().items():
+            fp[k] = v
+        return fp
+
+    FLAG_OF = {"data": "--data_path", "world_size": "processes (torchrun --nproc_per_node x nodes)",
+               "stage": "script"}
+
+    def load_resume(self, stage):
+        a = self.args
+        _, path = self.out_paths()
+        if not os.path.exists(path):
+            self.log(f"no resume file at {path}; starting from the beginning")
+            return None
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UserError(f"{path}: unreadable resume file ({type(e).__name__}); delete it or run without --from_resume 1")
+        if not isinstance(st, dict) or st.get("format") != RESUME_FORMAT:
+            raise UserError(f"{path}: not a resume file of this trainer; delete it or run without --from_resume 1")
+        want, have = self.fingerprint(stage), st["config"]
+        diffs = []
+        for k in sorted(set(want) | set(have)):
+            if want.get(k) != have.get(k):
+                flag = self.FLAG_OF.get(k, "--" + k)
+                old, new = have.get(k), want.get(k)
+                if k == "data":
+                    old, new = (f"{old['path']} ({old['size']} bytes)" if old else None,
+                                f"{new['path']} ({new['size']} bytes)")
+                diffs.append(f"{flag} {old} (now {new})")
+        if diffs:
+            raise UserError(f"{path}: resume file belongs to a different configuration: " + "; ".join(diffs[:4])
+                            + "; rerun with the same settings, or without --from_resume 1 to start over")
+        return st
+
+    def save(self, model, optimizer, scaler, stage, epoch, batch_in_epoch, step, final=False):
+        """Weights (half precision, MiniMind2's format) then the resume file, both atomic."""
+        # every rank's RNG goes into the file: gathered collectively, written by rank 0
+        rng = _rng_state()
+        if self.ddp:
+            gathered = [None] * self.world_size
+            dist.all_gather_object(gathered, rng)
+        else:
+            gathered = [rng]
+        if not self.is_main:
+            return
+        wpath, rpath = self.out_paths()
+        save_weights(model, wpath)
+        atomic_save({
+            "format": RESUME_FORMAT,
+            "config": self.fingerprint(stage),
+            "model": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch, "batch": batch_in_epoch, "step": step,
+            "rng": gathered,
+            "wandb_id": self.wandb_id,
+            "stage": stage.state_dict(),
+        }, rpath)
+        self.log(f"saved {wpath} (step {step}{', final' if final else ''})")
+
+    # -- validation --------------------------------------------------------------------------
+    def evaluate(self, model, val_ds, collate, stage):
+        raw = unwrap(model)
+        was_training = raw.training
+        raw.eval()
+        sampler = ShardedEvalSampler(val_ds.lengths, self.args.batch_size, self.rank, self.world_size)
+        loader = DataLoader(val_ds, batch_sampler=sampler, collate_fn=collate, num_workers=0)
+        sums = {k: torch.zeros((), dtype=torch.float64, device=self.device) for k in stage.eval_keys}
+        with torch.no_grad(), self.autocast():
+            for batch in loader:
+                for k, v in stage.eval_sums(raw, to_device(batch, self.device)).items():
+                    sums[k] += v.to(torch.float64)
+        if self.ddp:
+            vec = torch.stack([sums[k] for k in stage.eval_keys])
+            dist.all_reduce(vec)
+            sums = dict(zip(stage.eval_keys, vec))
+        raw.train(was_training)
+        return stage.eval_metrics({k: float(v) for k, v in sums.items()})
+
+    # -- wandb -------------------------------------------------------------------------------
+    def _init_wandb(self, stage, resume_id, total_steps):
+        a = self.args
+        if not (a.use_wandb and self.is_main):
+            return
+        import wandb  # only with --use_wandb: importing it costs seconds
+        self.wandb_id = resume_id or wandb.util.generate_id()
+        config = {k: v for k, v in vars(a).items() if k not in ("ddp", "local_rank")}
+        config.update(world_size=self.world_size, total_steps=total_steps, n_params=self.n_params,
+                      dtype_resolved=str(self.dtype).replace("torch.", ""))
+        name = (f"MiniMind-{stage.title}-Epoch-{a.epochs}-BatchSize-{a.batch_size}-LearningRate-{a.learning_rate}"
+                f"-{a.dim}{'-moe' if a.use_moe else ''}")
+        self.wandb = wandb.init(project=a.wandb_project, name=name, config=config, id=self.wandb_id,
+                                resume="allow")
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self, model, train_ds, collate, stage, val_ds=None):
+        a = self.args
+        sampler = LengthGroupedBatchSampler(train_ds.lengths, a.batch_size, self.rank, self.world_size,
+                                            seed=a.seed, group_by_length=a.group_by_length)
+        batches_per_epoch = len(sampler)
+        steps_per_epoch = -(-batches_per_epoch // a.accumulation_steps)
+        total_steps = a.epochs * steps_per_epoch
+        eval_interval = a.eval_interval or a.save_interval
+
+        optimizer = torch.optim.AdamW(model.parameters(), lr=a.learning_rate)
+        # loss scaling only for float16: bfloat16 has float32's range
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+        resume = self.load_resume(stage) if a.from_resume else None
+        stage.prepare(self, model, train_ds, val_ds, collate, resume["stage"] if resume else None)
+        start_epoch, start_batch, step = 0, 0, 0
+        self.wandb_id = None
+        if resume is not None:
+            unwrap(model).load_state_dict(resume["model"], strict=True)
+            optimizer.load_state_dict(resume["optimizer"])
+            scaler.load_state_dict(resume["scaler"])
+            start_epoch, start_batch, step = resume["epoch"], resume["batch"], resume["step"]
+            rngs = resume["rng"]
+            _set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+            self.wandb_id = resume.get("wandb_id")
+            self.log(f"resumed from epoch {start_epoch + 1} step {step}")
+        self._init_wandb(stage, self.wandb_id, total_steps)
+
+        train_model = model
+        if self.ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            # rotary tables are constant buffers: nothing to broadcast each forward
+            train_model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                              broadcast_buffers=False)
+        model.train()
+
+        self.log(f"{len(train_ds)} samples, {self.world_size} process(es), {batches_per_epoch} batches of "
+                 f"{a.batch_size} per process per epoch, {total_steps} optimizer steps")
+        if self.is_main and sys.stdout.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
+
+        if step >= total_steps:
+            self.log("nothing to do: the resume file is from a finished run")
+        window = _Window(self.device)
+        t_start, step_at_start = time.time(), step
+        t_window = time.time()
+        last_val = None
+        for epoch in range(start_epoch, a.epochs):
+            first = start_batch if epoch == start_epoch else 0
+            if first >= batches_per_epoch:
+                continue
+            sampler.set_epoch(epoch, first)
+            loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=CountingCollate(collate),
+                                num_workers=a.num_workers, pin_memory=self.device.type == "cuda",
+                                generator=torch.Generator())  # leave the global RNG alone
+            b = first
+            for batch, ntok in loader:
+                group_start = b - b % a.accumulation_steps
+                group_size = min(a.accumulation_steps, batches_per_epoch - group_start)
+                last_in_group = b + 1 == group_start + group_size
+                lr = get_lr(step, total_steps, a.learning_rate, a.warmup_iters)
+                for pg in optimizer.param_groups:
+                    pg["lr"] = lr
+                batch = to_device(batch, self.device)
+                sync = nullcontext() if (last_in_group or not self.ddp) else train_model.no_sync()
+                with sync:
+                    with self.autocast():
+                        loss, metrics = stage.loss(train_model, batch)
+                    scaler.scale(loss / group_size).backward()
+                window.add(loss.detach(), metrics, ntok)
+                b += 1
+                if not last_in_group:
+                    continue
+
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                           a.grad_clip if a.grad_clip > 0 else float("inf"))
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                window.grad_norm(grad_norm)
+                if self.bar is not None:
+                    self.bar.update(1)
+                done = step == total_steps
+
+                if step % a.log_interval == 0 or done:
+                    stats = window.reduce(self.ddp)
+                    now = time.time()
+                    tps = stats.pop("tokens") / max(now - t_window, 1e-9)
+                    eta = (now - t_start) / max(step - step_at_start, 1) * (total_steps - step)
+                    self._log_step(epoch, step, total_steps, lr, stats, tps, eta)
+                    window = _Window(self.device)
+                    t_window = time.time()
+                if val_ds is not None and (step % eval_interval == 0 or done):
+                    last_val = self.evaluate(model, val_ds, collate, stage)
+                    self.log(f"step {step}/{total_steps} " + " ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
+                    if self.wandb is not None:
+                        self.wandb.log(last_val, step=step)
+                if step % a.save_interval == 0 or done:
+                    pos_epoch, pos_batch = (epoch + 1, 0) if b >= batches_per_epoch else (epoch, b)
+                    self.save(model, optimizer, scaler, stage, pos_epoch, pos_batch, step, final=done)
+            start_batch = 0
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        return last_val
+
+    def _log_step(self, epoch, step, total, lr, stats, tps, eta):
+        a = self.args
+        loss = stats.pop("loss")
+        gn = stats.pop("grad_norm")
+        line = (f"epoch {epoch + 1}/{a.epochs} step {step}/{total} loss {loss:.6f} lr {lr:.3e} "
+                f"grad_norm {gn:.4f} tok/s {tps:.0f} eta {fmt_duration(eta)}")
+        if stats:
+            line += " " + " ".join(f"{k} {v:.4f}" for k, v in stats.items())
+        self.log(line)
+        if self.wandb is not None:
+            self.wandb.log({"loss": loss, "lr": lr, "grad_norm": gn, "tokens_per_sec": tps,
+                            "epoch": epoch + 1, **stats}, step=step)
+
+
+class _Window:
+    """Sums since the last log line; reduced across ranks only when logging (one all_reduce)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.n = 0
+        self.tokens = 0
+        self.metric_sums, self.metric_counts = {}, {}
+        self.gn_sum, self.gn_n = torch.zeros((), dtype=torch.float64, device=device), 0
+
+    def add(self, loss, metrics, ntok):
+        self.loss += loss.to(torch.float64)
+        self.n += 1
+        self.tokens += ntok
+        for k, v in metrics.items():
+            v = v.detach().to(torch.float64)
+            self.metric_sums[k] = self.metric_sums.get(k, 0) + v.sum()
+            self.metric_counts[k] = self.metric_counts.get(k, 0) + v.numel()
+
+    def grad_norm(self, gn):
+        self.gn_sum += gn.detach().to(torch.float64)
+        self.gn_n += 1
+
+    def reduce(self, ddp):
+        keys = sorted(self.metric_sums)
+        vals = [self.loss, torch.tensor(float(self.n), dtype=torch.float64, device=self.device),
+                torch.tensor(float(self.tokens), dtype=torch.float64, device=self.device)]
+        for k in keys:
+            vals += [torch.as_tensor(self.metric_sums[k], dtype=torch.float64, device=self.device).reshape(()),
+                     torch.tensor(float(self.metric_counts[k]), dtype=torch.float64, device=self.device)]
+        vec = torch.stack(vals)
+        if ddp:
+            dist.all_reduce(vec)
+        vec = vec.tolist()
+        out = {"loss": vec[0] / max(vec[1], 1), "tokens": vec[2],
+               # the clipped-over norm is the same on every rank (gradients are already averaged)
+               "grad_norm": float(self.gn_sum) / max(self.gn_n, 1)}
+        for i, k in enumerate(keys):
+            out[k] = vec[3 + 2 * i] / max(vec[4 + 2 * i], 1)
+        return out
