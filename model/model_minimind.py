@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as hf_init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 
-class MiniMindConfig(PretrainedConfig):
+class MiniMindConfig(PreTrainedConfig):
     model_type = "minimind"
 
     def __init__(
@@ -150,7 +150,8 @@ def rotate_half(x):
 
 
 def apply_rotary(x, cos, sin):
-    return (x.float() * cos + rotate_half(x.float()) * sin).type_as(x)
+    x32 = x.float()  # rotate in float32: bf16 angles lose position information at long context
+    return (x32 * cos + rotate_half(x32) * sin).type_as(x)
 
 
 class Attention(nn.Module):
@@ -237,10 +238,11 @@ class MoEFeedForward(nn.Module):
         slot_expert = top_expert.flatten()
         slot_order = slot_expert.argsort(stable=True)
         tokens_per_expert = torch.bincount(slot_expert, minlength=self.n_experts).tolist()
+        slot_weight = top_weight.flatten()
         y = torch.zeros_like(x_flat)
         for expert, slots in zip(self.experts, slot_order.split(tokens_per_expert)):
             token_idx = slots // self.top_k
-            out = expert(x_flat[token_idx]) * top_weight.flatten()[slots, None]
+            out = expert(x_flat[token_idx]) * slot_weight[slots, None]
             y.index_add_(0, token_idx, out.to(y.dtype))
         for expert in self.shared_experts:
             y = y + expert(x_flat)
@@ -281,7 +283,10 @@ def build_attention_mask(attention_mask, q_len, past_len, device):
     """Boolean (B, 1, q_len, past_len + q_len) mask for SDPA, True = may attend; None = plain causal.
 
     attention_mask is the usual (B, past_len + q_len) 1/0 padding mask over every position so far.
+    A 4-D mask is taken as already built (generate() makes one for a static, compilable cache).
     """
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return attention_mask
     if attention_mask is None and (past_len == 0 or q_len == 1):
         return None  # SDPA's is_causal (or, for one new token, no mask at all) says it all
     q_pos = torch.arange(past_len, past_len + q_len, device=device)[:, None]
@@ -337,7 +342,6 @@ class MiniMindForCausalLM(PreTrainedModel, GenerationMixin):
     base_model_prefix = "model"
     _no_split_modules = ["MiniMindBlock"]
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-    _supports_sdpa = True
 
     def __init__(self, config: MiniMindConfig):
         super().__init__(config)
