@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
-from transformers import initialization as hf_init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -124,24 +123,17 @@ class RMSNorm(nn.Module):
         return (self.weight * x32).type_as(x)
 
 
-class RotaryEmbedding(nn.Module):
-    """cos/sin tables for the given positions, computed on the fly (cheap, and any position_ids work)."""
+def rotary_cos_sin(position_ids, head_dim, theta):
+    """cos/sin of the rotary angles for the given positions: (B or 1, T) -> 2 x (B or 1, 1, T, head_dim), float32.
 
-    def __init__(self, config: MiniMindConfig):
-        super().__init__()
-        self.head_dim = config.head_dim
-        self.theta = config.rope_theta
-        # non-persistent: not in the state_dict (MiniMind2 and Llama checkpoints have no rotary keys)
-        self.register_buffer("inv_freq", self.compute_inv_freq(), persistent=False)
-
-    def compute_inv_freq(self):
-        return 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim))
-
-    def forward(self, position_ids):
-        # position_ids (B or 1, T) -> cos, sin (B or 1, 1, T, head_dim), float32
-        angles = position_ids[..., None].float() * self.inv_freq
-        angles = torch.cat((angles, angles), dim=-1)  # "rotate_half" layout: first half pairs with second half
-        return angles.cos()[:, None], angles.sin()[:, None]
+    Computed on every call rather than kept as a buffer: it costs a few tiny kernels, lets any position_ids
+    through (left padding), cannot be lost to meta-device loading or rounded by model.to(bfloat16), and
+    leaves the state_dict with exactly MiniMind2's / Llama's keys.
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device).float() / head_dim))
+    angles = position_ids[..., None].float() * inv_freq
+    angles = torch.cat((angles, angles), dim=-1)  # "rotate_half" layout: dim i pairs with dim i + head_dim/2
+    return angles.cos()[:, None], angles.sin()[:, None]
 
 
 def rotate_half(x):
@@ -314,7 +306,7 @@ class MiniMindModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(MiniMindBlock(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config)
+        self.head_dim, self.rope_theta = config.head_dim, config.rope_theta
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None):
         B, T = input_ids.shape
@@ -325,7 +317,7 @@ class MiniMindModel(nn.Module):
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
             else:
                 position_ids = torch.arange(past_len, past_len + T, device=input_ids.device)[None]
-        rotary = self.rotary_emb(position_ids)
+        rotary = rotary_cos_sin(position_ids, self.head_dim, self.rope_theta)
         mask = build_attention_mask(attention_mask, T, past_len, input_ids.device)
 
         x = self.dropout(self.embed_tokens(input_ids))
@@ -347,13 +339,8 @@ class MiniMindForCausalLM(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = MiniMindModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()  # initialises weights and ties lm_head to the embedding
-
-    def _init_weights(self, module):
-        super()._init_weights(module)  # normal(0, initializer_range) linears/embeddings, ones for norms
-        if isinstance(module, RotaryEmbedding):
-            # from_pretrained builds the model on the meta device, so non-persistent buffers are recomputed here
-            hf_init.copy_(module.inv_freq, module.compute_inv_freq())
+        # transformers' default init: normal(0, initializer_range) weights, ones for norms; ties lm_head
+        self.post_init()
 
     def forward(
         self,
