@@ -4,9 +4,9 @@ MiniMind2 as a Hugging Face causal LM, dense and mixture-of-experts, in one file
 The architecture is MiniMind2's (a small Llama): pre-norm blocks, RMSNorm, rotary
 position embedding, grouped-query attention and a SwiGLU MLP, the input embedding
 tied to the LM head; the MoE variant swaps each MLP for 4 routed experts (top-2)
-plus 1 shared expert. Parameter and buffer names are Llama's, so the same weights
-load into MiniMind2's own code, into transformers.LlamaForCausalLM (dense), and
-from there into vLLM / llama.cpp / Ollama.
+plus 1 shared expert. Parameter names are MiniMind2's, which are Llama's: MiniMind2
+checkpoints load as they are, and dense weights load into transformers.LlamaForCausalLM
+(and from there into vLLM / llama.cpp / Ollama).
 
 Sizes (unique parameters): 512 x 8 = 25.830M (MiniMind2-Small),
 768 x 16 = 104.031M (MiniMind2), 640 x 8 with MoE = 145.030M (MiniMind2-MoE).
@@ -356,11 +356,16 @@ class MiniMindForCausalLM(PreTrainedModel, GenerationMixin):
     ) -> MiniMindCausalLMOutput:
         """
         input_ids (B, T); attention_mask (B, past + T) with 1 = token, 0 = padding (left or right);
-        position_ids default to counting real tokens. The KV cache is a transformers Cache: generate()
-        passes it as `cache` (transformers 5), older callers as `past_key_values`.
+        position_ids default to counting real tokens. Training batches padded on the right need no
+        attention_mask: causal attention already hides trailing pads from real tokens, and without a
+        mask SDPA keeps its fastest (flash) kernel.
+        The KV cache is a transformers Cache: generate() passes it as `cache` (transformers 5), older
+        callers as `past_key_values`; the output carries it as `.cache`.
         labels (B, T) gives the shifted next-token cross-entropy, -100 = ignore.
         logits_to_keep=n computes logits for the last n positions only (0 = all): generation needs one.
         """
+        if labels is not None and logits_to_keep:
+            raise ValueError("labels need the logits of every position; do not combine them with logits_to_keep")
         cache = cache if cache is not None else past_key_values
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)

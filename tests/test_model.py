@@ -97,6 +97,10 @@ def test_forward_returns_logits_loss_aux_and_cache():
     assert last.shape == (2, 1, VOCAB)
     torch.testing.assert_close(last, out.logits[:, -1:])
     assert model(ids).cache is None
+    with pytest.raises(ValueError, match="logits_to_keep"):
+        model(ids, labels=labels, logits_to_keep=1)
+    with pytest.raises(ValueError, match="attention_mask covers 5 positions, expected past .0. . new .12. = 12"):
+        model(ids, attention_mask=torch.ones(2, 5))
 
 
 def test_cached_forward_in_chunks_equals_one_pass():
