@@ -71,8 +71,9 @@ def get_parser():
     p = argparse.ArgumentParser(description="Chat with a MiniMind model", conflict_handler="resolve")
     add_model_args(p)
     add_common_args(p, seed=None)
-    # None = the directory of a --load 1 model when it has a tokenizer, else the repo's ./model
-    p.set_defaults(tokenizer_path=None)
+    p.add_argument("--tokenizer_path", type=str, default=None,
+                   help="tokenizer directory (default: the --load 1 directory when it holds one, "
+                        "else the repo's ./model)")
     p.add_argument("--seed", type=nonneg_int, default=None,
                    help="fixed seed, re-applied before every answer so answers are reproducible "
                         "(default: a fresh random seed per question)")
@@ -130,6 +131,8 @@ def load_model(args):
             raise UserError(f"{os.path.join(path, 'config.json')}: not found; --model_path must be a directory "
                             "written by save_pretrained (e.g. scripts/convert_model.py), or use --load 0 with .pth weights")
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()  # a bar on stderr for a one-file load is noise in the chat
         try:
             net = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except (OSError, ValueError) as e:

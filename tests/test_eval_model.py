@@ -260,6 +260,24 @@ def test_history_end_to_end(ckpts, tok_dir, capsys, monkeypatch):
     assert QUESTION in seen[1] and ANSWER in seen[1] and "Why?" in seen[1]
 
 
+def test_generation_uses_generate_with_the_kv_cache(ckpts, tokenizer, monkeypatch):
+    _, chat_model = ckpts
+    args = eval_model.get_parser().parse_args(["--temperature", "0", "--stream", "1"])
+    chat = eval_model.Chat(chat_model, tokenizer, args, out=io.StringIO())
+    prompt_len = len(tokenizer(chat.prompt_for(QUESTION), add_special_tokens=False)["input_ids"])
+    fed = []
+    real_forward = chat_model.forward
+
+    def spy(input_ids, *a, **kw):
+        fed.append(input_ids.shape[1])
+        return real_forward(input_ids, *a, **kw)
+
+    monkeypatch.setattr(chat_model, "forward", spy)
+    assert chat.ask(QUESTION) == ANSWER
+    # the prompt once, then one new token per step: the cache holds everything else
+    assert fed[0] == prompt_len and len(fed) > 5 and set(fed[1:]) == {1}
+
+
 # ---------------------------------------------------------------------- seeds, streaming
 
 def _continuations(capsys, monkeypatch, out_dir, tok_dir, *extra, stdin="1\nThe sky\nThe sky\n"):
