@@ -18,6 +18,7 @@ answer are two) in the prompt, as MiniMind2: an even number keeps whole exchange
 import argparse
 import os
 import random
+import re
 import sys
 import threading
 
@@ -25,10 +26,10 @@ import torch
 
 from trainer.args import (add_common_args, add_model_args, build_config, check_device, load_tokenizer,
                           nonneg_float, nonneg_int, positive_float, positive_int, resolve_dtype)
-from trainer.checkpoint import MADE_BY, load_weights, weight_path
+from trainer.checkpoint import load_weights, made_by, weight_path
 from trainer.errors import UserError, run_main
 
-# --model_mode -> checkpoint name; the script that writes each is trainer.checkpoint.MADE_BY.
+# --model_mode -> checkpoint name; trainer.checkpoint.made_by knows the script that writes each.
 MODEL_MODES = {0: "pretrain", 1: "full_sft", 2: "rlhf"}
 
 # A pretrained model cannot follow instructions yet, so it is shown beginnings to continue.
@@ -93,7 +94,7 @@ def get_parser():
                    help="1: print the answer token by token, 0: print it whole (default 1)")
     p.add_argument("--temperature", type=nonneg_float, default=0.85,
                    help="sampling temperature; 0 = greedy (default %(default)s)")
-    p.add_argument("--top_p", type=positive_float, default=0.85, help="nucleus sampling mass (default %(default)s)")
+    p.add_argument("--top_p", type=probability, default=0.85, help="nucleus sampling mass (default %(default)s)")
     p.add_argument("--max_new_tokens", "--max_seq_len", dest="max_new_tokens", type=positive_int, default=8192,
                    help="longest answer in tokens; generation also stops at <|im_end|> (default %(default)s)")
     p.add_argument("--history_cnt", type=nonneg_int, default=0,
@@ -112,11 +113,15 @@ def checkpoint_file(args) -> str:
 
 
 def _maker(path) -> str:
-    stem = os.path.basename(path)
-    for name, script in MADE_BY.items():
-        if stem.startswith(name + "_"):
-            return script
-    return "the training script that saved it"
+    # out/full_sft_768_moe.pth -> full_sft -> train_full_sft.py
+    return made_by(re.sub(r"(_\d+)?(_moe)?\.pth$", "", os.path.basename(path)))
+
+
+def probability(v) -> float:
+    f = positive_float(v)
+    if f > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {v!r}")
+    return f
 
 
 def load_model(args):

@@ -368,6 +368,12 @@ def test_missing_weights_name_file_and_script(mode, name, script, tok_dir, capsy
     assert "Traceback" not in err
 
 
+def test_missing_weights_hint_for_other_names_and_paths():
+    assert eval_model._maker("out/full_sft_768_moe.pth") == "train_full_sft.py"
+    assert eval_model._maker("/ckpt/rlhf_512.pth") == "train_dpo.py"
+    assert "--save_weight my_run" in eval_model._maker("out/my_run_512.pth")
+
+
 def _script(args, **kw):
     return subprocess.Popen([sys.executable, str(ROOT / "eval_model.py"), *args], cwd=ROOT, text=True,
                             encoding="utf-8", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
