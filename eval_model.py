@@ -23,6 +23,7 @@ import sys
 import threading
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from trainer.args import (add_common_args, add_model_args, build_config, check_device, load_tokenizer,
                           nonneg_float, nonneg_int, positive_float, positive_int, resolve_dtype)
@@ -190,7 +191,7 @@ def keep_history(messages, history_cnt):
     return kept
 
 
-class _StopOnEvent:
+class _StopOnEvent(StoppingCriteria):
     """StoppingCriteria that ends generate() once the event is set (Ctrl-C in the reader)."""
 
     def __init__(self, event):
@@ -200,16 +201,15 @@ class _StopOnEvent:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def _streamer_class():
-    from transformers import TextIteratorStreamer
+class AnswerStreamer(TextIteratorStreamer):
+    """TextIteratorStreamer that also drops a character cut in half by max_new_tokens.
 
-    class AnswerStreamer(TextIteratorStreamer):
-        # An answer cut by max_new_tokens can end inside a multi-byte character; the
-        # streamer would flush its replacement char at the end, so drop it instead.
-        def on_finalized_text(self, text, stream_end=False):
-            super().on_finalized_text(text.rstrip("\ufffd") if stream_end else text, stream_end)
+    The base class already holds back a partial character until its last byte arrives; only
+    the final flush would print one as a replacement character.
+    """
 
-    return AnswerStreamer
+    def on_finalized_text(self, text, stream_end=False):
+        super().on_finalized_text(text.rstrip("\ufffd") if stream_end else text, stream_end)
 
 
 class Chat:
@@ -266,8 +266,7 @@ class Chat:
         return answer
 
     def _stream(self, kw, out) -> str:
-        from transformers import StoppingCriteriaList
-        streamer = _streamer_class()(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = AnswerStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop = threading.Event()
         failure = []
 

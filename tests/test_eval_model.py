@@ -315,7 +315,7 @@ def test_streamer_never_prints_a_broken_character(tokenizer):
     table = _byte_to_unicode()
     byte_tokens = [tokenizer.convert_tokens_to_ids(table[b]) for b in "偏好".encode()]
     assert all(t is not None and t != tokenizer.unk_token_id for t in byte_tokens)
-    streamer = eval_model._streamer_class()(tokenizer, skip_prompt=False, skip_special_tokens=True)
+    streamer = eval_model.AnswerStreamer(tokenizer, skip_prompt=False, skip_special_tokens=True)
     for t in byte_tokens[:-1]:  # the last byte of 好 never comes, as when max_new_tokens cuts it
         streamer.put(torch.tensor([t]))
     streamer.end()
