@@ -56,7 +56,7 @@ IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 ASSISTANT_HEADER = IM_START + "assistant\n"
 ROLES = ("system", "user", "assistant")
 CACHE_DIRNAME = ".minimind_cache"
-_CHUNK_BYTES = 1 << 21      # lines handed to a tokenizing worker at a time
+_CHUNK_BYTES = 1 << 20      # lines handed to a tokenizing worker at a time
 _CHUNK_LINES = 2048
 _PARALLEL_MIN_BYTES = 16 << 20   # below this, worker start-up costs more than it saves
 
@@ -216,6 +216,18 @@ _KINDS = {k.name: k for k in (PRETRAIN, SFT, DPO)}
 _WORKER_TOK = None
 
 
+def _builder_tokenizer(tok):
+    """A private copy for building, with a small BPE word cache: the default one (10k words) grows
+    to ~100 MB on Chinese text, where a "word" is a whole run of characters, and saves little time."""
+    import copy
+    try:
+        tok = copy.deepcopy(tok)
+        tok.backend_tokenizer.model._resize_cache(1000)
+    except Exception:
+        pass  # a tokenizer without that knob: correct anyway, only the cache is bigger
+    return tok
+
+
 def _init_worker(tok):
     global _WORKER_TOK
     _WORKER_TOK = tok
@@ -236,7 +248,6 @@ def _encode_chunk(kind_name, path, first_line, lines, dtype_str, tok=None):
         obj = _parse_line(raw, path, first_line + k)
         if obj is not None:
             objs.append((first_line + k, obj))
-    out = {}
     if kind is PRETRAIN:
         texts = []
         for lineno, obj in objs:
@@ -246,32 +257,56 @@ def _encode_chunk(kind_name, path, first_line, lines, dtype_str, tok=None):
                                  f"lines of this file must look like {kind.example}")
             texts.append(text)
         bos, eos = tok.bos_token_id, tok.eos_token_id
-        ids = [[bos, *x, eos] for x in _encode_batch(tok, texts)]
-        tokens, lengths = _flatten(ids, dtype)
-        out["text"] = (tokens, None, lengths, None)
-        return out
+        parts = []
+        for batch in _sub_batches(texts, len):
+            ids = [[bos, *x, eos] for x in _encode_batch(tok, batch)]
+            tokens, lengths = _flatten(ids, dtype)
+            parts.append((tokens, None, lengths, None))
+        return {"text": _concat(parts)}
     convs = {s: [] for s in kind.streams}
     for lineno, obj in objs:
         for s in kind.streams:
             messages = _check_messages(_field(obj, s, path, lineno, kind.example), s, path, lineno)
             convs[s].append(_chat_segments(tok, messages, s, path, lineno))
+    out = {}
     for s, samples in convs.items():
-        texts = [t for pieces in samples for t, _ in pieces]
-        encoded = iter(_encode_batch(tok, texts))
-        ids, masks = [], []
-        for pieces in samples:
-            seq, m = [], []
-            for _, target in pieces:
-                piece = next(encoded)
-                seq.extend(piece)
-                m.extend([target] * len(piece))
-            ids.append(seq)
-            masks.append(m)
-        tokens, lengths = _flatten(ids, dtype)
-        mask, _ = _flatten(masks, np.uint8)
-        first = np.fromiter((m.index(1) for m in masks), np.int64, len(masks))
-        out[s] = (tokens, mask, lengths, first)
+        parts = []
+        for batch in _sub_batches(samples, lambda pieces: sum(len(t) for t, _ in pieces)):
+            encoded = iter(_encode_batch(tok, [t for pieces in batch for t, _ in pieces]))
+            ids, masks = [], []
+            for pieces in batch:
+                seq, m = [], []
+                for _, target in pieces:
+                    piece = next(encoded)
+                    seq.extend(piece)
+                    m.extend([target] * len(piece))
+                ids.append(seq)
+                masks.append(m)
+            tokens, lengths = _flatten(ids, dtype)
+            mask, _ = _flatten(masks, np.uint8)
+            first = np.fromiter((m.index(1) for m in masks), np.int64, len(masks))
+            parts.append((tokens, mask, lengths, first))
+        out[s] = _concat(parts)
     return out
+
+
+def _sub_batches(items, size, budget=1 << 16):
+    """Slices of items of about `budget` characters: the tokenizer's per-token objects (Python ints,
+    Rust encodings) then stay a few MB, whatever the chunk size."""
+    start, total = 0, 0
+    for k, item in enumerate(items):
+        total += size(item)
+        if total >= budget:
+            yield items[start:k + 1]
+            start, total = k + 1, 0
+    if start < len(items):
+        yield items[start:]
+
+
+def _concat(parts):
+    if not parts:
+        return (np.zeros(0, np.uint16), None, np.zeros(0, np.int64), None)
+    return tuple(None if p[0] is None else np.concatenate(p) for p in zip(*parts))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,6 +443,7 @@ class TokenCache:
         size = sig["size"]
         if num_proc is None:
             num_proc = 1 if size < _PARALLEL_MIN_BYTES else min(os.cpu_count() or 1, 8)
+        tok = _builder_tokenizer(tok)
         tmp = {}  # final name -> temporary name; renamed only when everything is written
         outs = {}
         for s in streams:

@@ -1,0 +1,148 @@
+"""Peak memory of building and reading the token cache, against the size of the JSONL file.
+
+Generates a MiniMind-format JSONL file of --size_mb (pretrain {"text"} or SFT {"conversations"}),
+then, each in a fresh subprocess so the peaks do not mix:
+  build  - construct the dataset with no cache (stream, validate, tokenize, write the memmaps)
+  reuse  - construct it again (cache hit) and read --reads random items
+  lists  - (--compare_lists) MiniMind's way: json.loads every line into a Python list
+Peak RSS is ru_maxrss; "growth" is how much the peak rose above the peak after imports (torch,
+transformers, the tokenizer). Worker processes' peak (RUSAGE_CHILDREN; forked, so it includes the
+parent's shared pages) is reported separately. Reading memory-maps the cache: pages touched count
+in RSS but are file-backed page cache (RssFile), not allocations (RssAnon); both are shown at the end.
+
+    python scripts/bench_data_memory.py --size_mb 300 --kind pretrain --compare_lists
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_CHILD = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, {root!r})
+def rss_mb(who=resource.RUSAGE_SELF):
+    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+def status_mb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+mode, path, kind, tok_path, max_length, reads, num_proc = {args!r}
+import numpy as np, torch
+from transformers import AutoTokenizer
+from dataset.lm_dataset import PretrainDataset, SFTDataset
+tok = AutoTokenizer.from_pretrained(tok_path)
+base = rss_mb()  # peak so far: imports and tokenizer
+t0 = time.time()
+if mode == "lists":  # what MiniMind's loaders do
+    samples = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            samples.append(json.loads(line))
+    n = len(samples)
+else:
+    cls = PretrainDataset if kind == "pretrain" else SFTDataset
+    ds = cls(path, tok, max_length, num_proc=num_proc, verbose=False)
+    n = len(ds)
+    assert ds.cache.built == (mode == "build"), "cache state not as expected"
+    if reads:
+        rng = np.random.default_rng(0)
+        tokens = 0
+        for i in rng.integers(0, n, reads):
+            tokens += len(ds[int(i)][0])
+elapsed = time.time() - t0
+print(json.dumps(dict(mode=mode, samples=n, seconds=round(elapsed, 2), rss_after_imports_mb=round(base, 1),
+                      peak_rss_mb=round(rss_mb(), 1), growth_mb=round(rss_mb() - base, 1),
+                      end_rss_anon_mb=round(status_mb("RssAnon"), 1), end_rss_file_mb=round(status_mb("RssFile"), 1),
+                      children_peak_rss_mb=round(rss_mb(resource.RUSAGE_CHILDREN), 1))))
+"""
+
+EN = ("the model learns from data and every token counts while the loss goes down slowly "
+      "small language models can be trained on one machine in a few hours with care").split()
+ZH = list("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经")
+
+
+def make_line(rng, kind):
+    def sentence():
+        if rng.random() < 0.5:
+            return " ".join(rng.choices(EN, k=rng.randint(6, 30))) + ". "
+        return "".join(rng.choices(ZH, k=rng.randint(10, 60))) + "。"
+    text = "".join(sentence() for _ in range(rng.randint(3, 25)))
+    if kind == "pretrain":
+        return {"text": text}
+    cut = len(text) // 3
+    return {"conversations": [{"role": "user", "content": text[:cut]},
+                              {"role": "assistant", "content": text[cut:]}]}
+
+
+def generate(path, size_mb, kind, seed=0):
+    rng = random.Random(seed)
+    pool = [json.dumps(make_line(rng, kind), ensure_ascii=False) + "\n" for _ in range(4000)]
+    target, written = size_mb * 2 ** 20, 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < target:
+            line = rng.choice(pool)
+            f.write(line)
+            written += len(line.encode("utf-8"))
+    return os.path.getsize(path)
+
+
+def run_child(mode, path, kind, tok_path, max_length, reads, num_proc):
+    code = _CHILD.format(root=ROOT, args=(mode, path, kind, tok_path, max_length, reads, num_proc))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def default_tokenizer():
+    for d in (os.path.join(ROOT, "model"), os.path.join(ROOT, "..", "shared", "minimind_tokenizer")):
+        if os.path.exists(os.path.join(d, "tokenizer.json")):
+            return d
+    sys.exit("no tokenizer found: pass --tokenizer_path")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size_mb", type=int, default=300)
+    ap.add_argument("--kind", choices=("pretrain", "sft"), default="pretrain")
+    ap.add_argument("--tokenizer_path", default=None)
+    ap.add_argument("--max_length", type=int, default=512)
+    ap.add_argument("--reads", type=int, default=20000, help="random items read after a cache hit")
+    ap.add_argument("--num_proc", type=int, default=None, help="tokenizing processes (default: auto)")
+    ap.add_argument("--compare_lists", action="store_true", help="also load it MiniMind's way")
+    ap.add_argument("--workdir", default=None, help="where to write the file (default: a temp dir)")
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args()
+    tok_path = args.tokenizer_path or default_tokenizer()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as d:
+        path = os.path.join(d, f"{args.kind}.jsonl")
+        t0 = time.time()
+        size = generate(path, args.size_mb, args.kind)
+        print(f"generated {path}: {size / 2**20:.1f} MiB in {time.time() - t0:.1f}s", flush=True)
+        results = {"file_mb": round(size / 2 ** 20, 1), "kind": args.kind, "tokenizer": tok_path}
+        for mode in ("build", "reuse") + (("lists",) if args.compare_lists else ()):
+            r = run_child(mode, path, args.kind, tok_path, args.max_length,
+                          args.reads if mode == "reuse" else 0, args.num_proc)
+            results[mode] = r
+            print(f"{mode:6s} {r['seconds']:7.1f}s  peak RSS {r['peak_rss_mb']:7.1f} MiB  growth "
+                  f"{r['growth_mb']:7.1f} MiB ({r['growth_mb'] * 2**20 / size:.1%} of file)  RssAnon/RssFile "
+                  f"{r['end_rss_anon_mb']:.0f}/{r['end_rss_file_mb']:.0f} MiB  workers' peak {r['children_peak_rss_mb']:.1f} MiB  samples {r['samples']}", flush=True)
+        cache = os.path.join(d, ".minimind_cache")
+        results["cache_mb"] = round(sum(os.path.getsize(os.path.join(cache, f))
+                                        for f in os.listdir(cache)) / 2 ** 20, 1)
+        print(f"cache on disk: {results['cache_mb']} MiB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
