@@ -1,0 +1,506 @@
+"""Convert a MiniMind model between the project's .pth weights and the formats other tools load.
+
+    --to minimind  transformers directory with MiniMindForCausalLM; its modelling file travels in the
+                   folder (config.json auto_map), so AutoModelForCausalLM.from_pretrained(dir,
+                   trust_remote_code=True) works with nothing but transformers installed. Dense and MoE.
+    --to llama     transformers directory with plain LlamaForCausalLM (no remote code): what vLLM, TGI
+                   and llama.cpp's own converter take. Dense models only.
+    --to gguf      one llama-architecture GGUF file with the tokenizer embedded (f32 / f16 / q8_0) for
+                   llama.cpp and Ollama; an Ollama Modelfile is written next to it.
+    --to pth       back from a transformers directory (either format) to a .pth state_dict.
+
+The source is chosen as in eval_model.py: {out_dir}/{pretrain|full_sft|rlhf}_{dim}[_moe].pth from
+--model_mode (or --weight NAME / --weight PATH.pth) with --dim/--n_layers/--use_moe, or a transformers
+directory with --model_path DIR.
+
+    python scripts/convert_model.py --to minimind --dim 512 --n_layers 8 --output MiniMind2-Small
+    python scripts/convert_model.py --to llama    --dim 512 --n_layers 8 --output MiniMind2-Small-Llama
+    python scripts/convert_model.py --to gguf --outtype q8_0 --dim 512 --n_layers 8 --output minimind2-small.gguf
+    python scripts/convert_model.py --to pth --model_path MiniMind2-Small --output out/full_sft_512.pth
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import argparse
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import torch  # noqa: E402
+
+from trainer.args import (ArgumentParser, add_model_args, add_out_dir_arg, build_config,  # noqa: E402
+                          load_tokenizer)
+from trainer.checkpoint import (check_compatible, load_weights, made_by, read_state_dict,  # noqa: E402
+                                save_weights, weight_path)
+from trainer.errors import UserError, run_main  # noqa: E402
+
+MODEL_MODES = {0: "pretrain", 1: "full_sft", 2: "rlhf"}
+REPO_TOKENIZER = os.path.join(REPO, "model")
+
+# MiniMind2's chat defaults (eval_model.py), shipped as generation_config.json.
+GEN_DEFAULTS = dict(do_sample=True, temperature=0.85, top_p=0.85)
+
+TORCH_OUTTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+# ------------------------------------------------------------------------------------ the source
+
+def add_source_args(p):
+    """Model-selection flags shared with scripts/serve_openai_api.py (the same as eval_model.py's)."""
+    add_model_args(p)
+    add_out_dir_arg(p)
+    p.add_argument("--model_mode", type=int, choices=sorted(MODEL_MODES), default=1,
+                   help="0: pretrain, 1: full_sft, 2: rlhf (DPO) weights (default 1)")
+    p.add_argument("--weight", type=str, default=None,
+                   help="checkpoint to read instead of the --model_mode one: NAME reads "
+                        "{out_dir}/NAME_{dim}[_moe].pth; a path ending in .pth is read as is")
+    p.add_argument("--load", type=int, choices=[0, 1], default=None,
+                   help="0: .pth weights (with --dim/--n_layers/--use_moe), 1: a transformers directory "
+                        "(--model_path); default 1 when --model_path is given")
+    p.add_argument("--model_path", type=str, default=None,
+                   help="transformers directory (save_pretrained or this script's output) to read")
+    p.add_argument("--tokenizer_path", type=str, default=None,
+                   help="tokenizer directory (default: the --model_path directory when it has one, else ./model)")
+    return p
+
+
+def checkpoint_file(args) -> str:
+    if args.weight and (args.weight.endswith(".pth") or os.sep in args.weight):
+        return args.weight
+    return weight_path(args.out_dir, args.weight or MODEL_MODES[args.model_mode], args.dim, args.use_moe)
+
+
+def _source_is_dir(args) -> bool:
+    if args.load is None:
+        return args.model_path is not None
+    if args.load == 1 and args.model_path is None:
+        raise UserError("--load 1 needs --model_path DIR (a transformers directory)")
+    return args.load == 1
+
+
+def _one_line(e) -> str:
+    return " ".join(str(e).split())[:200]
+
+
+def minimind_config_from(cfg, path="the model"):
+    """MiniMindConfig for a transformers config of either format (MiniMind or Llama)."""
+    from model import MiniMindConfig
+    if cfg.model_type == "minimind":
+        return MiniMindConfig(**{k: v for k, v in cfg.to_dict().items() if k not in ("architectures", "auto_map")})
+    if cfg.model_type != "llama":
+        raise UserError(f"{path}: model_type {cfg.model_type!r} is not MiniMind or Llama; nothing to convert")
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    problems = []
+    if rope.get("rope_type", "default") != "default":
+        problems.append(f"rope_type {rope.get('rope_type')}")
+    if getattr(cfg, "attention_bias", False) or getattr(cfg, "mlp_bias", False):
+        problems.append("biases")
+    if cfg.hidden_act != "silu":
+        problems.append(f"activation {cfg.hidden_act}")
+    if getattr(cfg, "head_dim", None) not in (None, cfg.hidden_size // cfg.num_attention_heads):
+        problems.append(f"head_dim {cfg.head_dim}")
+    if problems:
+        raise UserError(f"{path}: this Llama model has {', '.join(problems)}, which MiniMind2 does not; "
+                        "only Llamas exported by this script (or of the same shape) convert back")
+    return MiniMindConfig(
+        hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads, num_key_value_heads=cfg.num_key_value_heads,
+        intermediate_size=cfg.intermediate_size, vocab_size=cfg.vocab_size, rms_norm_eps=cfg.rms_norm_eps,
+        rope_theta=rope.get("rope_theta", getattr(cfg, "rope_theta", 1e6)),
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id)
+
+
+def llama_config_from(cfg):
+    """LlamaConfig computing exactly what a dense MiniMindConfig computes."""
+    from transformers import LlamaConfig
+    if cfg.use_moe:
+        raise UserError("--to llama/gguf: a mixture-of-experts MiniMind (routed + shared experts) has no plain "
+                        "Llama equivalent; export it with --to minimind instead")
+    return LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads, head_dim=cfg.hidden_size // cfg.num_attention_heads,
+        max_position_embeddings=cfg.max_position_embeddings, rms_norm_eps=cfg.rms_norm_eps,
+        rope_theta=cfg.rope_theta, hidden_act="silu", attention_bias=False, mlp_bias=False,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
+        architectures=["LlamaForCausalLM"])
+
+
+def load_dir_model(path, dtype=torch.float32):
+    """A transformers directory as the model it holds (MiniMind through the project's own class)."""
+    import model  # noqa: F401  (registers MiniMind with the Auto classes: no remote code needed here)
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise UserError(f"{os.path.join(path, 'config.json')}: not found; --model_path must be a directory written "
+                        "by save_pretrained or scripts/convert_model.py (or drop it to read .pth weights)")
+    from transformers import AutoModelForCausalLM
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{path}: could not load the model ({type(e).__name__}: {_one_line(e)})")
+
+
+def load_source(args, dtype=torch.float32):
+    """(model, tokenizer, description) as the source flags ask; the model is in eval mode on the CPU."""
+    tok_path = args.tokenizer_path
+    if _source_is_dir(args):
+        net = load_dir_model(args.model_path, dtype)
+        if tok_path is None and os.path.isfile(os.path.join(args.model_path, "tokenizer.json")):
+            tok_path = args.model_path
+        where = args.model_path
+    else:
+        ckpt = checkpoint_file(args)
+        if not os.path.exists(ckpt):
+            raise UserError(f"{ckpt}: weights not found; they are written by {made_by(os.path.basename(ckpt)[:-4])} "
+                            "(run that first), or pass the --out_dir/--dim/--n_layers/--use_moe/--weight it was "
+                            "trained with, or --model_path DIR for a transformers directory")
+        from model import MiniMindForCausalLM
+        net = MiniMindForCausalLM(build_config(args))
+        load_weights(net, ckpt, made_by=made_by(os.path.basename(ckpt)[:-4]))
+        net = net.to(dtype)
+        where = ckpt
+    tokenizer = load_tokenizer(tok_path or REPO_TOKENIZER)
+    if len(tokenizer) > net.config.vocab_size:
+        raise UserError(f"{tok_path or REPO_TOKENIZER}: tokenizer has {len(tokenizer)} tokens but the model only "
+                        f"{net.config.vocab_size}; pass the --tokenizer_path the model was trained with")
+    return net.eval(), tokenizer, where
+
+
+def as_minimind(net, where="the model"):
+    """The same weights in a MiniMindForCausalLM (a Llama source is re-housed, strictly)."""
+    from model import MiniMindForCausalLM
+    if isinstance(net, MiniMindForCausalLM):
+        return net
+    cfg = minimind_config_from(net.config, where)
+    mm = MiniMindForCausalLM(cfg).to(next(net.parameters()).dtype)
+    state = net.state_dict()
+    check_compatible(mm, state, where)
+    mm.load_state_dict(state, strict=True)
+    return mm.eval()
+
+
+# ------------------------------------------------------------------------------------ the outputs
+
+class _Output:
+    """Write a file or directory next to its final place, then move it there in one step.
+
+    An existing output is kept unless --force; a failed conversion leaves nothing behind.
+    """
+
+    def __init__(self, path, force, is_dir):
+        self.path, self.is_dir = os.path.abspath(path), is_dir
+        if os.path.lexists(self.path) and not force:
+            raise UserError(f"{path}: already exists; choose another --output or pass --force to replace it")
+        parent = os.path.dirname(self.path)
+        os.makedirs(parent, exist_ok=True)
+        base = "." + os.path.basename(self.path) + "."
+        if is_dir:
+            self.tmp = tempfile.mkdtemp(prefix=base, suffix=".tmp", dir=parent)
+        else:
+            fd, self.tmp = tempfile.mkstemp(prefix=base, suffix=".tmp", dir=parent)
+            os.close(fd)
+
+    def __enter__(self):
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            (shutil.rmtree if self.is_dir else os.unlink)(self.tmp)
+            return False
+        # mkstemp/mkdtemp make private (0600/0700) entries; an export gets the usual umask mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, (0o777 if self.is_dir else 0o666) & ~umask)
+        if os.path.isdir(self.path) and not os.path.islink(self.path):
+            old = self.path + ".old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.path, old)
+            os.replace(self.tmp, self.path)
+            shutil.rmtree(old)
+        else:
+            os.replace(self.tmp, self.path)
+        return False
+
+
+def save_tokenizer(tokenizer, out_dir):
+    """save_pretrained, plus what older transformers (vLLM, TGI pin 4.x) need to read it back.
+
+    transformers 5 names the class TokenizersBackend and moves the chat template to its own file;
+    4.x knows neither, so the config says PreTrainedTokenizerFast and carries the template too.
+    """
+    tokenizer.save_pretrained(out_dir)
+    path = os.path.join(out_dir, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as f:
+        tc = json.load(f)
+    for junk in ("is_local", "local_files_only"):
+        tc.pop(junk, None)
+    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tc.setdefault("add_bos_token", False)
+    tc.setdefault("add_eos_token", False)
+    if tokenizer.chat_template:
+        tc["chat_template"] = tokenizer.chat_template
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(tc, f, ensure_ascii=False, indent=2)
+
+
+def _generation_config(cfg, tokenizer):
+    from transformers import GenerationConfig
+    return GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id, **GEN_DEFAULTS)
+
+
+def export_minimind(net, tokenizer, output, outtype="f16", force=False):
+    """transformers directory in the project's own format; the modelling file travels with it."""
+    net = as_minimind(net).to(TORCH_OUTTYPES[outtype])
+    # save_pretrained copies model/model_minimind.py (self-contained: torch + transformers) into the
+    # folder and writes config.json's auto_map for the classes registered here.
+    type(net.config).register_for_auto_class()
+    type(net).register_for_auto_class("AutoModelForCausalLM")
+    net.generation_config = _generation_config(net.config, tokenizer)
+    with _Output(output, force, is_dir=True) as tmp:
+        net.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
+        if not os.path.isfile(os.path.join(tmp, "model_minimind.py")):
+            raise RuntimeError("save_pretrained did not copy the modelling file")
+    return output
+
+
+def export_llama(net, tokenizer, output, outtype="f16", force=False):
+    """transformers directory with LlamaForCausalLM: the state-dict names are already Llama's."""
+    from transformers import LlamaForCausalLM
+    src = as_minimind(net)
+    llama = LlamaForCausalLM(llama_config_from(src.config))
+    llama.load_state_dict(src.state_dict(), strict=True)
+    llama = llama.to(TORCH_OUTTYPES[outtype]).eval()
+    llama.generation_config = _generation_config(llama.config, tokenizer)
+    with _Output(output, force, is_dir=True) as tmp:
+        llama.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
+    return output
+
+
+def export_pth(net, output, outtype="f16", force=False, where="the model"):
+    """A .pth state_dict with MiniMind2's key names, as the training scripts write it."""
+    src = as_minimind(net, where)
+    with _Output(output, force, is_dir=False) as tmp:
+        save_weights(src, tmp, dtype=TORCH_OUTTYPES[outtype])
+    c = src.config
+    return (f"--dim {c.hidden_size} --n_layers {c.num_hidden_layers} --use_moe {int(bool(c.use_moe))}")
+
+
+# ----------------------------------------------------------------------------------------- GGUF
+
+def permute_for_gguf(w, n_head):
+    """Reorder q/k projection rows from HF's rotate-half RoPE layout to GGUF's interleaved one.
+
+    HF rotates dimension i with i + head_dim/2 inside each head; llama.cpp's llama architecture
+    rotates adjacent pairs (2i, 2i+1). Moving the rows (not the math) keeps q.k identical,
+    exactly as llama.cpp's convert_hf_to_gguf.py does for Llama.
+    """
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2)
+            .reshape(w.shape))
+
+
+def gguf_pre_tokenizer(tokenizer) -> str:
+    """llama.cpp's name for the tokenizer's pre-tokenization, or a UserError if it has none.
+
+    Byte-level BPE with the GPT-2 split regex (MiniMind's tokenizer) is llama.cpp's "gpt-2".
+    """
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    pre, norm = spec.get("pre_tokenizer") or {}, spec.get("normalizer")
+    model = spec.get("model", {})
+    if (model.get("type") == "BPE" and norm is None and pre.get("type") == "ByteLevel"
+            and pre.get("use_regex", True) and not pre.get("add_prefix_space", False)):
+        return "gpt-2"
+    raise UserError(f"--to gguf: the tokenizer's pre-tokenizer ({pre.get('type')}, normalizer {norm and norm.get('type')}) "
+                    "is not one llama.cpp knows; GGUF export supports byte-level BPE with the GPT-2 split "
+                    "(MiniMind's tokenizer)")
+
+
+def _gguf_vocab(tokenizer, vocab_size):
+    import gguf
+    by_id = {i: t for t, i in tokenizer.get_vocab().items()}
+    added = tokenizer.added_tokens_decoder
+    tokens, types = [], []
+    for i in range(vocab_size):
+        if i not in by_id:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+        elif i in added:
+            tokens.append(added[i].content)
+            types.append(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
+        else:
+            tokens.append(by_id[i])
+            types.append(gguf.TokenType.NORMAL)
+    return tokens, types
+
+
+def _gguf_tensor(name, data, outtype):
+    """(array, raw_dtype) for one tensor: 1-D stays f32 (llama.cpp needs it), matrices take outtype."""
+    import gguf
+    import numpy as np
+    data = data.astype(np.float32)
+    if data.ndim == 1 or outtype == "f32":
+        return data, None
+    if outtype == "q8_0":
+        try:
+            return gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0), gguf.GGMLQuantizationType.Q8_0
+        except gguf.quants.QuantError:
+            pass  # row length not a multiple of the 32-value block: keep it f16, as llama.cpp does
+    return data.astype(np.float16), None
+
+
+GGUF_FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0"}
+
+
+def export_gguf(net, tokenizer, output, outtype="f16", force=False, name="MiniMind"):
+    """A llama-architecture GGUF with the tokenizer embedded, and an Ollama Modelfile beside it."""
+    import gguf
+    src = as_minimind(net)
+    cfg = src.config
+    llama_config_from(cfg)  # refuses MoE with a one-line error
+    pre = gguf_pre_tokenizer(tokenizer)
+    n_head, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    head_dim = cfg.hidden_size // n_head
+    state = {k: v.detach().float().cpu().numpy() for k, v in src.state_dict().items()}
+    names = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+
+    with _Output(output, force, is_dir=False) as tmp, tempfile.TemporaryDirectory() as tok_dir:
+        w = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+        w.add_name(name)
+        w.add_context_length(cfg.max_position_embeddings)
+        w.add_embedding_length(cfg.hidden_size)
+        w.add_block_count(cfg.num_hidden_layers)
+        w.add_feed_forward_length(cfg.intermediate_size)
+        w.add_head_count(n_head)
+        w.add_head_count_kv(n_kv)
+        w.add_rope_dimension_count(head_dim)
+        w.add_rope_freq_base(float(cfg.rope_theta))
+        w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
+        w.add_vocab_size(cfg.vocab_size)
+        w.add_file_type(getattr(gguf.LlamaFileType, GGUF_FILE_TYPES[outtype]))
+        if outtype == "q8_0":
+            w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+        tokens, types = _gguf_vocab(tokenizer, cfg.vocab_size)
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(pre)
+        w.add_token_list(tokens)
+        w.add_token_types(types)
+        # merges, bos/eos/unk/pad ids and the chat template, read the way llama.cpp's converter reads them
+        save_tokenizer(tokenizer, tok_dir)
+        special = gguf.SpecialVocab(tok_dir, load_merges=True, n_vocab=cfg.vocab_size)
+        if not special.merges:
+            raise UserError("--to gguf: the tokenizer has no BPE merges; GGUF export needs a BPE tokenizer")
+        # ChatML prompts carry <|im_start|> themselves; llama.cpp must not prepend another.
+        special.add_special_token.setdefault("bos", bool(getattr(tokenizer, "add_bos_token", False)))
+        special.add_special_token.setdefault("eos", False)
+        special.add_to_gguf(w, quiet=True)
+
+        tied = cfg.tie_word_embeddings
+        for key, data in state.items():
+            if key == "lm_head.weight" and tied:
+                continue  # llama.cpp falls back to token_embd for a missing output.weight
+            gname = names.get_name(key, try_suffixes=(".weight",))
+            if gname is None:
+                raise RuntimeError(f"no GGUF name for {key}")
+            if key.endswith("self_attn.q_proj.weight"):
+                data = permute_for_gguf(data, n_head)
+            elif key.endswith("self_attn.k_proj.weight"):
+                data = permute_for_gguf(data, n_kv)
+            arr, raw = _gguf_tensor(gname, data, outtype)
+            w.add_tensor(gname, arr, raw_dtype=raw)
+
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+
+    modelfile = write_modelfile(output, force)
+    return output, modelfile
+
+
+def write_modelfile(gguf_path, force=False):
+    """An Ollama Modelfile for the GGUF: ChatML template, MiniMind's default system prompt and sampling."""
+    path = os.path.splitext(gguf_path)[0] + ".Modelfile"
+    if os.path.exists(path) and not force:
+        print(f"kept the existing {path} (pass --force to rewrite it)", file=sys.stderr)
+        return path
+    text = (
+        f"FROM ./{os.path.basename(gguf_path)}\n"
+        'TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
+        '{{ .Content }}<|im_end|>\n'
+        '{{ end }}<|im_start|>assistant\n'
+        '"""\n'
+        'SYSTEM """You are a helpful assistant"""\n'
+        'PARAMETER stop "<|im_end|>"\n'
+        'PARAMETER stop "<|im_start|>"\n'
+        f'PARAMETER temperature {GEN_DEFAULTS["temperature"]}\n'
+        f'PARAMETER top_p {GEN_DEFAULTS["top_p"]}\n'
+    )
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+# ---------------------------------------------------------------------------------------- the CLI
+
+def get_parser():
+    # 'resolve': --max_seq_len (a training flag from add_model_args) means nothing to a conversion
+    p = ArgumentParser(description="Convert MiniMind weights: .pth <-> transformers (MiniMind / Llama), "
+                                   "and to GGUF for llama.cpp / Ollama", conflict_handler="resolve")
+    add_source_args(p)
+    p.add_argument("--max_seq_len", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--to", required=True, choices=["minimind", "llama", "gguf", "pth"],
+                   help="minimind: transformers dir with remote code; llama: LlamaForCausalLM dir; "
+                        "gguf: llama.cpp / Ollama file; pth: state_dict for the training scripts")
+    p.add_argument("--output", "-o", required=True, help="directory (minimind, llama) or file (gguf, pth) to write")
+    p.add_argument("--outtype", choices=["f32", "f16", "bf16", "q8_0"], default="f16",
+                   help="stored precision (default f16, as MiniMind2 ships); q8_0 is GGUF only")
+    p.add_argument("--name", default="MiniMind", help="model name written into the GGUF (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace an existing --output")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    if args.outtype == "q8_0" and args.to != "gguf":
+        raise UserError("--outtype q8_0 is for --to gguf; transformers and .pth exports take f32, f16 or bf16")
+    if args.outtype == "bf16" and args.to == "gguf":
+        raise UserError("--to gguf takes --outtype f32, f16 or q8_0")
+    if args.to == "pth" and not _source_is_dir(args):
+        raise UserError("--to pth converts a transformers directory back to .pth: pass --model_path DIR")
+    if args.to in ("llama", "gguf") and args.use_moe and not _source_is_dir(args):
+        llama_config_from(build_config(args))  # refuses MoE before anything is read
+    out_abs = os.path.abspath(args.output)
+    if args.model_path and out_abs == os.path.abspath(args.model_path):
+        raise UserError(f"{args.output}: is the source directory; write the export somewhere else")
+
+    net, tokenizer, where = load_source(args)
+    n_params = sum(p.numel() for p in {id(p): p for p in net.parameters()}.values())
+    print(f"read {where}: {n_params / 1e6:.2f}M parameters")
+    if args.to == "minimind":
+        export_minimind(net, tokenizer, args.output, args.outtype, args.force)
+        print(f"wrote {args.output} (MiniMindForCausalLM, {args.outtype}); load it with "
+              f"AutoModelForCausalLM.from_pretrained({args.output!r}, trust_remote_code=True)")
+    elif args.to == "llama":
+        export_llama(net, tokenizer, args.output, args.outtype, args.force)
+        print(f"wrote {args.output} (LlamaForCausalLM, {args.outtype}); e.g. vllm serve {args.output}")
+    elif args.to == "gguf":
+        _, modelfile = export_gguf(net, tokenizer, args.output, args.outtype, args.force, name=args.name)
+        print(f"wrote {args.output} (GGUF llama, {args.outtype}) and {modelfile}; "
+              f"e.g. ollama create minimind -f {modelfile}")
+    else:
+        flags = export_pth(net, args.output, args.outtype, args.force, where)
+        print(f"wrote {args.output}; load it with {flags}")
+
+
+if __name__ == "__main__":
+    run_main(main)

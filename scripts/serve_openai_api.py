@@ -1,0 +1,450 @@
+"""An OpenAI-compatible chat server for one MiniMind model (FastAPI + uvicorn).
+
+    python scripts/serve_openai_api.py --dim 512 --n_layers 8            # out/full_sft_512.pth
+    python scripts/serve_openai_api.py --model_path MiniMind2-Small      # a transformers directory
+
+then point any OpenAI client at http://127.0.0.1:8998/v1 (any api_key):
+
+    POST /v1/chat/completions   model, messages, temperature, top_p, max_tokens, stream, stop, seed, n=1
+    GET  /v1/models             the one served model
+    GET  /health                liveness and generation counters
+
+Every generation runs through model.generate() in a worker thread (the event loop stays free for
+other clients), streams through a TextIteratorStreamer, and stops as soon as its client goes away.
+"""
+import argparse
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import torch  # noqa: E402
+
+from scripts.convert_model import add_source_args, load_source  # noqa: E402
+from trainer.args import (ArgumentParser, add_device_args, check_device, positive_int,  # noqa: E402
+                          resolve_dtype)
+from trainer.errors import UserError, run_main  # noqa: E402
+
+ROLES = {"system", "developer", "user", "assistant"}  # developer = OpenAI's newer name for system
+MAX_STOP = 4  # OpenAI's limit on stop sequences
+
+
+class RequestError(Exception):
+    """A bad request: becomes a 4xx with OpenAI's error body."""
+
+    def __init__(self, message, param=None, status=400, code=None, type_="invalid_request_error"):
+        super().__init__(message)
+        self.message, self.param, self.status, self.code, self.type = message, param, status, code, type_
+
+
+def error_body(message, type_="invalid_request_error", param=None, code=None):
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+# ------------------------------------------------------------------------------- request checking
+
+def _number(body, key, lo, hi, default, lo_open=False):
+    v = body.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        raise RequestError(f"'{key}' must be a number, got {json.dumps(v)}", key)
+    if v < lo or v > hi or (lo_open and v == lo):
+        bound = f"greater than {lo}" if lo_open else f"at least {lo}"
+        raise RequestError(f"'{key}' must be {bound} and at most {hi}, got {v}", key)
+    return float(v)
+
+
+def _content(msg, i):
+    c = msg.get("content")
+    if isinstance(c, str):
+        return c
+    # OpenAI's content-part form: text parts only (this model reads no images or audio)
+    if isinstance(c, list) and c and all(isinstance(p, dict) and p.get("type") == "text"
+                                         and isinstance(p.get("text"), str) for p in c):
+        return "".join(p["text"] for p in c)
+    raise RequestError(f"'messages[{i}].content' must be a string (or a list of text parts), "
+                       f"got {json.dumps(c)[:80]}", f"messages[{i}].content")
+
+
+def parse_request(body):
+    """Check a chat-completion body; returns the fields the server uses, or raises RequestError."""
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise RequestError("'model' must be a string", "model")
+    msgs = body.get("messages")
+    if msgs is None:
+        raise RequestError("'messages' is required", "messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise RequestError("'messages' must be a non-empty list of {role, content} objects", "messages")
+    messages = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise RequestError(f"'messages[{i}]' must be an object with 'role' and 'content'", f"messages[{i}]")
+        role = m.get("role")
+        if role not in ROLES:
+            raise RequestError(f"'messages[{i}].role' must be one of system, user, assistant, got "
+                               f"{json.dumps(role)}", f"messages[{i}].role")
+        messages.append({"role": "system" if role == "developer" else role, "content": _content(m, i)})
+
+    temperature = _number(body, "temperature", 0, 2, 1.0)
+    top_p = _number(body, "top_p", 0, 1, 1.0)
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
+        raise RequestError(f"'max_tokens' must be an integer, got {json.dumps(max_tokens)}", "max_tokens")
+    if max_tokens is not None and max_tokens <= 0:
+        raise RequestError(f"'max_tokens' must be at least 1, got {max_tokens}", "max_tokens")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise RequestError("'stream' must be true or false", "stream")
+    stop = body.get("stop")
+    if stop is None:
+        stop = []
+    elif isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or len(stop) > MAX_STOP or not all(isinstance(s, str) and s for s in stop):
+        raise RequestError(f"'stop' must be a non-empty string or a list of at most {MAX_STOP} of them", "stop")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise RequestError("'seed' must be an integer", "seed")
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise RequestError("only n=1 is supported", "n")
+    opts = body.get("stream_options") or {}
+    if not isinstance(opts, dict):
+        raise RequestError("'stream_options' must be an object", "stream_options")
+    return dict(messages=messages, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                stream=stream, stop=stop, seed=seed, include_usage=bool(opts.get("include_usage")))
+
+
+def held_back(text, stops):
+    """How many trailing characters of `text` could still grow into a stop string (not sent yet)."""
+    keep = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), keep, -1):
+            if text.endswith(s[:k]):
+                keep = k
+                break
+    return keep
+
+
+def cut_at_stop(text, stops):
+    """(text before the earliest stop string, whether one was found)."""
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[:min(hits)], True) if hits else (text, False)
+
+
+# ------------------------------------------------------------------------------------- generation
+
+def _stop_criteria(cancel, stops, tokenizer, prompt_len):
+    """A StoppingCriteria: stop when the client left (`cancel` set) or a stop string was produced.
+
+    Only the newest tokens are decoded each step: enough of them to hold any stop string.
+    """
+    from transformers import StoppingCriteria
+
+    tail = 4 * max((len(s) for s in stops), default=0) + 4  # a character is at most 4 byte-level tokens
+
+    class StopOnCancelOrString(StoppingCriteria):
+        hit_stop = False
+
+        def __call__(self, input_ids, scores, **kwargs):
+            done = cancel.is_set()
+            if stops and not done:
+                text = tokenizer.decode(input_ids[0, max(prompt_len, input_ids.shape[1] - tail):],
+                                        skip_special_tokens=True)
+                if any(s in text for s in stops):
+                    self.hit_stop = done = True
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    return StopOnCancelOrString()
+
+
+class Engine:
+    """The model, its tokenizer, and a pool of generation threads (max_parallel at a time)."""
+
+    def __init__(self, model, tokenizer, name="minimind", max_tokens=2048, context=None, max_parallel=1):
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.max_tokens = max_tokens
+        self.context = min(context or model.config.max_position_embeddings, model.config.max_position_embeddings)
+        self.device = next(model.parameters()).device
+        # One thread per concurrent generation; requests beyond that wait in the pool's queue
+        # (asynchronously: the event loop keeps answering). With 1 worker, a request's seed is
+        # exact, since no other generation touches torch's global RNG meanwhile.
+        self.pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="generate")
+        self.created = int(time.time())
+        self.stats = {"active": 0, "waiting": 0, "finished": 0, "cancelled": 0}
+        self._lock = threading.Lock()
+
+    def _count(self, key, d):
+        with self._lock:
+            self.stats[key] += d
+
+    def prepare(self, req):
+        """Prompt ids and the generation budget for a checked request; RequestError if it cannot fit."""
+        try:
+            prompt = self.tokenizer.apply_chat_template(req["messages"], tokenize=False, add_generation_prompt=True)
+        except Exception as e:  # a template that rejects this conversation (e.g. roles out of order)
+            raise RequestError(f"'messages' could not be formatted with the chat template: {e}", "messages")
+        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+        n_prompt = ids.shape[1]
+        if n_prompt >= self.context:
+            raise RequestError(f"the prompt is {n_prompt} tokens, but this model's context is {self.context} "
+                               "tokens; shorten the messages", "messages", code="context_length_exceeded")
+        asked = req["max_tokens"]
+        if asked is not None and asked > self.context:
+            raise RequestError(f"'max_tokens' is {asked}, above this model's context of {self.context} tokens",
+                               "max_tokens", code="context_length_exceeded")
+        if asked is not None and n_prompt + asked > self.context:
+            raise RequestError(f"this model's context is {self.context} tokens, but the request needs "
+                               f"{n_prompt + asked} ({n_prompt} in the messages, {asked} in the completion); "
+                               "lower 'max_tokens' or shorten the messages", "max_tokens",
+                               code="context_length_exceeded")
+        budget = min(asked if asked is not None else self.context - n_prompt, self.max_tokens)
+        return ids, budget
+
+    def _generate(self, ids, budget, req, streamer, cancel, criteria):
+        """Runs in a pool thread. Returns the generated token ids (prompt excluded)."""
+        self._count("waiting", -1)
+        try:
+            if cancel.is_set():  # its client left while it waited for a thread
+                return ids.new_zeros(0)
+            self._count("active", 1)
+            try:
+                from transformers import StoppingCriteriaList
+                kw = dict(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(self.device),
+                          max_new_tokens=budget, streamer=streamer, stopping_criteria=StoppingCriteriaList([criteria]),
+                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+                if req["temperature"] == 0 or req["top_p"] == 0:
+                    kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                else:
+                    kw.update(do_sample=True, temperature=req["temperature"], top_p=req["top_p"], top_k=0)
+                if req["seed"] is not None:
+                    torch.manual_seed(req["seed"])
+                with torch.inference_mode():
+                    out = self.model.generate(**kw)
+                return out[0, ids.shape[1]:].cpu()
+            finally:
+                self._count("active", -1)
+        finally:
+            streamer.end()  # wakes the reader even when generate() raised or never ran
+
+    async def run(self, ids, budget, req, cancel):
+        """Async iterator of text pieces; its last item is a dict (finish_reason, completion_tokens)."""
+        from transformers import AsyncTextIteratorStreamer
+        streamer = AsyncTextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        criteria = _stop_criteria(cancel, req["stop"], self.tokenizer, ids.shape[1])
+        self._count("waiting", 1)
+        job = self.pool.submit(self._generate, ids, budget, req, streamer, cancel, criteria)
+        fut = asyncio.wrap_future(job)
+        stops, text, sent, stopped = req["stop"], "", 0, False
+        try:
+            async for piece in streamer:
+                if stopped:
+                    continue  # drain until generate() notices the stop
+                text += piece
+                if stops:
+                    text, stopped = cut_at_stop(text, stops)
+                    upto = len(text) if stopped else len(text) - held_back(text, stops)
+                else:
+                    upto = len(text)
+                if upto > sent:
+                    yield text[sent:upto]
+                    sent = upto
+            new = await fut
+        finally:
+            if cancel.is_set() or not job.done():
+                cancel.set()
+                self._count("cancelled", 1)
+                if job.cancel():  # still queued, so it never runs (and never leaves 'waiting' itself)
+                    self._count("waiting", -1)
+            else:
+                self._count("finished", 1)
+        if sent < len(text):
+            yield text[sent:]
+        n = int(new.numel())
+        eos = n > 0 and int(new[-1]) == self.tokenizer.eos_token_id
+        stop_hit = stopped or criteria.hit_stop
+        yield {"finish_reason": "length" if (n >= budget and not eos and not stop_hit) else "stop",
+               "completion_tokens": n}
+
+
+# ---------------------------------------------------------------------------------------- the app
+
+def create_app(engine: Engine):
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    app = FastAPI(title="MiniMind OpenAI-compatible API")
+    app.state.engine = engine
+
+    @app.exception_handler(RequestError)
+    async def _bad_request(request, e: RequestError):
+        return JSONResponse(error_body(e.message, e.type, e.param, e.code), status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, e):
+        kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
+        return JSONResponse(error_body(f"{request.method} {request.url.path}: {e.detail}", kind),
+                            status_code=e.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, e):
+        return JSONResponse(error_body(f"invalid request: {e.errors()}"), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request, e):  # our bug, still answered in OpenAI's shape
+        return JSONResponse(error_body(f"internal error: {type(e).__name__}: {e}", "server_error"), status_code=500)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": engine.name, "generations": dict(engine.stats)}
+
+    def model_card():
+        return {"id": engine.name, "object": "model", "created": engine.created, "owned_by": "minimind"}
+
+    @app.get("/v1/models")
+    async def list_models():
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id}")
+    async def get_model(model_id: str):
+        if model_id != engine.name:
+            raise RequestError(f"The model '{model_id}' does not exist; this server serves '{engine.name}'",
+                               "model", status=404, code="model_not_found")
+        return model_card()
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RequestError(f"the request body is not valid JSON ({e})")
+        req = parse_request(body)
+        ids, budget = engine.prepare(req)
+        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        n_prompt = int(ids.shape[1])
+        cancel = threading.Event()
+
+        def usage(n):
+            return {"prompt_tokens": n_prompt, "completion_tokens": n, "total_tokens": n_prompt + n}
+
+        if not req["stream"]:
+            # Nobody reads this response while it is generated, so a watcher notices a client
+            # that hangs up (its receive() returns http.disconnect) and stops the generation.
+            watcher = asyncio.create_task(_watch_disconnect(request, cancel))
+            try:
+                parts, end = [], None
+                async for item in engine.run(ids, budget, req, cancel):
+                    if isinstance(item, dict):
+                        end = item
+                    else:
+                        parts.append(item)
+            finally:
+                watcher.cancel()
+            return {
+                "id": cid, "object": "chat.completion", "created": created, "model": engine.name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                             "logprobs": None, "finish_reason": end["finish_reason"]}],
+                "usage": usage(end["completion_tokens"]),
+            }
+
+        def chunk(delta, finish=None):
+            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": engine.name,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        def sse(obj):
+            return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+        async def events():
+            # Starlette cancels this generator when the client disconnects; `finally` in
+            # engine.run then sets `cancel`, and the StoppingCriteria ends generate().
+            try:
+                yield sse(chunk({"role": "assistant", "content": ""}))
+                async for item in engine.run(ids, budget, req, cancel):
+                    if isinstance(item, dict):
+                        yield sse(chunk({}, item["finish_reason"]))
+                        if req["include_usage"]:
+                            yield sse({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                       "model": engine.name, "choices": [], "usage": usage(item["completion_tokens"])})
+                    else:
+                        yield sse(chunk({"content": item}))
+            except Exception as e:  # headers are gone already: report in-band, then end the stream
+                yield sse(error_body(f"internal error: {type(e).__name__}: {e}", "server_error"))
+            finally:
+                cancel.set()
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app
+
+
+async def _watch_disconnect(request, cancel):
+    while not cancel.is_set():
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel.set()
+            return
+
+
+# ---------------------------------------------------------------------------------------- the CLI
+
+def get_parser():
+    # 'resolve': --max_seq_len is the served context here, not the training sample length
+    p = ArgumentParser(description="OpenAI-compatible chat server for a MiniMind model", conflict_handler="resolve")
+    add_source_args(p)
+    add_device_args(p)
+    p.add_argument("--max_seq_len", type=positive_int, default=None,
+                   help="context length served: prompt + answer (default: the model's max_position_embeddings)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default %(default)s: this machine only; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=8998, help="port (default %(default)s, as MiniMind)")
+    p.add_argument("--max_tokens", type=positive_int, default=2048,
+                   help="most tokens one answer may have; a request asking more is capped (default %(default)s)")
+    p.add_argument("--max_parallel", type=positive_int, default=1,
+                   help="generations run at once, the others wait; with 1 a request's seed reproduces "
+                        "its answer exactly (default %(default)s)")
+    p.add_argument("--model_name", default="minimind", help="the id /v1/models reports (default %(default)s)")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: expected 0..65535")
+    device = check_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    model, tokenizer, where = load_source(args, dtype=dtype)
+    model = model.to(device).eval()
+    engine = Engine(model, tokenizer, args.model_name, args.max_tokens, args.max_seq_len, args.max_parallel)
+    import uvicorn
+    print(f"serving {where} as '{args.model_name}' on http://{args.host}:{args.port}/v1 "
+          f"(context {engine.context}, max_tokens {engine.max_tokens})", flush=True)
+    try:
+        uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="info")
+    except SystemExit as e:  # uvicorn exits 1 when it cannot bind (its own one-line log says why)
+        if e.code not in (0, None):
+            raise UserError(f"could not serve on {args.host}:{args.port} (in use, or not an address of this "
+                            "machine); pick another --port/--host")
+        raise
+
+
+if __name__ == "__main__":
+    run_main(main)
