@@ -260,14 +260,19 @@ def export_minimind(net, tokenizer, output, outtype="f16", force=False):
     net = as_minimind(net).to(TORCH_OUTTYPES[outtype])
     # save_pretrained copies model/model_minimind.py (self-contained: torch + transformers) into the
     # folder and writes config.json's auto_map for the classes registered here.
-    type(net.config).register_for_auto_class()
-    type(net).register_for_auto_class("AutoModelForCausalLM")
     net.generation_config = _generation_config(net.config, tokenizer)
-    with _Output(output, force, is_dir=True) as tmp:
-        net.save_pretrained(tmp)
-        save_tokenizer(tokenizer, tmp)
-        if not os.path.isfile(os.path.join(tmp, "model_minimind.py")):
-            raise RuntimeError("save_pretrained did not copy the modelling file")
+    cfg_cls, model_cls = type(net.config), type(net)
+    cfg_cls.register_for_auto_class()
+    model_cls.register_for_auto_class("AutoModelForCausalLM")
+    try:
+        with _Output(output, force, is_dir=True) as tmp:
+            net.save_pretrained(tmp)
+            save_tokenizer(tokenizer, tmp)
+            if not os.path.isfile(os.path.join(tmp, "model_minimind.py")):
+                raise RuntimeError("save_pretrained did not copy the modelling file")
+    finally:
+        # the registration is class-wide; other saves in this process stay plain
+        cfg_cls._auto_class = model_cls._auto_class = None
     return output
 
 
@@ -282,7 +287,23 @@ def export_llama(net, tokenizer, output, outtype="f16", force=False):
     with _Output(output, force, is_dir=True) as tmp:
         llama.save_pretrained(tmp)
         save_tokenizer(tokenizer, tmp)
+        _add_legacy_config_keys(os.path.join(tmp, "config.json"), src.config.rope_theta)
     return output
+
+
+def _add_legacy_config_keys(path, rope_theta):
+    """Also write config.json's transformers-4 keys (rope_theta, torch_dtype).
+
+    transformers 5 writes RoPE as rope_parameters; readers on 4.x (vLLM, TGI, llama.cpp's converter
+    in many installs) look for rope_theta and would silently fall back to 10000 without it.
+    """
+    with open(path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    cfg.setdefault("rope_theta", float(rope_theta))
+    if "dtype" in cfg:
+        cfg.setdefault("torch_dtype", cfg["dtype"])
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
 
 
 def export_pth(net, output, outtype="f16", force=False, where="the model"):

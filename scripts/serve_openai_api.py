@@ -35,6 +35,8 @@ from trainer.errors import UserError, run_main  # noqa: E402
 
 ROLES = {"system", "developer", "user", "assistant"}  # developer = OpenAI's newer name for system
 MAX_STOP = 4  # OpenAI's limit on stop sequences
+# For requests that leave them out: MiniMind's server defaults (OpenAI's 1.0 / 1.0 ramble on a small model)
+DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.92
 
 
 class RequestError(Exception):
@@ -97,8 +99,8 @@ def parse_request(body):
                                f"{json.dumps(role)}", f"messages[{i}].role")
         messages.append({"role": "system" if role == "developer" else role, "content": _content(m, i)})
 
-    temperature = _number(body, "temperature", 0, 2, 1.0)
-    top_p = _number(body, "top_p", 0, 1, 1.0)
+    temperature = _number(body, "temperature", 0, 2, DEFAULT_TEMPERATURE)
+    top_p = _number(body, "top_p", 0, 1, DEFAULT_TOP_P)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
         raise RequestError(f"'max_tokens' must be an integer, got {json.dumps(max_tokens)}", "max_tokens")
@@ -433,12 +435,18 @@ def main(argv=None):
     dtype = resolve_dtype(args.dtype, device)
     model, tokenizer, where = load_source(args, dtype=dtype)
     model = model.to(device).eval()
+    if not tokenizer.chat_template:
+        raise UserError(f"{args.tokenizer_path or where}: the tokenizer has no chat template; pass a "
+                        "--tokenizer_path that has one (the repo's ./model does)")
     engine = Engine(model, tokenizer, args.model_name, args.max_tokens, args.max_seq_len, args.max_parallel)
     import uvicorn
     print(f"serving {where} as '{args.model_name}' on http://{args.host}:{args.port}/v1 "
           f"(context {engine.context}, max_tokens {engine.max_tokens})", flush=True)
     try:
-        uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="info")
+        # On Ctrl-C, requests still generating get 5 s; then they are cancelled, which stops
+        # their generate() at the next token.
+        uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="info",
+                    timeout_graceful_shutdown=5)
     except SystemExit as e:  # uvicorn exits 1 when it cannot bind (its own one-line log says why)
         if e.code not in (0, None):
             raise UserError(f"could not serve on {args.host}:{args.port} (in use, or not an address of this "

@@ -159,6 +159,8 @@ def test_llama_dir_is_plain_llama(llama_dir, ckpt, ids):
     _, net = ckpt
     cfg = json.loads((llama_dir / "config.json").read_text())
     assert cfg["model_type"] == "llama" and "auto_map" not in cfg
+    # transformers-4 readers (vLLM, TGI) need the flat key, or they silently use RoPE base 10000
+    assert cfg["rope_theta"] == cfg["rope_parameters"]["rope_theta"] == net.config.rope_theta
     assert not any(f.endswith(".py") for f in os.listdir(llama_dir))
     llama = AutoModelForCausalLM.from_pretrained(llama_dir).eval()  # no trust_remote_code
     assert type(llama) is LlamaForCausalLM
