@@ -13,7 +13,10 @@ and the 1-based line), tokenized in worker processes, and written to flat binary
     <data dir>/.minimind_cache/<file name>.<kind>.<key>.<stream>.tokens.bin   uint16 (uint32 if vocab > 65535)
                                                           .<stream>.mask.bin     uint8, 1 = training target
                                                           .<stream>.offsets.npy  int64, sample boundaries
+                                                          .<stream>.first.npy    first target of each sample
                                                    .<key>.meta.json                written last = cache complete
+(<stream> is "text" for pretraining, "conversations" for SFT, "chosen"/"rejected" for DPO; pretraining
+has no mask: every token but the opening <|im_start|> is a target)
 
 which are opened with np.memmap: resident memory is the pages actually touched, shared between
 processes by the OS page cache. The cache lives beside the data (the folder holds its own .gitignore),
@@ -347,10 +350,10 @@ def _fallback_cache_dir():
 
 def _usable_dir(d):
     try:
+        created = not os.path.isdir(d)
         os.makedirs(d, exist_ok=True)
-        ignore = os.path.join(d, ".gitignore")
-        if not os.path.exists(ignore):  # a cache beside tracked data must not show up in git
-            with open(ignore, "w") as f:
+        if created:  # a cache beside tracked data must not show up in git (only in folders we made)
+            with open(os.path.join(d, ".gitignore"), "w") as f:
                 f.write("# token caches built by dataset/lm_dataset.py\n*\n")
         with tempfile.TemporaryFile(dir=d):
             pass
@@ -408,12 +411,12 @@ class TokenCache:
         return os.path.join(d, f"{self.stem}.{suffix}")
 
     def _build_locked(self, tok, sig, num_proc):
-        from filelock import FileLock  # installed with `datasets`; works on every OS
+        from filelock import FileLock, Timeout  # installed with `datasets`; works on every OS
 
         lock = FileLock(self._file(self.dir, "lock"))
         try:
             lock.acquire(timeout=0)
-        except Exception:
+        except Timeout:
             if _is_rank0():
                 print(f"waiting for another process to finish tokenizing {self.path} ...",
                       file=sys.stderr, flush=True)
@@ -647,6 +650,7 @@ class PretrainDataset(_Base):
         self._report(verbose)
 
     def __getitem__(self, i):
+        i = range(len(self))[i]  # negative indices; IndexError past the end
         start = int(self.cache.array("text", "offsets.npy")[i])
         ids = _long(self.cache.array("text", "tokens.bin")[start:start + self.lengths[i] + 1])
         return ids[:-1], ids[1:], torch.ones(len(ids) - 1, dtype=torch.long)

@@ -506,3 +506,28 @@ def test_tokenizer_path_accepted(tmp_path, mm_tok):
     assert ds[0][0].tolist()[0] == mm_tok.bos_token_id
     with pytest.raises(ValueError, match="max_length"):
         PretrainDataset(path, mm_tok, 1)
+
+
+def test_bundled_demo_data_loads(tmp_path, tok):
+    """The demo corpus (dataset/demo) goes through every class; copied so no cache lands in the repo."""
+    import shutil
+    demo = os.path.join(ROOT, "dataset", "demo")
+    names = ("pretrain.jsonl", "sft.jsonl", "dpo.jsonl")
+    if not all(os.path.exists(os.path.join(demo, n)) for n in names):
+        pytest.skip("dataset/demo not generated")
+    for n in names:
+        shutil.copy(os.path.join(demo, n), tmp_path / n)
+    pre = PretrainDataset(str(tmp_path / "pretrain.jsonl"), tok, 10 ** 6)
+    packed = PackedPretrainDataset(str(tmp_path / "pretrain.jsonl"), tok, 256)
+    sft = SFTDataset(str(tmp_path / "sft.jsonl"), tok, 512)
+    dpo = DPODataset(str(tmp_path / "dpo.jsonl"), tok, 1024)
+    with open(tmp_path / "sft.jsonl", encoding="utf-8") as f:
+        assert len(sft) + sft.num_dropped == sum(1 for line in f if line.strip())
+    assert len(pre) > 0 and len(packed) > 0 and len(dpo) > 0
+    assert pre.num_truncated == 0  # so its targets are every document token: packing keeps them all
+    assert int(pre.lengths.sum()) == sum(int(packed[r][2].sum()) for r in range(len(packed)))
+    for i in range(0, len(sft), max(1, len(sft) // 50)):
+        x, y, m = sft[i]
+        assert m.any()
+        if len(x) < 511:  # not truncated: the last target closes the last answer
+            assert y[m.bool()][-1] == tok.eos_token_id
