@@ -395,6 +395,7 @@ def export_gguf(net, tokenizer, output, outtype="f16", force=False, name="MiniMi
 
     with _Output(output, force, is_dir=False) as tmp, tempfile.TemporaryDirectory() as tok_dir:
         w = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+        w.add_type(gguf.GGUFType.MODEL)
         w.add_name(name)
         w.add_context_length(cfg.max_position_embeddings)
         w.add_embedding_length(cfg.hidden_size)
@@ -402,13 +403,16 @@ def export_gguf(net, tokenizer, output, outtype="f16", force=False, name="MiniMi
         w.add_feed_forward_length(cfg.intermediate_size)
         w.add_head_count(n_head)
         w.add_head_count_kv(n_kv)
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
         w.add_rope_dimension_count(head_dim)
         w.add_rope_freq_base(float(cfg.rope_theta))
         w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
         w.add_vocab_size(cfg.vocab_size)
         w.add_file_type(getattr(gguf.LlamaFileType, GGUF_FILE_TYPES[outtype]))
-        if outtype == "q8_0":
-            w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        w.add_sampling_temp(GEN_DEFAULTS["temperature"])
+        w.add_sampling_top_p(GEN_DEFAULTS["top_p"])
 
         tokens, types = _gguf_vocab(tokenizer, cfg.vocab_size)
         w.add_tokenizer_model("gpt2")

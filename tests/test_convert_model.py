@@ -339,6 +339,8 @@ def test_gguf_metadata_and_tokenizer(gguf_files, tokenizer, ckpt):
     assert abs(f["llama.attention.layer_norm_rms_epsilon"] - c.rms_norm_eps) < 1e-9
     assert f["llama.context_length"] == c.max_position_embeddings and f["llama.vocab_size"] == c.vocab_size
     assert f["general.file_type"] == gguf.LlamaFileType.ALL_F32
+    assert f["llama.attention.key_length"] == f["llama.attention.value_length"] == 8
+    assert abs(f["general.sampling.temp"] - 0.85) < 1e-6
 
     assert (f["tokenizer.ggml.model"], f["tokenizer.ggml.pre"]) == ("gpt2", "gpt-2")
     tokens = f["tokenizer.ggml.tokens"]
