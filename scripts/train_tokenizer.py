@@ -56,17 +56,16 @@ def iter_texts(path, max_samples=None, batch_size=1000, stats=None):
     number of texts and characters read, for the summary line.
     """
     batch, n_texts, n_chars = [], 0, 0
-    with open(path, "r", encoding="utf-8") as f:
-        lineno = 0
-        while True:
-            lineno += 1
+    # Binary lines decoded one by one: a bad byte is then reported on the line that holds it.
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
             try:
-                line = f.readline()
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise UserError(f"{path}:{lineno}: expected UTF-8 text, got undecodable bytes ({e.reason}); "
-                                "re-encode the file as UTF-8") from None
-            if not line:
-                break
+                raise UserError(f"{path}:{lineno}: expected UTF-8 text, got undecodable bytes ({e.reason} at "
+                                f"byte {e.start}); re-encode the file as UTF-8") from None
+            if lineno == 1:
+                line = line.lstrip("\ufeff")  # a byte-order mark some editors write
             if not line.strip():
                 continue
             try:

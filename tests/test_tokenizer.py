@@ -226,6 +226,14 @@ def test_train_script_bad_line_exits_2_naming_file_and_line(tmp_path, bad_line, 
     assert (out / "tokenizer.json").read_text() == "previous tokenizer"  # nothing already written is lost
 
 
+def test_train_script_bad_utf8_names_its_line(tmp_path):
+    data = tmp_path / "latin1.jsonl"
+    data.write_bytes('\ufeff{"text": "ok"}\n{"text": "fine"}\n'.encode("utf-8") + '{"text": "café"}\n'.encode("latin-1"))
+    r = _run("--data_path", data, "--out_dir", tmp_path / "o", "--vocab_size", 300, "--quiet")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and f"{data}:3:" in r.stderr and "UTF-8" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("make, args, expected", [
     (lambda p: None, ("--vocab_size", 300), "no such file"),
     (lambda p: p.write_text("\n\n"), ("--vocab_size", 300), "at least one"),
