@@ -6,8 +6,8 @@ then, each in a fresh subprocess so the peaks do not mix:
   reuse  - construct it again (cache hit) and read --reads random items
   lists  - (--compare_lists) MiniMind's way: json.loads every line into a Python list
 Peak RSS is ru_maxrss; "growth" is how much the peak rose above the peak after imports (torch,
-transformers, the tokenizer). Worker processes' peak (RUSAGE_CHILDREN; forked, so it includes the
-parent's shared pages) is reported separately. Reading memory-maps the cache: pages touched count
+transformers, the tokenizer). Tokenizing worker processes (--num_proc > 1; forked, so their RSS
+counts the parent's shared pages) are sampled every 0.5 s for the sum of their Private_Dirty. Reading memory-maps the cache: pages touched count
 in RSS but are file-backed page cache (RssFile), not allocations (RssAnon); both are shown at the end.
 
     python scripts/bench_data_memory.py --size_mb 300 --kind pretrain --compare_lists
@@ -34,6 +34,29 @@ def status_mb(field):
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+def children_anon_mb():
+    # tokenizing workers are forked: their RSS counts the parent's shared pages, so sum what
+    # they wrote themselves (Private_Dirty: own allocations and copy-on-write copies)
+    me, total = str(os.getpid()), 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{{pid}}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[1] != me:
+                    continue
+            with open(f"/proc/{{pid}}/smaps_rollup") as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("Private_Dirty:")) / 1024
+        except (OSError, StopIteration, IndexError):
+            pass
+    return total
+import threading
+workers_peak = [0.0]
+def sample():
+    while True:
+        workers_peak[0] = max(workers_peak[0], children_anon_mb())
+        time.sleep(0.5)
+threading.Thread(target=sample, daemon=True).start()
 mode, path, kind, tok_path, max_length, reads, num_proc = {args!r}
 import numpy as np, torch
 from transformers import AutoTokenizer
@@ -61,7 +84,7 @@ elapsed = time.time() - t0
 print(json.dumps(dict(mode=mode, samples=n, seconds=round(elapsed, 2), rss_after_imports_mb=round(base, 1),
                       peak_rss_mb=round(rss_mb(), 1), growth_mb=round(rss_mb() - base, 1),
                       end_rss_anon_mb=round(status_mb("RssAnon"), 1), end_rss_file_mb=round(status_mb("RssFile"), 1),
-                      children_peak_rss_mb=round(rss_mb(resource.RUSAGE_CHILDREN), 1))))
+                      workers_peak_private_mb=round(workers_peak[0], 1))))
 """
 
 EN = ("the model learns from data and every token counts while the loss goes down slowly "
@@ -134,7 +157,8 @@ def main():
             results[mode] = r
             print(f"{mode:6s} {r['seconds']:7.1f}s  peak RSS {r['peak_rss_mb']:7.1f} MiB  growth "
                   f"{r['growth_mb']:7.1f} MiB ({r['growth_mb'] * 2**20 / size:.1%} of file)  RssAnon/RssFile "
-                  f"{r['end_rss_anon_mb']:.0f}/{r['end_rss_file_mb']:.0f} MiB  workers' peak {r['children_peak_rss_mb']:.1f} MiB  samples {r['samples']}", flush=True)
+                  f"{r['end_rss_anon_mb']:.0f}/{r['end_rss_file_mb']:.0f} MiB  workers' private peak "
+                  f"{r['workers_peak_private_mb']:.1f} MiB  samples {r['samples']}", flush=True)
         cache = os.path.join(d, ".minimind_cache")
         results["cache_mb"] = round(sum(os.path.getsize(os.path.join(cache, f))
                                         for f in os.listdir(cache)) / 2 ** 20, 1)

@@ -11,7 +11,7 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL_MB, BIG_MB = 4, int(os.environ.get("MINIMIND_MEMTEST_MB", "20"))
+SMALL_MB, BIG_MB = 2, int(os.environ.get("MINIMIND_MEMTEST_MB", "20"))
 
 
 def _bench():
