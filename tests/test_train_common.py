@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 from trainer.args import add_common_args, add_model_args, resolve_dtype, str2bool
 from trainer.checkpoint import (atomic_save, describe_state_dict, load_weights, made_by, resume_path,
                                 save_weights, weight_path)
-from trainer.errors import UserError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from trainer.errors import UserError  # noqa: E402
 
 
 class FakeLM(nn.Module):
@@ -141,3 +141,46 @@ def test_run_main_one_line_exit_2(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--use_moe: expected a boolean" in lines[0], lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared by the tests/test_train_*.py files: a tokenizer and small generated JSONL files.
+
+def tokenizer_dir():
+    for d in (os.path.join(ROOT, "model"), os.path.join(ROOT, "..", "shared", "minimind_tokenizer")):
+        if os.path.exists(os.path.join(d, "tokenizer.json")):
+            return os.path.abspath(d)
+    pytest.skip("no tokenizer (model/tokenizer.json or ../shared/minimind_tokenizer)")
+
+
+WORDS = ("the cat sat on a mat and the dog ran to the big red house while a small blue car "
+         "went past 今天 天气 很好 我们 去 公园 散步 小猫 在 睡觉").split()
+
+
+def write_data(d, n_pretrain=120, n_sft=60, n_dpo=48, seed=0):
+    """pretrain.jsonl / sft.jsonl / dpo.jsonl in MiniMind's formats, deterministic."""
+    import json
+    import random
+    rng = random.Random(seed)
+    os.makedirs(d, exist_ok=True)
+
+    def sent(lo, hi):
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
+    paths = {k: os.path.join(d, f"{k}.jsonl") for k in ("pretrain", "sft", "dpo")}
+    with open(paths["pretrain"], "w", encoding="utf-8") as f:
+        for _ in range(n_pretrain):
+            f.write(json.dumps({"text": sent(5, 40)}, ensure_ascii=False) + "\n")
+    with open(paths["sft"], "w", encoding="utf-8") as f:
+        for _ in range(n_sft):
+            q = sent(2, 12)
+            f.write(json.dumps({"conversations": [{"role": "user", "content": q},
+                                                  {"role": "assistant", "content": "ok: " + q}]},
+                               ensure_ascii=False) + "\n")
+    with open(paths["dpo"], "w", encoding="utf-8") as f:
+        for _ in range(n_dpo):
+            q = sent(2, 10)
+            user = {"role": "user", "content": q}
+            f.write(json.dumps({"chosen": [user, {"role": "assistant", "content": "sure, " + q}],
+                                "rejected": [user, {"role": "assistant", "content": "no no no " + sent(2, 6)}]},
+                               ensure_ascii=False) + "\n")
+    return paths

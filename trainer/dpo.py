@@ -33,7 +33,7 @@ def policy_logps(model, batch):
 
 @torch.no_grad()
 def compute_reference_logps(model, ds, collate, device, batch_size, autocast, rank=0, world_size=1,
-                            log=print):
+                            log=print, what="pairs"):
     """(len(ds), 2) float32 tensor of [chosen, rejected] summed log-probs under `model` (frozen).
 
     Each rank scores a disjoint shard; a SUM all_reduce assembles the whole table on every rank.
@@ -58,7 +58,7 @@ def compute_reference_logps(model, ds, collate, device, batch_size, autocast, ra
     model.train(was_training)
     if not bool((seen == 1).all()):
         raise RuntimeError("reference pass did not score every pair exactly once")
-    log(f"reference log-probs for {len(ds)} pairs computed in {time.time() - t0:.1f}s (cached for training)")
+    log(f"reference log-probs for {len(ds)} {what} computed in {time.time() - t0:.1f}s (cached for training)")
     return ref.cpu()
 
 
@@ -90,11 +90,11 @@ class DPOStage(Stage):
             if resume_state is not None:
                 trainer.log("warning: validation set changed since the run started; scoring it with the "
                             "resumed policy as reference")
-            self.val_ref = self._score(trainer, model, val_ds, collate)
+            self.val_ref = self._score(trainer, model, val_ds, collate, "validation pairs")
 
-    def _score(self, trainer, model, ds, collate):
+    def _score(self, trainer, model, ds, collate, what="pairs"):
         return compute_reference_logps(model, ds, collate, trainer.device, trainer.args.batch_size,
-                                       trainer.autocast, trainer.rank, trainer.world_size, trainer.log)
+                                       trainer.autocast, trainer.rank, trainer.world_size, trainer.log, what)
 
     def _ref_for(self, table, index, device):
         r = table[index.cpu()].to(device)

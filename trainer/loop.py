@@ -25,6 +25,7 @@ import os
 import random
 import sys
 import time
+import uuid
 from contextlib import nullcontext
 
 import numpy as np
@@ -428,7 +429,8 @@ class Trainer:
         if not (a.use_wandb and self.is_main):
             return
         import wandb  # only with --use_wandb: importing it costs seconds
-        self.wandb_id = resume_id or wandb.util.generate_id()
+        # uuid, not the seeded global RNG: a run id must not depend on (or disturb) --seed
+        self.wandb_id = resume_id or uuid.uuid4().hex[:8]
         config = {k: v for k, v in vars(a).items() if k not in ("ddp", "local_rank")}
         config.update(world_size=self.world_size, total_steps=total_steps, n_params=self.n_params,
                       dtype_resolved=str(self.dtype).replace("torch.", ""))
@@ -469,9 +471,7 @@ class Trainer:
         train_model = model
         if self.ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
-            # rotary tables are constant buffers: nothing to broadcast each forward
-            train_model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                              broadcast_buffers=False)
+            train_model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         model.train()
 
         self.log(f"{len(train_ds)} samples, {self.world_size} process(es), {batches_per_epoch} batches of "
