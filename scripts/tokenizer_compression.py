@@ -69,6 +69,7 @@ def main(argv=None):
     tok_dirs = args.tokenizer or [d for d in ("./model", "../shared/minimind_tokenizer") if os.path.isdir(d)]
     toks = [(d, AutoTokenizer.from_pretrained(d)) for d in tok_dirs]
 
+    sets.sort(key=lambda s: s[0] != "zh")  # Chinese rows first, order otherwise kept
     data = [(lang, name, load_texts(path, lang)) for lang, name, path in sets]
     print("| held-out text | chars | " + " | ".join(f"`{d}`" for d, _ in toks) + " |")
     print("|---|---:|" + "---:|" * len(toks))

