@@ -41,6 +41,7 @@ are dropped (they carry no loss). A sample that has no target left after truncat
 dropped and counted in `num_dropped` (it would contribute 0/0 to a masked mean); every truncated
 sample is counted in `num_truncated`; both appear in `summary()`, printed once on stderr by rank 0.
 """
+import gc
 import hashlib
 import itertools
 import json
@@ -477,6 +478,9 @@ class TokenCache:
                 import multiprocessing as mp
                 from concurrent.futures import ProcessPoolExecutor
                 ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+                # forked workers share the parent's heap copy-on-write; keep their garbage collector
+                # from touching (and so copying) every page of it
+                gc.freeze()
                 pool = ProcessPoolExecutor(num_proc, mp_context=ctx, initializer=_init_worker,
                                            initargs=(tok,))
             pending = deque()  # bounded, so a multi-GB file is never queued in memory
@@ -522,6 +526,8 @@ class TokenCache:
             bar.close()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+            if num_proc > 1:
+                gc.unfreeze()
         meta = dict(sig, version=FORMAT_VERSION, kind=self.kind.name, dtype=self.dtype.str,
                     num_samples=n, num_tokens=n_tokens, build_seconds=round(time.time() - t0, 2))
         _atomic_write_text(self._file(self.dir, "meta.json"), json.dumps(meta, indent=1))
