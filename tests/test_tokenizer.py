@@ -17,11 +17,16 @@ MINIMIND_DIR = ROOT.parent / "shared" / "minimind_tokenizer"
 SYSTEM_DEFAULT = "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("train_tokenizer", SCRIPT)
+def _load(name):
+    """Import scripts/<name>.py (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _load_script():
+    return _load("train_tokenizer")
 
 
 @pytest.fixture(scope="module")
@@ -287,3 +292,53 @@ def test_script_output_renders_like_minimind(tmp_path, minimind_tok):
     t = AutoTokenizer.from_pretrained(str(out))
     for messages, gen in CONVERSATIONS:
         assert render(t, messages, gen) == render(minimind_tok, messages, gen)
+
+
+# --- corpus and measurement tooling -----------------------------------------------------------
+
+def test_count_lines_keep_chinese_words_free_of_spaces(tok):
+    corpus = _load("tokenizer_corpus")
+    zh = list(corpus._count_lines([("我们", 30), ("中国", 10), ("罕见", 1)], "zh", millions=41 / 1e6))
+    words = "\n".join(zh).split("\n")
+    assert (words.count("我们"), words.count("中国"), words.count("罕见")) == (30, 10, 1) and " " not in "".join(zh)
+    en = " ".join(corpus._count_lines([("the", 3), ("Cat", 1)], "en", millions=4 / 1e6))
+    assert sorted(en.split(" ")) == ["Cat", "the", "the", "the"]
+    # a Chinese word after a newline pre-tokenizes without the space marker, as in running text
+    pieces = [p for p, _ in tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str("我们\n中国")]
+    assert tok.backend_tokenizer.decoder.decode([pieces[-1]]) == "中国"
+
+
+def test_split_is_stable_and_by_text():
+    corpus = _load("tokenizer_corpus")
+    texts = [f"paragraph {i}" for i in range(2000)]
+    held = [t for t in texts if corpus.is_heldout(t, 0.05)]
+    assert held == [t for t in texts if corpus.is_heldout(t, 0.05)]
+    assert 50 <= len(held) <= 150
+    assert [corpus.repeats(t, 1.5) for t in texts[:50]] == [corpus.repeats(t, 1.5) for t in texts[:50]]
+    assert {corpus.repeats(t, 1.5) for t in texts} == {1, 2} and {corpus.repeats(t, 2) for t in texts} == {2}
+
+
+def test_compression_script_filters_by_language(tmp_path):
+    comp = _load("tokenizer_compression")
+    f = tmp_path / "mixed.jsonl"
+    _write_jsonl(f, [{"text": "纯中文句子。"}, {"text": "Plain English."}, {"text": "混合 mixed"}])
+    assert comp.load_texts(str(f), "zh") == ["纯中文句子。", "混合 mixed"]
+    assert comp.load_texts(str(f), "en") == ["Plain English."]
+    txt = tmp_path / "book.txt"
+    txt.write_text("line of a book\n" * 200, encoding="utf-8")
+    pieces = comp.load_texts(str(txt), "en")
+    assert "".join(pieces) == "line of a book\n" * 200 and all(len(p) <= 1100 for p in pieces)
+
+
+def test_compression_script_table(tmp_path):
+    f = tmp_path / "zh.jsonl"
+    _write_jsonl(f, [{"text": ZH_PROSE}])
+    g = tmp_path / "en.jsonl"
+    _write_jsonl(g, [{"text": EN_PROSE}])
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "tokenizer_compression.py"), "--zh", str(f),
+                        "--en", str(g), "--tokenizer", str(MODEL_DIR)], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("|")[1].strip(): line for line in r.stdout.splitlines() if line.startswith("| ")}
+    zh_row = next(v for k, v in rows.items() if k.startswith("zh: zh.jsonl"))
+    assert f"{_chars_per_token(AutoTokenizer.from_pretrained(str(MODEL_DIR)), ZH_PROSE):.3f}" in zh_row
