@@ -159,6 +159,9 @@ def _write_atomic(path, text):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's private 0600 would hide the file from other users
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -208,6 +211,9 @@ def main(argv=None):
     sample = [t for batch in iter_texts(args.data_path, max_samples=2000) for t in batch]
     n_tokens = sum(len(e.ids) for e in tok.encode_batch(sample, add_special_tokens=False))
     ratio = sum(map(len, sample)) / max(n_tokens, 1)
+    if tok.get_vocab_size() < args.vocab_size:
+        print(f"note: {args.data_path} has too little text for {args.vocab_size} tokens; BPE ran out of pairs "
+              f"to merge at {tok.get_vocab_size()} (ids stay below --vocab_size, so models of that size still fit)")
     print(f"trained vocab {tok.get_vocab_size()} on {stats['texts']} texts ({stats['chars']} chars) "
           f"in {time.time() - t0:.1f}s; {ratio:.2f} chars/token on the first {len(sample)} training texts; "
           f"wrote {args.out_dir}/tokenizer.json and tokenizer_config.json")

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +192,9 @@ def test_train_script_end_to_end(tmp_path):
     r = _run("--data_path", data, "--out_dir", out, "--vocab_size", 400, "--quiet")
     assert r.returncode == 0, r.stderr
     assert "300 texts" in r.stdout
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "tokenizer.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     t = AutoTokenizer.from_pretrained(str(out))
     assert len(t) == 400
     assert (t.pad_token_id, t.bos_token_id, t.eos_token_id, t.unk_token_id) == (0, 1, 2, 0)
