@@ -415,17 +415,36 @@ def test_gguf_quantized_types_and_sizes(gguf_files, ckpt):
     assert sizes["q8_0"] < sizes["f16"] < sizes["f32"]
 
 
+TOKENIZER_SAMPLES = ["Hello world!  Two  spaces,\ttabs\nand newlines\n\n", "中文测试：人工智能是一门科学。",
+                     "数字 12345 和 3.14159", "emoji 😀👍", "  leading", "It's we're they'll I'd",
+                     "混合mixed文本text，标点！？……", "https://github.com/jingyaogong/minimind?x=1&y=2", TEXT]
+
+
 def test_gguf_runs_in_llama_cpp(gguf_files, ckpt, tokenizer, ids):
-    """llama.cpp itself loads the f32 GGUF, tokenizes like us, and decodes greedily like us."""
+    """llama.cpp itself loads the GGUFs, tokenizes like us, and decodes greedily like us."""
     llama_cpp = pytest.importorskip("llama_cpp")
     _, net = ckpt
+    want = logits(net, ids)[0].double().numpy()
+    # f32 KV cache (llama.cpp's default is f16) so that the f32 file computes in f32 throughout
     llm = llama_cpp.Llama(model_path=str(gguf_files["f32"]), n_ctx=256, n_threads=1, verbose=False,
-                          logits_all=False)
-    assert llm.tokenize(TEXT.encode(), add_bos=False, special=True) == ids[0].tolist()
+                          logits_all=True, type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
+    for text in TOKENIZER_SAMPLES:
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == \
+            tokenizer(text, add_special_tokens=False).input_ids, text
+    llm.eval(ids[0].tolist())
+    got = np.asarray(llm.scores[:ids.shape[1]], dtype=np.float64)
+    assert np.abs(got - want).max() < 1e-3
     ours = greedy(net, ids, 16)
+    llm.reset()
     theirs = []
     for tok in llm.generate(ids[0].tolist(), temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
         theirs.append(tok)
         if len(theirs) == len(ours):
             break
     assert theirs == ours
+    # the quantized file runs in llama.cpp too, within q8_0's precision
+    q8 = llama_cpp.Llama(model_path=str(gguf_files["q8_0"]), n_ctx=256, n_threads=1, verbose=False,
+                         logits_all=True)
+    q8.eval(ids[0].tolist())
+    got = np.asarray(q8.scores[:ids.shape[1]], dtype=np.float64)
+    assert np.abs(got - want).mean() / want.std() < 0.06
