@@ -5,7 +5,7 @@ then, each in a fresh subprocess so the peaks do not mix:
   build  - construct the dataset with no cache (stream, validate, tokenize, write the memmaps)
   reuse  - construct it again (cache hit) and read --reads random items
   lists  - (--compare_lists) MiniMind's way: json.loads every line into a Python list
-Peak RSS is ru_maxrss; "growth" is how much the peak rose above the peak after imports (torch,
+Peak RSS is VmHWM (ru_maxrss, but not inherited over exec); "growth" is how much the peak rose above the peak after imports (torch,
 transformers, the tokenizer). Tokenizing worker processes (--num_proc > 1; forked, so their RSS
 counts the parent's shared pages) are sampled every 0.5 s for the sum of their Private_Dirty. Reading memory-maps the cache: pages touched count
 in RSS but are file-backed page cache (RssFile), not allocations (RssAnon); both are shown at the end.
@@ -26,8 +26,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHILD = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
-def rss_mb(who=resource.RUSAGE_SELF):
-    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+def rss_mb():
+    # VmHWM, the peak RSS of this process's memory: ru_maxrss would do, except that Linux carries
+    # it over execve, so a child of a big process (pytest) would start at its parent's peak
+    try:
+        return status_mb("VmHWM")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 def status_mb(field):
     with open("/proc/self/status") as f:
         for line in f:
