@@ -31,14 +31,11 @@ def main(argv=None):
     args = parse_args(argv)
     from dataset.lm_dataset import DPODataset, dpo_collate
     from trainer.dpo import DPOStage
-    trainer = Trainer(args)
-    try:
+    with Trainer(args) as trainer:
         model = trainer.build_model()
         train_ds = trainer.dataset(DPODataset, args.data_path, max_length=args.max_seq_len)
         val_ds = trainer.dataset(DPODataset, args.val_data_path, max_length=args.max_seq_len) if args.val_data_path else None
         trainer.fit(model, train_ds, dpo_collate(trainer.pad_id), DPOStage(args.beta), val_ds)
-    finally:
-        trainer.close()
 
 
 if __name__ == "__main__":

@@ -22,15 +22,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from dataset.lm_dataset import PackedPretrainDataset, PretrainDataset, pad_collate
-    trainer = Trainer(args)
-    try:
+    with Trainer(args) as trainer:
         model = trainer.build_model()
         cls = PackedPretrainDataset if args.packed else PretrainDataset
         train_ds = trainer.dataset(cls, args.data_path, max_length=args.max_seq_len)
         val_ds = trainer.dataset(cls, args.val_data_path, max_length=args.max_seq_len) if args.val_data_path else None
         trainer.fit(model, train_ds, pad_collate(trainer.pad_id), LMStage("pretrain", "Pretrain"), val_ds)
-    finally:
-        trainer.close()
 
 
 if __name__ == "__main__":

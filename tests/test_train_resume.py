@@ -9,7 +9,6 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_train_common import tokenizer_dir, write_data  # noqa: E402
-from test_train_dpo import read_wandb_history  # noqa: E402
 from test_train_scripts import logged  # noqa: E402
 
 
@@ -17,27 +16,24 @@ def cmd(out_dir, data_path, *extra):
     return [sys.executable, "-u", os.path.join(ROOT, "train_pretrain.py"),
             "--dim", "32", "--n_layers", "1", "--max_seq_len", "24", "--batch_size", "2",
             "--accumulation_steps", "2", "--epochs", "2", "--learning_rate", "3e-3", "--warmup_iters", "3",
-            "--log_interval", "1", "--save_interval", "5", "--num_workers", "0", "--use_wandb",
+            "--log_interval", "1", "--save_interval", "5", "--num_workers", "0",
             "--tokenizer_path", tokenizer_dir(), "--data_path", data_path, "--out_dir", str(out_dir), *extra]
 
 
 def test_sigkill_then_resume_gives_identical_losses(tmp_path):
     data = write_data(str(tmp_path / "data"), n_pretrain=50, n_sft=1, n_dpo=1)["pretrain"]
-    env = dict(os.environ, PYTHONPATH=ROOT, WANDB_MODE="offline", WANDB_SILENT="true", WANDB_CONSOLE="off")
+    env = dict(os.environ, PYTHONPATH=ROOT)
 
     # uninterrupted reference run
-    a = subprocess.run(cmd(tmp_path / "a", data), capture_output=True, text=True,
-                       env=dict(env, WANDB_DIR=str(tmp_path / "wa")), timeout=600)
+    a = subprocess.run(cmd(tmp_path / "a", data), capture_output=True, text=True, env=env, timeout=600)
     assert a.returncode == 0, a.stderr
     full = logged(a.stdout)
     total = max(full)
     assert total >= 20, full
 
     # same run, SIGKILLed two steps after its save at step 10
-    wb = tmp_path / "wb"
-    wb.mkdir()
     p = subprocess.Popen(cmd(tmp_path / "b", data), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         text=True, env=dict(env, WANDB_DIR=str(wb)))
+                         text=True, env=env)
     seen = []
     for line in p.stdout:
         seen.append(line)
@@ -52,8 +48,8 @@ def test_sigkill_then_resume_gives_identical_losses(tmp_path):
             torch.load(tmp_path / "b" / f, weights_only=True)  # never a truncated checkpoint
 
     r = subprocess.run(cmd(tmp_path / "b", data, "--from_resume", "1"), capture_output=True, text=True,
-                       env=dict(env, WANDB_DIR=str(wb)), timeout=600)
-    assert r.returncode == 0, r.stderr
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "resumed from epoch 1 step 10" in r.stdout
     resumed = logged(r.stdout)
     assert min(resumed) == 11 and max(resumed) == total
@@ -63,9 +59,3 @@ def test_sigkill_then_resume_gives_identical_losses(tmp_path):
     wa = torch.load(tmp_path / "a" / "pretrain_32.pth", weights_only=True)
     wb_ = torch.load(tmp_path / "b" / "pretrain_32.pth", weights_only=True)
     assert all(torch.equal(wa[k], wb_[k]) for k in wa)
-
-    # the resumed run continued the killed run's wandb run (same id), logging from step 11 on
-    runs = read_wandb_history(wb)
-    assert len(runs) == 2 and runs[0][0]["id"] == runs[1][0]["id"], runs
-    steps = {row["_step"] for _, rows in runs for row in rows if "loss" in row}
-    assert set(range(11, total + 1)) <= steps

@@ -27,7 +27,7 @@ def data(tmp_path_factory):
 
 
 def tiny(out_dir, *extra):
-    return ["--dim", "64", "--n_layers", "2", "--max_seq_len", "48", "--num_workers", "0",
+    return ["--dim", "32", "--n_layers", "1", "--max_seq_len", "48", "--num_workers", "0",
             "--tokenizer_path", tokenizer_dir(), "--out_dir", str(out_dir), "--batch_size", "8",
             "--log_interval", "1", *extra]
 
@@ -67,25 +67,25 @@ def test_hand_off_chain_pretrain_sft_dpo(tmp_path, data, capsys):
     assert o.splitlines()[0].startswith("LLM total params: ") and o.splitlines()[0].endswith(" M")
     losses = logged(o)
     assert len(losses) >= 4 and losses[max(losses)] < losses[1] - 0.5, losses
-    assert (out / "pretrain_64.pth").exists() and (out / "pretrain_64_resume.pth").exists()
+    assert (out / "pretrain_32.pth").exists() and (out / "pretrain_32_resume.pth").exists()
 
     o = run(train_full_sft, tiny(out, "--data_path", data["sft"], "--learning_rate", "1e-3",
                                  "--val_data_path", data["sft"], "--eval_interval", "3"), capsys)
-    assert f"loaded {out / 'pretrain_64.pth'}" in o
+    assert f"loaded {out / 'pretrain_32.pth'}" in o
     assert "val/loss" in o and "val/ppl" in o
     val = logged(o, "val/loss")
     assert val[max(val)] < val[min(val)]
 
     o = run(train_dpo, tiny(out, "--data_path", data["dpo"], "--epochs", "1"), capsys)
-    assert f"loaded {out / 'full_sft_64.pth'}" in o and "rewards/accuracies" in o
-    assert (out / "rlhf_64.pth").exists()
+    assert f"loaded {out / 'full_sft_32.pth'}" in o and "rewards/accuracies" in o
+    assert (out / "rlhf_32.pth").exists()
 
     # each hand-off file is a plain MiniMind2 state_dict, strictly loadable, and each stage changed it
-    m = MiniMindForCausalLM(MiniMindConfig(hidden_size=64, num_hidden_layers=2))
-    sds = {n: torch.load(out / f"{n}_64.pth", weights_only=True) for n in ("pretrain", "full_sft", "rlhf")}
+    m = MiniMindForCausalLM(MiniMindConfig(hidden_size=32, num_hidden_layers=1))
+    sds = {n: torch.load(out / f"{n}_32.pth", weights_only=True) for n in ("pretrain", "full_sft", "rlhf")}
     for sd in sds.values():
         m.load_state_dict(sd, strict=True)
-        assert "model.layers.1.self_attn.q_proj.weight" in sd
+        assert "model.layers.0.self_attn.q_proj.weight" in sd
     k = "model.layers.0.mlp.up_proj.weight"
     assert not torch.equal(sds["pretrain"][k], sds["full_sft"][k])
     assert not torch.equal(sds["full_sft"][k], sds["rlhf"][k])
@@ -95,22 +95,22 @@ def test_mv_chain_and_named_weights(tmp_path, data, capsys):
     out = tmp_path / "out"
     run(train_full_sft, tiny(out, "--data_path", data["sft"], "--from_weight", "none", "--epochs", "1"), capsys)
     # the tutorial: SFT again on longer data, starting from the first SFT's weights
-    shutil.move(out / "full_sft_64.pth", out / "pretrain_64.pth")
+    shutil.move(out / "full_sft_32.pth", out / "pretrain_32.pth")
     o = run(train_full_sft, tiny(out, "--data_path", data["sft"], "--max_seq_len", "96"), capsys)
-    assert f"loaded {out / 'pretrain_64.pth'}" in o and (out / "full_sft_64.pth").exists()
+    assert f"loaded {out / 'pretrain_32.pth'}" in o and (out / "full_sft_32.pth").exists()
     # the same without renaming
     o = run(train_full_sft, tiny(out, "--data_path", data["sft"], "--from_weight", "full_sft",
                                  "--save_weight", "full_sft_2048"), capsys)
-    assert f"loaded {out / 'full_sft_64.pth'}" in o and (out / "full_sft_2048_64.pth").exists()
+    assert f"loaded {out / 'full_sft_32.pth'}" in o and (out / "full_sft_2048_32.pth").exists()
 
 
 def test_moe_suffix_and_real_bool(tmp_path, data, capsys):
     out = tmp_path / "out"
     o = run(train_pretrain, tiny(out, "--data_path", data["pretrain"], "--use_moe", "true", "--epochs", "1"), capsys)
-    assert (out / "pretrain_64_moe.pth").exists() and "aux_loss" in o
+    assert (out / "pretrain_32_moe.pth").exists() and "aux_loss" in o
     o = run(train_pretrain, tiny(out, "--data_path", data["pretrain"], "--use_moe", "False",
                                  "--max_seq_len", "16", "--save_weight", "dense"), capsys)
-    assert (out / "dense_64.pth").exists() and not (out / "dense_64_moe.pth").exists()
+    assert (out / "dense_32.pth").exists() and not (out / "dense_32_moe.pth").exists()
     assert "aux_loss" not in o
 
 
@@ -118,16 +118,16 @@ def test_user_errors_one_line_exit_2(tmp_path, data, capsys):
     out = tmp_path / "out"
     # missing input checkpoint: names the file and the script that makes it
     line = user_error(train_full_sft, tiny(out, "--data_path", data["sft"]), capsys)
-    assert str(out / "pretrain_64.pth") in line and "train_pretrain.py" in line
+    assert str(out / "pretrain_32.pth") in line and "train_pretrain.py" in line
     line = user_error(train_dpo, tiny(out, "--data_path", data["dpo"]), capsys)
-    assert str(out / "full_sft_64.pth") in line and "train_full_sft.py" in line
+    assert str(out / "full_sft_32.pth") in line and "train_full_sft.py" in line
 
     # a checkpoint that does not fit the flags: names the dims held and asked
     run(train_pretrain, tiny(out, "--data_path", data["pretrain"], "--max_seq_len", "16"), capsys)
-    before = (out / "pretrain_64.pth").read_bytes()
+    before = (out / "pretrain_32.pth").read_bytes()
     line = user_error(train_full_sft, tiny(out, "--data_path", data["sft"], "--n_layers", "3"), capsys)
-    assert "--dim 64 --n_layers 2 --use_moe 0" in line and "--dim 64 --n_layers 3 --use_moe 0" in line
-    assert (out / "pretrain_64.pth").read_bytes() == before  # nothing already written is lost
+    assert "--dim 32 --n_layers 1 --use_moe 0" in line and "--dim 32 --n_layers 3 --use_moe 0" in line
+    assert (out / "pretrain_32.pth").read_bytes() == before  # nothing already written is lost
 
     # bad flag values: argparse's one line
     for bad in (["--use_moe", "maybe"], ["--batch_size", "0"], ["--dtype", "float8"], ["--learning_rate", "x"],
@@ -146,7 +146,7 @@ def test_user_errors_one_line_exit_2(tmp_path, data, capsys):
     # a resume file from another configuration
     line = user_error(train_pretrain, tiny(out, "--data_path", data["pretrain"], "--max_seq_len", "16",
                                            "--batch_size", "4", "--from_resume", "1"), capsys)
-    assert "pretrain_64_resume.pth" in line and "--batch_size 8 (now 4)" in line
+    assert "pretrain_32_resume.pth" in line and "--batch_size 8 (now 4)" in line
 
     line = user_error(train_pretrain, tiny(out, "--dim", "100"), capsys)
     assert "--dim 100" in line
@@ -161,7 +161,7 @@ def test_real_process_exit_codes(tmp_path, data):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train_full_sft.py"),
                         *tiny(out, "--data_path", data["sft"])], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().count("\n") == 0 and "pretrain_64.pth" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "pretrain_32.pth" in r.stderr
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train_dpo.py"), "--use_moe", "nope"],
                        capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--use_moe" in r.stderr

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from trainer.losses import dpo_loss, masked_ce, sequence_logps  # noqa: E402
 from trainer.sampler import LengthGroupedBatchSampler, ShardedEvalSampler  # noqa: E402
 from trainer.schedule import get_lr  # noqa: E402
@@ -116,3 +117,25 @@ def test_dpo_loss_against_hand_computation():
     # at the start of training policy == reference: loss is ln 2 whatever the log-probs
     l0, _ = dpo_loss(pc, pr, pc.clone(), pr.clone(), beta)
     assert l0.tolist() == pytest.approx([math.log(2)] * 2)
+
+
+def test_padding_to_batch_longest_keeps_the_loss_of_padding_to_max_len():
+    """Length-grouped batches padded to their longest item give MiniMind's pad-to-max_seq_len loss."""
+    from test_train_common import tokenizer_dir, write_data
+    import tempfile
+    from dataset.lm_dataset import SFTDataset, pad_collate
+    from model import MiniMindConfig, MiniMindForCausalLM
+    with tempfile.TemporaryDirectory() as d:
+        ds = SFTDataset(write_data(d, n_pretrain=1, n_sft=12, n_dpo=1)["sft"], tokenizer_dir(), max_length=96)
+        items = [ds[i] for i in range(len(ds))]
+    torch.manual_seed(0)
+    model = MiniMindForCausalLM(MiniMindConfig(hidden_size=32, num_hidden_layers=1)).eval()
+    X, Y, M = pad_collate(0)(items)
+    assert X.shape[1] == max(len(x) for x, _, _ in items) < 96
+    pad = 96 - X.shape[1]
+    Xm, Ym, Mm = (F.pad(t, (0, pad), value=0) for t in (X, Y, M))
+    with torch.no_grad():
+        short = masked_ce(model(X).logits, Y, M)
+        full = masked_ce(model(Xm).logits, Ym, Mm)
+    assert M.sum() == Mm.sum() > 0
+    assert short.item() == pytest.approx(full.item(), rel=1e-5)

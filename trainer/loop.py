@@ -264,16 +264,26 @@ class Trainer:
         self.device = device
         self.is_main = self.rank == 0
 
-    def close(self):
+    def close(self, ok=True):
+        """Finish wandb and leave the process group; after a failure, without waiting for the others
+        (they are stuck in a collective this rank will never join; torchrun stops them)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         if self.wandb is not None:
-            self.wandb.finish()
+            self.wandb.finish(exit_code=0 if ok else 1)
             self.wandb = None
         if self.ddp and dist.is_initialized():
-            dist.barrier()
+            if ok:
+                dist.barrier()
             dist.destroy_process_group()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(ok=exc_type is None)
+        return False
 
     def barrier(self):
         if self.ddp:
