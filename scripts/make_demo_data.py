@@ -7,14 +7,15 @@ few attributes (a country's capital and flag colour; a character's species,
 home city, favourite food, favourite colour and job). From it we write, in
 MiniMind's JSONL formats:
 
-  pretrain.jsonl  {"text": ...}              every fact, stated in varied prose
+  pretrain.jsonl  {"text": ...}              every fact in varied prose, plus Q/A pages
+                                             about the facts that are not held out
   sft.jsonl       {"conversations": [...]}   Q/A about the facts that are not held out
   dpo.jsonl       {"chosen": [...], "rejected": [...]}  right/polite vs wrong/rude
   heldout.jsonl   questions whose facts are only in pretrain.jsonl, with answer keywords
   README.md       the world and the formats
 
 About a quarter of the facts are held out: pretraining states them, but no SFT
-or DPO sample asks about them (in either language). A model that answers the
+or DPO sample and no Q/A page asks about them (in either language). A model that answers the
 held-out questions after SFT has learnt the facts in pretraining and learnt in
 SFT how to answer questions about them -- that is what the demo checks.
 
@@ -29,6 +30,7 @@ import sys
 SEED = 1234
 HELDOUT_FRACTION = 0.25
 BIOS_PER_ENTITY = 12  # prose documents per entity and language in pretrain.jsonl
+FAQS_PER_ENTITY = 4  # Q/A documents per entity and language in pretrain.jsonl (trained facts only)
 
 # ---------------------------------------------------------------------------
 # The world. Names are invented; the Chinese names are loose transliterations.
@@ -44,7 +46,7 @@ CITIES = [  # one capital per country, in the same order after shuffling
     ("Istrel", "伊斯特"), ("Mornay", "莫内"), ("Fadrin", "法德林"), ("Calbo", "卡尔博"),
 ]
 CHARACTERS = [
-    ("Zorbi", "佐比"), ("Mipo", "米波"), ("Tavi", "塔薇"), ("Gulo", "古洛"),
+    ("Zorbi", "佐比"), ("Mipo", "米波"), ("Tibbo", "蒂博"), ("Gulo", "古洛"),
     ("Nessa", "内莎"), ("Bimble", "宾布"), ("Quin", "昆恩"), ("Elko", "埃尔科"),
     ("Suri", "苏丽"), ("Wopp", "沃普"), ("Hazel", "海泽"), ("Jorun", "约伦"),
     ("Pim", "皮姆"), ("Lotta", "洛塔"), ("Fenn", "芬恩"), ("Yaro", "亚罗"),
@@ -98,6 +100,24 @@ ATTRS = {
                 "Which colour is {n}'s flag?"],
         zh_ask=["{n}的国旗是什么颜色？", "{n}的国旗是哪种颜色？", "请问{n}的国旗是什么颜色的？"],
         en_ans="The flag of {n} is {v}.", zh_ans="{n}的国旗是{v}的。"),
+    "animal": dict(
+        kind="country", pool=SPECIES,
+        en_say=["The national animal of {n} is the {v}.", "The {v} is the national animal of {n}.",
+                "In {n}, the {v} is the national animal.", "{n} chose the {v} as its national animal."],
+        zh_say=["{n}的国兽是{v}。", "{v}是{n}的国兽。", "在{n}，{v}是国兽。", "{n}把{v}选为国兽。"],
+        en_ask=["What is the national animal of {n}?", "Which animal is the national animal of {n}?",
+                "What is {n}'s national animal?"],
+        zh_ask=["{n}的国兽是什么？", "{n}的国兽是哪种动物？", "请问{n}的国兽是什么动物？"],
+        en_ans="The national animal of {n} is the {v}.", zh_ans="{n}的国兽是{v}。"),
+    "dish": dict(
+        kind="country", pool=FOODS,
+        en_say=["{n} is famous for its {v}.", "The most famous food of {n} is {v}.",
+                "Travellers to {n} always try the local {v}.", "Nobody grows better {v} than {n}."],
+        zh_say=["{n}最有名的食物是{v}。", "{n}以{v}闻名。", "去{n}的游客都会尝尝当地的{v}。", "{n}的{v}最有名。"],
+        en_ask=["What is {n} famous for?", "What is the most famous food of {n}?",
+                "Which food is {n} known for?"],
+        zh_ask=["{n}最有名的食物是什么？", "{n}以什么食物闻名？", "{n}有什么有名的食物？"],
+        en_ans="{n} is famous for its {v}.", zh_ans="{n}最有名的食物是{v}。"),
     "species": dict(
         kind="character", pool=SPECIES,
         en_say=["{n} is {a} {v}.", "{n} is a little {v}.",
@@ -181,7 +201,8 @@ def build_world(rng):
     facts = []  # dict(entity=(en, zh), attr=..., value=(en, zh), pool=[...])
     for country, city in zip(COUNTRIES, cities):
         facts.append(dict(entity=country, attr="capital", value=city))
-        facts.append(dict(entity=country, attr="flag", value=rng.choice(COLOURS)))
+        for attr in ("flag", "animal", "dish"):
+            facts.append(dict(entity=country, attr=attr, value=rng.choice(ATTRS[attr]["pool"])))
     for char in CHARACTERS:
         for attr in ("species", "home", "food", "colour", "job"):
             facts.append(dict(entity=char, attr=attr, value=rng.choice(ATTRS[attr]["pool"])))
@@ -195,19 +216,21 @@ def build_world(rng):
         for w in answers:
             for other in answers + names + wording:
                 assert w == other or w.lower() not in other.lower(), (w, other)
+        for w in names:  # nor may one entity's name hide inside another's
+            for other in answers + names:
+                assert w == other or w.lower() not in other.lower(), (w, other)
     return facts
 
 
 def choose_heldout(rng, facts):
-    """Hold out ~HELDOUT_FRACTION of each attribute's facts, spread over entities."""
+    """Hold out ~HELDOUT_FRACTION of each attribute's facts, spread over the entities."""
     held = set()
-    load = {}  # entity -> number of held-out facts, to keep every entity mostly in SFT
+    load = {}  # entity -> held-out facts so far: spread them, at most a couple per entity
     for attr in ATTRS:
         idx = [i for i, f in enumerate(facts) if f["attr"] == attr]
         rng.shuffle(idx)
         idx.sort(key=lambda i: load.get(facts[i]["entity"], 0))  # stable: least-loaded first
-        k = max(1, round(len(idx) * HELDOUT_FRACTION))
-        for i in idx[:k]:
+        for i in idx[:max(1, round(len(idx) * HELDOUT_FRACTION))]:
             held.add(i)
             load[facts[i]["entity"]] = load.get(facts[i]["entity"], 0) + 1
     return held
@@ -235,7 +258,7 @@ def ask(fact, lang, k):
 
 # ---------------------------------------------------------------------------
 
-def make_pretrain(rng, facts):
+def make_pretrain(rng, facts, held):
     """Biographies: each entity's facts in shuffled order and varied phrasing.
 
     Many short documents per entity (rather than one long one) give each fact
@@ -260,6 +283,18 @@ def make_pretrain(rng, facts):
                         sents.append(f"{f['value'][li]} is the capital of {c}." if lang == "en"
                                      else f"{f['value'][li]}是{c}的首都。")
                 docs.append((" " if lang == "en" else "").join(sents))
+        # FAQ pages: questions and answers as plain text, about the facts SFT also
+        # teaches (never the held-out ones). Reading Q/A while the facts are being learnt
+        # is what makes a small model store them so that a question can get at them.
+        train = [f for i, f in enumerate(facts) if f["entity"] == entity and i not in held]
+        for lang in LANGS:
+            q_tag, a_tag, sep = ("Q: ", "A: ", " ") if lang == "en" else ("问：", "答：", "")
+            for _ in range(FAQS_PER_ENTITY if train else 0):
+                order = train[:]
+                rng.shuffle(order)
+                qa = [f"{q_tag}{ask(f, lang, rng.randrange(len(ATTRS[f['attr']][lang + '_ask'])))}"
+                      f"{sep}{a_tag}{answer(f, lang)}" for f in order]
+                docs.append("\n".join(qa))
     rng.shuffle(docs)
     return [{"text": d} for d in docs]
 
@@ -276,10 +311,16 @@ def make_sft(rng, facts, held):
                 if rng.random() < 0.15:
                     msgs.insert(0, {"role": "system", "content": rng.choice(SYSTEM_PROMPTS[lang])})
                 convs.append(msgs)
-    # multi-turn: a few questions about one entity (or a mix), answered in turn
+    # multi-turn: a few questions about one entity (or a mix), answered in turn. Asking
+    # one entity about several things side by side makes the model heed *what* is asked,
+    # not only *whom* it is about.
+    by_entity = {}
+    for f in train:
+        by_entity.setdefault(f["entity"], []).append(f)
     for lang in LANGS:
         for _ in range(len(train) // 2):
-            turns = rng.sample(train, rng.randint(2, 3))
+            pool = by_entity[rng.choice(sorted(by_entity))] if rng.random() < 0.5 else train
+            turns = rng.sample(pool, min(len(pool), rng.randint(2, 3)))
             msgs = []
             if rng.random() < 0.3:
                 msgs.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS[lang])})
@@ -346,11 +387,18 @@ def readme(facts, held, counts):
         "Written by `python scripts/make_demo_data.py --out_dir dataset/demo` (deterministic: do not",
         "edit by hand; change the generator and re-run it). English and Chinese.",
         "",
-        f"The world has {len(COUNTRIES)} countries (capital, flag colour) and {len(CHARACTERS)} animal",
-        "characters (species, home city, favourite food, favourite colour, job). About a quarter of",
-        "the facts are *held out*: `pretrain.jsonl` states them, but no SFT or DPO sample asks about",
-        "them. `heldout.jsonl` asks about them, so a model that answers them after SFT has recalled",
-        "what it read in pretraining.",
+        f"The world has {len(COUNTRIES)} countries (capital, flag colour, national animal, famous food)",
+        f"and {len(CHARACTERS)} animal characters (species, home city, favourite food, favourite colour,",
+        f"job): {len(facts)} facts. About a quarter of them ({len(held)}) are *held out*: pretraining",
+        "states them, but nothing asks about them -- no SFT or DPO sample, no Q/A page. `heldout.jsonl`",
+        "asks about them, so a model that answers it after SFT has recalled what it read in pretraining",
+        "and learnt in SFT how to answer a question, not the answers themselves.",
+        "",
+        "`pretrain.jsonl` holds two kinds of documents: short biographies of each entity (its facts in",
+        "shuffled order and varied wording), and Q/A pages (`Q: ... A: ...`, `问：...答：...`) about the",
+        "facts that are not held out. Reading questions beside the prose while the facts are being",
+        "learnt is what lets a tiny model answer questions about the held-out facts after SFT (without",
+        "the Q/A pages a 2-layer model trained for a few minutes answers about half as many).",
         "",
         "| file | lines | format |",
         "|---|---|---|",
@@ -363,7 +411,7 @@ def readme(facts, held, counts):
         "",
         "```",
         '{"question": "...", "answer": "<reference answer>", "keywords": ["..."], "distractors": ["..."],',
-        ' "lang": "en"|"zh", "entity": "...", "attribute": "capital|flag|species|home|food|colour|job"}',
+        ' "lang": "en"|"zh", "entity": "...", "attribute": "capital|flag|animal|dish|species|home|food|colour|job"}',
         "```",
         "",
         "Scoring: an answer is right when it contains every keyword and none of the distractors",
@@ -403,7 +451,7 @@ def main(argv=None):
     facts = build_world(random.Random(args.seed))
     held = choose_heldout(random.Random(args.seed + 1), facts)
     outputs = {
-        "pretrain": make_pretrain(random.Random(args.seed + 2), facts),
+        "pretrain": make_pretrain(random.Random(args.seed + 2), facts, held),
         "sft": make_sft(random.Random(args.seed + 3), facts, held),
         "dpo": make_dpo(random.Random(args.seed + 4), facts, held),
         "heldout": make_heldout(random.Random(args.seed + 5), facts, held),

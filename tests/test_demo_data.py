@@ -107,13 +107,19 @@ def test_heldout_questions_are_not_trained_on():
         # fact: the entity and the attribute's answer never meet in an SFT/DPO answer
         assert r["question"] not in sft_text and r["answer"] not in sft_text, r["question"]
         assert r["question"] not in dpo_text and r["answer"] not in dpo_text, r["question"]
-    for rows, name in ((load("sft.jsonl"), "sft"), (load("dpo.jsonl"), "dpo")):
-        for row in rows:
-            msgs = row["conversations"] if name == "sft" else row["chosen"] + row["rejected"]
-            for m in msgs:
-                for r in held:
-                    assert not (r["entity"] in m["content"] and r["keywords"][0] in m["content"]
-                                and m["role"] == "assistant"), (name, m["content"], r["question"])
+    # no answer anywhere -- SFT, DPO, or the Q/A pages in pretraining -- names a held-out
+    # fact's entity together with its value (names never hide inside other names)
+    answers = [m["content"] for r in load("sft.jsonl") for m in r["conversations"]
+               if m["role"] == "assistant"]
+    answers += [m["content"] for r in load("dpo.jsonl") for side in ("chosen", "rejected")
+                for m in r[side] if m["role"] == "assistant"]
+    pretrain = [r["text"] for r in load("pretrain.jsonl")]
+    qa_lines = [ln for t in pretrain for ln in t.split("\n") if ln.startswith(("Q: ", "问："))]
+    assert qa_lines, "expected Q/A pages in pretrain.jsonl"
+    for r in held:
+        assert not any(r["question"] in t for t in pretrain), r["question"]
+        for text in answers + qa_lines:
+            assert not (r["entity"] in text and r["keywords"][0] in text), (text, r["question"])
 
 
 def test_heldout_facts_are_in_pretraining():
