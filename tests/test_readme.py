@@ -441,9 +441,7 @@ class Session:
         return self.results[index]
 
     def python(self, argv, stdin_text="", env=None, parse_only=False, timeout=TIMEOUT):
-        n = len(os.listdir(self.logs))
-        stdin = os.path.join(self.logs, f"{n:03d}.in")
-        log = os.path.join(self.logs, f"{n:03d}.log")
+        stdin, log = self._log_files()
         with open(stdin, "w", encoding="utf-8") as f:
             f.write(stdin_text)
         pid = self.fork.start(argv, self.sandbox, dict(self.env, **(env or {})), stdin, log, parse_only)
@@ -452,6 +450,10 @@ class Session:
             out = f.read()
         assert rc is not None, f"timed out after {timeout}s: {' '.join(argv)}\n{out[-3000:]}"
         return rc, out
+
+    def _log_files(self):
+        n = len(os.listdir(self.logs)) // 2
+        return os.path.join(self.logs, f"{n:03d}.in"), os.path.join(self.logs, f"{n:03d}.log")
 
     def run_ok(self, argv, **kw):
         rc, out = self.python(argv, **kw)
@@ -561,8 +563,7 @@ class Session:
         env, toks = split_env(tokens(step.text))
         assert self.server is None, "a second server in the README: stop the first one in the test"
         port = free_port()
-        n = len(os.listdir(self.logs))
-        stdin, log = os.path.join(self.logs, f"{n:03d}.in"), os.path.join(self.logs, f"{n:03d}.log")
+        stdin, log = self._log_files()
         open(stdin, "w").close()
         argv = toks[1:] + SMALL["scripts/serve_openai_api.py"] + ["--port", str(port)]
         pid = self.fork.start(argv, self.sandbox, dict(self.env, **env), stdin, log)
@@ -834,10 +835,8 @@ def test_first_torchrun_command_under_real_torchrun(tmp_path):
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     run_env.update(env, WANDB_MODE=env.get("WANDB_MODE", "disabled"), OMP_NUM_THREADS="1",
                    MINIMIND_DATA_CACHE=str(tmp_path / "cache"))
-    torchrun = shutil.which("torchrun") or ""
-    cmd = toks + SMALL[script_key(script)]
-    if not torchrun:  # the console script is not on PATH: the same entry point through the interpreter
-        cmd = [sys.executable, "-m", "torch.distributed.run"] + toks[1:] + SMALL[script_key(script)]
+    # `torchrun` is the console script of torch.distributed.run; -m picks this interpreter's for sure
+    cmd = [sys.executable, "-m", "torch.distributed.run"] + toks[1:] + SMALL[script_key(script)]
     p = subprocess.run(cmd, cwd=sandbox, env=run_env, capture_output=True, text=True, timeout=TIMEOUT)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-4000:]
