@@ -57,8 +57,8 @@ def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumu
     add_model_args(p, dim=dim, n_layers=n_layers, max_seq_len=max_seq_len)
     g = p.add_argument_group("training")
     g.add_argument("--data_path", type=str, default=data_path, help="training JSONL (default %(default)s)")
-    g.add_argument("--epochs", type=positive_int, default=epochs)
-    g.add_argument("--batch_size", type=positive_int, default=batch_size, help="samples per micro-batch per process")
+    g.add_argument("--epochs", type=positive_int, default=epochs, help="default %(default)s")
+    g.add_argument("--batch_size", type=positive_int, default=batch_size, help="samples per micro-batch per process (default %(default)s)")
     g.add_argument("--learning_rate", type=positive_float, default=learning_rate,
                    help=lr_help or "peak learning rate (default %(default)s)")
     g.add_argument("--accumulation_steps", type=positive_int, default=accumulation_steps,
@@ -271,7 +271,11 @@ class Trainer:
             self.bar.close()
             self.bar = None
         if self.wandb is not None:
+            import wandb
             self.wandb.finish(exit_code=0 if ok else 1)
+            # stop wandb's service now: every record is on disk when we return, and a later run in
+            # this process (tests, notebooks) reads WANDB_* afresh
+            wandb.teardown()
             self.wandb = None
         if self.ddp and dist.is_initialized():
             if ok:
@@ -534,20 +538,22 @@ class Trainer:
                 if self.bar is not None:
                     self.bar.update(1)
                 done = step == total_steps
+                row = {}  # this step's wandb row, committed once
 
                 if step % a.log_interval == 0 or done:
                     stats = window.reduce(self.ddp)
                     now = time.time()
                     tps = stats.pop("tokens") / max(now - t_window, 1e-9)
                     eta = (now - t_start) / max(step - step_at_start, 1) * (total_steps - step)
-                    self._log_step(epoch, step, total_steps, lr, stats, tps, eta)
+                    row.update(self._log_step(epoch, step, total_steps, lr, stats, tps, eta))
                     window = _Window(self.device)
                     t_window = time.time()
                 if val_ds is not None and (step % eval_interval == 0 or done):
                     last_val = self.evaluate(model, val_ds, collate, stage)
                     self.log(f"step {step}/{total_steps} " + " ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
-                    if self.wandb is not None:
-                        self.wandb.log(last_val, step=step)
+                    row.update(last_val)
+                if self.wandb is not None and row:
+                    self.wandb.log(row, step=step, commit=True)
                 if step % a.save_interval == 0 or done:
                     pos_epoch, pos_batch = (epoch + 1, 0) if b >= batches_per_epoch else (epoch, b)
                     self.save(model, optimizer, scaler, stage, pos_epoch, pos_batch, step, final=done)
@@ -566,9 +572,7 @@ class Trainer:
         if stats:
             line += " " + " ".join(f"{k} {v:.4f}" for k, v in stats.items())
         self.log(line)
-        if self.wandb is not None:
-            self.wandb.log({"loss": loss, "lr": lr, "grad_norm": gn, "tokens_per_sec": tps,
-                            "epoch": epoch + 1, **stats}, step=step)
+        return {"loss": loss, "lr": lr, "grad_norm": gn, "tokens_per_sec": tps, "epoch": epoch + 1, **stats}
 
 
 class _Window:
