@@ -11,9 +11,9 @@ from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from trainer.args import add_common_args, add_model_args, resolve_dtype, str2bool
-from trainer.checkpoint import (atomic_save, describe_state_dict, load_weights, made_by, resume_path,
-                                save_weights, weight_path)
+from trainer.args import add_common_args, add_model_args, resolve_dtype, str2bool  # noqa: E402
+from trainer.checkpoint import (atomic_save, describe_state_dict, load_weights, made_by,  # noqa: E402
+                                remove_stale_temps, resume_path, save_weights, weight_path)
 from trainer.errors import UserError  # noqa: E402
 
 
@@ -106,6 +106,11 @@ def test_atomic_save_never_leaves_partial_file(tmp_path, monkeypatch):
         atomic_save({"x": torch.zeros(3)}, p)
     assert torch.equal(torch.load(p, weights_only=True)["x"], torch.ones(3))
     assert os.listdir(tmp_path) == ["a.pth"]
+    # what a SIGKILL mid-save leaves: a temp file, cleaned up by the next run
+    (tmp_path / ".a.pth.x1y2.tmp").write_bytes(b"half")
+    (tmp_path / ".b.pth.x1y2.tmp").write_bytes(b"someone else's")
+    remove_stale_temps(p)
+    assert sorted(os.listdir(tmp_path)) == [".b.pth.x1y2.tmp", "a.pth"]
 
 
 def test_model_args_real_bool_and_aliases():

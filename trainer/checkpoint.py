@@ -61,6 +61,22 @@ def atomic_save(obj, path: str):
         raise
 
 
+def remove_stale_temps(path: str):
+    """Delete temp files a killed atomic_save(path) left behind (they are never the real file)."""
+    d = os.path.dirname(os.path.abspath(path))
+    prefix = "." + os.path.basename(path) + "."
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith(prefix) and n.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(d, n))
+            except OSError:
+                pass
+
+
 def unwrap(model):
     """The bare module under DDP / torch.compile wrappers."""
     model = getattr(model, "module", model)

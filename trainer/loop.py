@@ -36,8 +36,8 @@ from torch.utils.data import DataLoader
 from trainer.args import (ArgumentParser, add_common_args, add_model_args, build_config, check_device,
                           load_tokenizer, nonneg_float, nonneg_int, positive_float, positive_int,
                           resolve_dtype, str2bool)
-from trainer.checkpoint import (atomic_save, load_weights, made_by, resume_path, save_weights, unwrap,
-                                weight_path)
+from trainer.checkpoint import (atomic_save, load_weights, made_by, remove_stale_temps, resume_path,
+                                save_weights, unwrap, weight_path)
 from trainer.errors import UserError
 from trainer.sampler import LengthGroupedBatchSampler, ShardedEvalSampler
 from trainer.schedule import get_lr
@@ -467,6 +467,9 @@ class Trainer:
         # loss scaling only for float16: bfloat16 has float32's range
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
+        if self.is_main:
+            for path in self.out_paths():
+                remove_stale_temps(path)
         resume = self.load_resume(stage) if a.from_resume else None
         stage.prepare(self, model, train_ds, val_ds, collate, resume["stage"] if resume else None)
         start_epoch, start_batch, step = 0, 0, 0
