@@ -352,6 +352,7 @@ class MiniMindForCausalLM(PreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         past_key_values: Cache | None = None,
+        skip_logits: bool = False,
         **kwargs,
     ) -> MiniMindCausalLMOutput:
         """
@@ -363,6 +364,8 @@ class MiniMindForCausalLM(PreTrainedModel, GenerationMixin):
         callers as `past_key_values`; the output carries it as `.cache`.
         labels (B, T) gives the shifted next-token cross-entropy, -100 = ignore.
         logits_to_keep=n computes logits for the last n positions only (0 = all): generation needs one.
+        skip_logits=True returns the final hidden states (hidden_states=(h,), logits=None) for a loss that
+        applies lm_head itself (trainer/fused_loss.py: in chunks, at target positions only).
         """
         if labels is not None and logits_to_keep:
             raise ValueError("labels need the logits of every position; do not combine them with logits_to_keep")
@@ -370,6 +373,8 @@ class MiniMindForCausalLM(PreTrainedModel, GenerationMixin):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         hidden, aux_loss = self.model(input_ids, attention_mask, position_ids, cache)
+        if skip_logits:
+            return MiniMindCausalLMOutput(hidden_states=(hidden,), cache=cache, aux_loss=aux_loss)
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         logits = self.lm_head(hidden)

@@ -13,7 +13,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from trainer.losses import dpo_loss, sequence_logps
+from trainer.checkpoint import unwrap
+from trainer.fused_loss import fused_sequence_logps
+from trainer.losses import dpo_loss
 from trainer.loop import Stage, add_aux_loss, to_device
 from trainer.sampler import ShardedEvalSampler
 
@@ -26,8 +28,9 @@ def policy_logps(model, batch):
     x = torch.cat([batch["x_chosen"], batch["x_rejected"]])
     y = torch.cat([batch["y_chosen"], batch["y_rejected"]])
     m = torch.cat([batch["mask_chosen"], batch["mask_rejected"]])
-    out = model(x)
-    pc, pr = sequence_logps(out.logits, y, m).chunk(2)
+    # hidden states only: the LM head runs in chunks, on response positions only (trainer/fused_loss.py)
+    out = model(x, skip_logits=True)
+    pc, pr = fused_sequence_logps(out.hidden_states[-1], unwrap(model).lm_head.weight, y, m).chunk(2)
     return pc, pr, out
 
 

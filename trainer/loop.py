@@ -69,6 +69,8 @@ def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumu
     g.add_argument("--save_interval", type=positive_int, default=save_interval,
                    help="save weights + resume file every N optimizer steps (and at the end)")
     g.add_argument("--num_workers", type=nonneg_int, default=1, help="DataLoader worker processes")
+    g.add_argument("--compile", type=str2bool, default=False, metavar="{1,0}",
+                   help="torch.compile the model (the first steps compile; a new sequence length may recompile once)")
     g.add_argument("--group_by_length", type=str2bool, default=True, metavar="{1,0}",
                    help="batch samples of similar length together, so padding to the batch's longest wastes little")
     g.add_argument("--from_weight", type=str, default=from_weight,
@@ -134,16 +136,18 @@ class LMStage(Stage):
         self.name, self.title = name, title
 
     def loss(self, model, batch):
-        from trainer.losses import masked_ce
+        from trainer.fused_loss import fused_masked_ce
         X, Y, mask = batch
-        out = model(X)
-        loss = masked_ce(out.logits, Y, mask)
+        # hidden states only: the LM head runs in chunks, on target positions only (trainer/fused_loss.py)
+        out = model(X, skip_logits=True)
+        loss = fused_masked_ce(out.hidden_states[-1], unwrap(model).lm_head.weight, Y, mask)
         return add_aux_loss(loss, out)
 
     def eval_sums(self, model, batch):
-        from trainer.losses import masked_ce_sum
+        from trainer.fused_loss import fused_masked_ce_sum
         X, Y, mask = batch
-        s, n = masked_ce_sum(model(X).logits, Y, mask)
+        out = model(X, skip_logits=True)
+        s, n = fused_masked_ce_sum(out.hidden_states[-1], unwrap(model).lm_head.weight, Y, mask)
         return {"ce_sum": s.double(), "tokens": n.double()}
 
     def eval_metrics(self, sums):
@@ -489,6 +493,8 @@ class Trainer:
         if self.ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
             train_model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if a.compile:
+            train_model = torch.compile(train_model)
         model.train()
 
         self.log(f"{len(train_ds)} samples, {self.world_size} process(es), {batches_per_epoch} batches of "
