@@ -1,0 +1,180 @@
+"""scripts/demo.py: the one-command demo, end to end in a reduced form, plus its user errors.
+
+The reduced run drives the real training scripts (pretrain -> SFT -> DPO) on the bundled demo
+corpus with a smaller model and fewer epochs than the full demo, then checks what the full demo
+promises: every stage's loss falls, the chat answers held-out questions right, the DPO reward
+accuracy is reported, and the loss-curve PNG is a real PNG.
+"""
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "scripts", "demo.py")
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import demo  # noqa: E402
+
+# Reduced demo: same pipeline, a smaller model and fewer passes (about 1.5 minutes). This short run
+# only recalls a few held-out facts (2/56 with this seed on the committed corpus), so the bound asks
+# for "some" right answers, as CI requires; the full demo is what shows most of them right.
+REDUCED = ["--dim", "64", "--n_layers", "2", "--pretrain_epochs", "12", "--sft_epochs", "2",
+           "--dpo_epochs", "1", "--seed", "1337"]
+MIN_RIGHT_AFTER_SFT = 1
+
+
+def run_demo(*args, timeout=600):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, DEMO, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          encoding="utf-8", timeout=timeout)
+
+
+def png_size(path):
+    """(width, height) of a PNG after checking its signature and the IHDR chunk's CRC."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG signature"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    body = data[16:16 + length]
+    (crc,) = struct.unpack(">I", data[16 + length:20 + length])
+    assert zlib.crc32(kind + body) == crc, "IHDR CRC mismatch"
+    assert data.rstrip(b"\x00")[-8:-4] == b"IEND", "PNG is truncated (no IEND chunk)"
+    return struct.unpack(">II", body[:8])
+
+
+@pytest.fixture(scope="module")
+def reduced(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    proc = run_demo("--out_dir", str(out), *REDUCED)
+    assert proc.returncode == 0, f"demo failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    with open(out / "demo_results.json", encoding="utf-8") as f:
+        results = json.load(f)
+    return out, proc, results
+
+
+@pytest.mark.slow
+def test_every_stage_loss_falls(reduced):
+    out, proc, results = reduced
+    for stage in ("pretrain", "sft", "dpo"):
+        curve = results["losses"][stage]
+        assert len(curve) >= 5, f"{stage}: only {len(curve)} logged steps"
+        steps = [s for s, _ in curve]
+        assert steps == sorted(steps) and steps[0] == 1
+        first, last = curve[0][1], sum(l for _, l in curve[-3:]) / 3
+        assert last < first, f"{stage}: loss did not fall ({first:.4f} -> {last:.4f})"
+        # the curve in the results is the one the script logged
+        with open(out / "logs" / f"{stage}.log", encoding="utf-8") as f:
+            logged = demo.parse_log(f.read().splitlines())
+        assert [[r["step"], r["loss"]] for r in logged] == curve
+    pre = results["losses"]["pretrain"]
+    assert pre[-1][1] < 0.5 * pre[0][1]  # pretraining learns a lot, not a rounding error's worth
+    assert results["losses"]["dpo"][0][1] == pytest.approx(0.6931, abs=2e-3)  # policy == reference: ln 2
+
+
+@pytest.mark.slow
+def test_chat_answers_heldout_questions(reduced):
+    out, proc, results = reduced
+    shown = {m.group(2): (int(m.group(1).split("/")[0]), int(m.group(1).split("/")[1]))
+             for m in re.finditer(r"held-out accuracy: (\d+/\d+) \(after (SFT|DPO)\)", proc.stdout)}
+    assert set(shown) == {"SFT", "DPO"}, proc.stdout[-2000:]
+    n_questions = sum(1 for line in open(os.path.join(ROOT, "dataset", "demo", "heldout.jsonl"), encoding="utf-8")
+                      if line.strip())
+    for label in ("SFT", "DPO"):
+        h = results["heldout"][label]
+        assert shown[label] == (h["right"], h["total"])
+        assert h["total"] == n_questions == len(h["answers"])
+        # the count is the corpus's rule applied to the printed answers, not taken on trust
+        items = demo.read_heldout(os.path.join(ROOT, "dataset", "demo", "heldout.jsonl"))
+        assert h["right"] == sum(demo.is_right(a["answer"], it) for a, it in zip(h["answers"], items))
+        for a in h["answers"]:
+            mark = "✓" if a["right"] else "✗"
+            assert f"{mark} {a['question']}  →  {a['answer']}" in proc.stdout
+    assert results["heldout"]["SFT"]["right"] >= MIN_RIGHT_AFTER_SFT, results["heldout"]["SFT"]["answers"]
+    assert results["heldout"]["DPO"]["right"] >= 1
+
+
+@pytest.mark.slow
+def test_dpo_reward_accuracy_reported(reduced):
+    out, proc, results = reduced
+    m = re.search(r"DPO reward accuracy: (\d\.\d+)", proc.stdout)
+    assert m, proc.stdout[-2000:]
+    acc = float(m.group(1))
+    assert acc == pytest.approx(results["dpo_reward_accuracy"], abs=0.006)
+    logged = [r["rewards/accuracies"] for r in demo.parse_log(
+        open(out / "logs" / "dpo.log", encoding="utf-8").read().splitlines())]
+    assert logged and all(0.0 <= a <= 1.0 for a in logged)
+    assert acc > 0.5  # preferences are learnt: right answers win over wrong ones
+
+
+@pytest.mark.slow
+def test_loss_curve_png(reduced):
+    out, proc, results = reduced
+    path = out / "loss_curves.png"
+    assert "loss curves: " in proc.stdout and str(path.name) in proc.stdout
+    w, h = png_size(path)
+    assert w >= 600 and h >= 200
+    import matplotlib.image
+    img = matplotlib.image.imread(str(path))
+    assert img.shape[:2] == (h, w)
+    assert img.std() > 0.01  # something was drawn
+
+
+def test_parse_step_reads_trainer_lines():
+    rec = demo.parse_step("epoch 2/3 step 17/42 loss 0.693147 lr 1.000e-06 grad_norm 0.1234 tok/s 987 "
+                          "eta 0:00:12 rewards/chosen 0.0100 rewards/accuracies 0.7500 logps/chosen -12.5000")
+    assert rec["epoch"] == 2 and rec["step"] == 17 and rec["total"] == 42
+    assert rec["loss"] == pytest.approx(0.693147) and rec["lr"] == pytest.approx(1e-6)
+    assert rec["rewards/accuracies"] == 0.75 and rec["logps/chosen"] == -12.5
+    assert demo.parse_step("saved out/pretrain_64.pth (step 42, final)") is None
+
+
+def test_scoring_rule():
+    item = {"keywords": ["Sunmar"], "distractors": ["Drask", "Olvik"]}
+    assert demo.is_right("The capital of Tarnis is sunmar.", item)
+    assert not demo.is_right("The capital of Tarnis is Drask.", item)
+    assert not demo.is_right("Sunmar or Olvik.", item)
+
+
+def one_line_error(proc):
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_bad_flag_is_one_line():
+    line = one_line_error(run_demo("--dim", "zero"))
+    assert "--dim" in line
+    line = one_line_error(run_demo("--dim", "100"))
+    assert "multiple of 8" in line
+
+
+def test_missing_data_dir_is_one_line(tmp_path):
+    line = one_line_error(run_demo("--data_dir", str(tmp_path / "nowhere"), "--out_dir", str(tmp_path / "o")))
+    assert "pretrain.jsonl" in line and "--data_dir" in line
+
+
+def test_from_stage_without_earlier_run_is_one_line(tmp_path):
+    line = one_line_error(run_demo("--from_stage", "chat", "--out_dir", str(tmp_path)))
+    assert "pretrain_128.pth" in line and "--from_stage" in line
+
+
+def test_bad_heldout_line_is_one_line(tmp_path):
+    for f in ("pretrain.jsonl", "sft.jsonl", "dpo.jsonl"):
+        (tmp_path / f).write_text("{}\n")
+    (tmp_path / "heldout.jsonl").write_text('{"question": "Q?", "keywords": ["a"]}\n{"question": 3}\n')
+    line = one_line_error(run_demo("--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "o")))
+    assert "heldout.jsonl:2:" in line and "keywords" in line
+
+
+def test_missing_package_is_a_hint(monkeypatch, capsys):
+    monkeypatch.setitem(demo.REQUIRED, "surely_not_installed_pkg", "surely-not-installed-pkg")
+    assert demo.cli(["--out_dir", "unused"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "surely-not-installed-pkg" in err[0] and "pip install -r" in err[0]
