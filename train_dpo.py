@@ -3,9 +3,9 @@
     python train_dpo.py --batch_size 4
 reads {out_dir}/full_sft_{dim}[_moe].pth and writes {out_dir}/rlhf_{dim}[_moe].pth.
 """
-from trainer.args import positive_float
+from trainer.args import make_parser, positive_float
 from trainer.errors import run_main
-from trainer.loop import Trainer, make_parser
+from trainer.loop import Trainer
 
 # Default learning rate. MiniMind2 used 1e-8 because its log-probs were AVERAGED over the padded
 # length (~3000 positions), which shrank the DPO logits ~3000-fold (beta / 3000 in effect): the loss

@@ -7,8 +7,10 @@ chain to a longer context:
     python train_full_sft.py --data_path ./dataset/sft_2048.jsonl --max_seq_len 2048
 or, without renaming: --from_weight full_sft --save_weight full_sft_2048.
 """
+from trainer.args import make_parser
 from trainer.errors import run_main
-from trainer.loop import LMStage, Trainer, make_parser
+from trainer.loop import Trainer
+from trainer.stages import LMStage
 
 
 def parse_args(argv=None):

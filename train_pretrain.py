@@ -4,9 +4,10 @@
     torchrun --nproc_per_node 2 train_pretrain.py --n_layers 16 --dim 768 --use_wandb
 writes {out_dir}/pretrain_{dim}[_moe].pth, which train_full_sft.py starts from.
 """
+from trainer.args import make_parser, str2bool
 from trainer.errors import run_main
-from trainer.args import str2bool
-from trainer.loop import LMStage, Trainer, make_parser
+from trainer.loop import Trainer
+from trainer.stages import LMStage
 
 
 def parse_args(argv=None):

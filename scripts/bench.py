@@ -565,7 +565,7 @@ def _epoch_result(runners, times, mem):
 
 def bench_sft(S, device, args, log, workdir):
     from dataset.lm_dataset import SFTDataset, pad_collate
-    from trainer.loop import LMStage
+    from trainer.stages import LMStage
     tok = _tokenizer()
     path = os.path.join(workdir, "sft_bench.jsonl")
     write_sft_jsonl(path, tok, S["sft_samples"], scale=S.get("length_scale", 1.0))

@@ -59,7 +59,9 @@ def test_cached_reference_equals_on_the_fly(data):
 
 
 def read_wandb_history(wandb_dir):
-    """History rows and run records from an offline run's .wandb log (LevelDB-style framing)."""
+    """History rows and run records from each offline run's .wandb log (LevelDB-style framing), in the
+    order the runs logged: by their smallest logged step. The folders' names (start second + run id)
+    tie or sort either way for two quick runs that share a resumed id."""
     from wandb.proto import wandb_internal_pb2 as pb
     runs = []
     for root, _, files in os.walk(wandb_dir):
@@ -91,7 +93,7 @@ def read_wandb_history(wandb_dir):
                     meta = {**meta, "id": r.run.run_id, "name": r.run.display_name, "project": r.run.project,
                             "config": {u.key: json.loads(u.value_json) for u in r.run.config.update}}
         out.append((meta, rows))
-    return out
+    return sorted(out, key=lambda run: min((r["_step"] for r in run[1] if "_step" in r), default=-1))
 
 
 def test_dpo_learns_demo_preferences_and_logs_to_wandb(tmp_path, capsys, monkeypatch):

@@ -170,3 +170,53 @@ def load_tokenizer(path: str):
         return AutoTokenizer.from_pretrained(path)
     except Exception as e:
         raise UserError(f"{path}: could not load the tokenizer ({type(e).__name__}: {' '.join(str(e).split())[:160]})")
+
+
+def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumulation_steps,
+                max_seq_len, data_path, from_weight, save_weight, wandb_project, dim=512, n_layers=8,
+                log_interval=100, save_interval=100, lr_help=None):
+    """The flags every training script shares, with that stage's MiniMind2 defaults."""
+    p = ArgumentParser(description=description)
+    add_common_args(p)
+    add_model_args(p, dim=dim, n_layers=n_layers, max_seq_len=max_seq_len)
+    g = p.add_argument_group("training")
+    g.add_argument("--data_path", type=str, default=data_path, help="training JSONL (default %(default)s)")
+    g.add_argument("--epochs", type=positive_int, default=epochs, help="default %(default)s")
+    g.add_argument("--batch_size", type=positive_int, default=batch_size, help="samples per micro-batch per process (default %(default)s)")
+    g.add_argument("--learning_rate", type=positive_float, default=learning_rate,
+                   help=lr_help or "peak learning rate (default %(default)s)")
+    g.add_argument("--accumulation_steps", type=positive_int, default=accumulation_steps,
+                   help="micro-batches per optimizer step (default %(default)s)")
+    g.add_argument("--grad_clip", type=nonneg_float, default=1.0, help="max grad norm, 0 = no clipping")
+    g.add_argument("--warmup_iters", type=nonneg_int, default=0, help="linear warmup, in optimizer steps")
+    g.add_argument("--log_interval", type=positive_int, default=log_interval, help="log every N optimizer steps")
+    g.add_argument("--save_interval", type=positive_int, default=save_interval,
+                   help="save weights + resume file every N optimizer steps (and at the end)")
+    g.add_argument("--num_workers", type=nonneg_int, default=1, help="DataLoader worker processes")
+    g.add_argument("--compile", type=str2bool, default=False, metavar="{1,0}",
+                   help="torch.compile the model (the first steps compile; a new sequence length may recompile once)")
+    g.add_argument("--group_by_length", type=str2bool, default=True, metavar="{1,0}",
+                   help="batch samples of similar length together, so padding to the batch's longest wastes little")
+    g.add_argument("--from_weight", type=str, default=from_weight,
+                   help="start from {out_dir}/{from_weight}_{dim}[_moe].pth ('none' = from scratch; "
+                        "a path ending in .pth is used as is) (default %(default)s)")
+    g.add_argument("--save_weight", type=str, default=save_weight,
+                   help="write {out_dir}/{save_weight}_{dim}[_moe].pth (default %(default)s)")
+    g.add_argument("--from_resume", type=int, choices=[0, 1], default=0,
+                   help="1 = continue from {out_dir}/{save_weight}_{dim}[_moe]_resume.pth if it exists")
+    g.add_argument("--val_data_path", type=str, default=None, help="held-out JSONL for validation loss/perplexity")
+    g.add_argument("--eval_interval", type=positive_int, default=None,
+                   help="validate every N optimizer steps (default: --save_interval) and at the end")
+    g = p.add_argument_group("logging")
+    g.add_argument("--use_wandb", action="store_true", help="log to Weights & Biases (WANDB_MODE=offline works)")
+    g.add_argument("--wandb_project", type=str, default=wandb_project)
+    # MiniMind's launch flags: torchrun's environment decides, these are accepted and ignored.
+    p.add_argument("--ddp", action="store_true", help=argparse_suppress())
+    p.add_argument("--local_rank", type=int, default=-1, help=argparse_suppress())
+    p.set_defaults(stage=stage)
+    return p
+
+
+def argparse_suppress():
+    import argparse
+    return argparse.SUPPRESS

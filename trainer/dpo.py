@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader
 from trainer.checkpoint import unwrap
 from trainer.fused_loss import fused_sequence_logps
 from trainer.losses import dpo_loss
-from trainer.loop import Stage, add_aux_loss, to_device
+from trainer.loop import to_device
+from trainer.stages import Stage, add_aux_loss
 from trainer.sampler import ShardedEvalSampler
 
 METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",

@@ -1,9 +1,9 @@
-"""The training loop shared by train_pretrain.py, train_full_sft.py and train_dpo.py.
+"""The training loop shared by every train_*.py script.
 
-A script parses its flags with `make_parser`, builds a `Trainer`, a model, its data sets, and hands
-`Trainer.fit` a `Stage` (its loss). Everything else lives here: devices and dtypes, DDP, batching,
-gradient accumulation and clipping, the LR schedule, logging (stdout, tqdm, wandb), validation,
-checkpoints and exact resume.
+A script parses its flags with `make_parser` (trainer/args.py), builds a `Trainer`, a model and its
+data sets, and hands `Trainer.fit` a `Stage` (its loss; trainer/stages.py). Everything else lives
+here: devices and dtypes, DDP, batching, gradient accumulation and clipping, the LR schedule,
+logging (stdout, tqdm, wandb), validation, checkpoints and exact resume.
 
 Counting: a "step" is an optimizer step (--accumulation_steps micro-batches). --warmup_iters,
 --log_interval, --save_interval, --eval_interval and the cosine schedule all count steps.
@@ -20,7 +20,6 @@ Resume: every --save_interval steps, next to the weights ({out_dir}/{save_weight
 function of (seed, epoch, world size, batch size), so a resumed run regenerates it and skips
 what was done: on CPU in float32 its later losses equal an uninterrupted run's.
 """
-import math
 import os
 import random
 import sys
@@ -33,9 +32,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from trainer.args import (ArgumentParser, add_common_args, add_model_args, build_config, check_device,
-                          load_tokenizer, nonneg_float, nonneg_int, positive_float, positive_int,
-                          resolve_dtype, str2bool)
+from trainer.args import build_config, check_device, load_tokenizer, resolve_dtype
 from trainer.checkpoint import (atomic_save, load_weights, made_by, remove_stale_temps, resume_path,
                                 save_weights, unwrap, weight_path)
 from trainer.errors import UserError
@@ -46,128 +43,7 @@ RESUME_FORMAT = 1
 
 
 # ----------------------------------------------------------------------------------------------
-# Flags
-
-def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumulation_steps,
-                max_seq_len, data_path, from_weight, save_weight, wandb_project, dim=512, n_layers=8,
-                log_interval=100, save_interval=100, lr_help=None):
-    """The flags every training script shares, with that stage's MiniMind2 defaults."""
-    p = ArgumentParser(description=description)
-    add_common_args(p)
-    add_model_args(p, dim=dim, n_layers=n_layers, max_seq_len=max_seq_len)
-    g = p.add_argument_group("training")
-    g.add_argument("--data_path", type=str, default=data_path, help="training JSONL (default %(default)s)")
-    g.add_argument("--epochs", type=positive_int, default=epochs, help="default %(default)s")
-    g.add_argument("--batch_size", type=positive_int, default=batch_size, help="samples per micro-batch per process (default %(default)s)")
-    g.add_argument("--learning_rate", type=positive_float, default=learning_rate,
-                   help=lr_help or "peak learning rate (default %(default)s)")
-    g.add_argument("--accumulation_steps", type=positive_int, default=accumulation_steps,
-                   help="micro-batches per optimizer step (default %(default)s)")
-    g.add_argument("--grad_clip", type=nonneg_float, default=1.0, help="max grad norm, 0 = no clipping")
-    g.add_argument("--warmup_iters", type=nonneg_int, default=0, help="linear warmup, in optimizer steps")
-    g.add_argument("--log_interval", type=positive_int, default=log_interval, help="log every N optimizer steps")
-    g.add_argument("--save_interval", type=positive_int, default=save_interval,
-                   help="save weights + resume file every N optimizer steps (and at the end)")
-    g.add_argument("--num_workers", type=nonneg_int, default=1, help="DataLoader worker processes")
-    g.add_argument("--compile", type=str2bool, default=False, metavar="{1,0}",
-                   help="torch.compile the model (the first steps compile; a new sequence length may recompile once)")
-    g.add_argument("--group_by_length", type=str2bool, default=True, metavar="{1,0}",
-                   help="batch samples of similar length together, so padding to the batch's longest wastes little")
-    g.add_argument("--from_weight", type=str, default=from_weight,
-                   help="start from {out_dir}/{from_weight}_{dim}[_moe].pth ('none' = from scratch; "
-                        "a path ending in .pth is used as is) (default %(default)s)")
-    g.add_argument("--save_weight", type=str, default=save_weight,
-                   help="write {out_dir}/{save_weight}_{dim}[_moe].pth (default %(default)s)")
-    g.add_argument("--from_resume", type=int, choices=[0, 1], default=0,
-                   help="1 = continue from {out_dir}/{save_weight}_{dim}[_moe]_resume.pth if it exists")
-    g.add_argument("--val_data_path", type=str, default=None, help="held-out JSONL for validation loss/perplexity")
-    g.add_argument("--eval_interval", type=positive_int, default=None,
-                   help="validate every N optimizer steps (default: --save_interval) and at the end")
-    g = p.add_argument_group("logging")
-    g.add_argument("--use_wandb", action="store_true", help="log to Weights & Biases (WANDB_MODE=offline works)")
-    g.add_argument("--wandb_project", type=str, default=wandb_project)
-    # MiniMind's launch flags: torchrun's environment decides, these are accepted and ignored.
-    p.add_argument("--ddp", action="store_true", help=argparse_suppress())
-    p.add_argument("--local_rank", type=int, default=-1, help=argparse_suppress())
-    p.set_defaults(stage=stage)
-    return p
-
-
-def argparse_suppress():
-    import argparse
-    return argparse.SUPPRESS
-
-
-# ----------------------------------------------------------------------------------------------
-# Stages: what differs between pretraining, SFT and DPO
-
-class Stage:
-    """A training objective. `loss` returns (scalar loss to backprop, {metric: per-sample values})."""
-    name = "stage"
-    title = "Stage"
-    eval_keys = ()
-
-    def loss(self, model, batch):
-        raise NotImplementedError
-
-    def eval_sums(self, model, batch):
-        """{key: summed tensor} over one validation batch, for every key in eval_keys."""
-        raise NotImplementedError
-
-    def eval_metrics(self, sums):
-        raise NotImplementedError
-
-    def prepare(self, trainer, model, train_ds, val_ds, collate, resume_state):
-        """Called once before training, with the starting weights loaded (DPO caches its reference here)."""
-
-    def state_dict(self):
-        return {}
-
-    def fingerprint(self):
-        """Settings that change the stage's math: a resume file made with others is refused."""
-        return {}
-
-
-class LMStage(Stage):
-    """Next-token cross-entropy over the masked targets (pretraining: all; SFT: assistant tokens)."""
-    eval_keys = ("ce_sum", "tokens")
-
-    def __init__(self, name, title):
-        self.name, self.title = name, title
-
-    def loss(self, model, batch):
-        from trainer.fused_loss import fused_masked_ce
-        X, Y, mask = batch
-        # hidden states only: the LM head runs in chunks, on target positions only (trainer/fused_loss.py)
-        out = model(X, skip_logits=True)
-        loss = fused_masked_ce(out.hidden_states[-1], unwrap(model).lm_head.weight, Y, mask)
-        return add_aux_loss(loss, out)
-
-    def eval_sums(self, model, batch):
-        from trainer.fused_loss import fused_masked_ce_sum
-        X, Y, mask = batch
-        out = model(X, skip_logits=True)
-        s, n = fused_masked_ce_sum(out.hidden_states[-1], unwrap(model).lm_head.weight, Y, mask)
-        return {"ce_sum": s.double(), "tokens": n.double()}
-
-    def eval_metrics(self, sums):
-        loss = (sums["ce_sum"] / max(sums["tokens"], 1.0))
-        return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
-
-
-# ----------------------------------------------------------------------------------------------
 # Helpers
-
-def add_aux_loss(loss, out, metrics=None):
-    """Add the MoE load-balancing loss (0 for dense models); log it when it is live."""
-    metrics = {} if metrics is None else metrics
-    aux = getattr(out, "aux_loss", None)
-    if aux is not None:
-        loss = loss + aux
-        if torch.is_tensor(aux) and aux.requires_grad:
-            metrics["aux_loss"] = aux.detach().reshape(1)
-    return loss, metrics
-
 
 def to_device(batch, device):
     nb = device.type == "cuda"
