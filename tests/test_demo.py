@@ -20,12 +20,17 @@ DEMO = os.path.join(ROOT, "scripts", "demo.py")
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import demo  # noqa: E402
 
-# Reduced demo: same pipeline, a smaller model and fewer passes (about 1.5 minutes). This short run
-# only recalls a few held-out facts (2/56 with this seed on the committed corpus), so the bound asks
-# for "some" right answers, as CI requires; the full demo is what shows most of them right.
-REDUCED = ["--dim", "64", "--n_layers", "2", "--pretrain_epochs", "12", "--sft_epochs", "2",
-           "--dpo_epochs", "1", "--seed", "1337"]
-MIN_RIGHT_AFTER_SFT = 1
+# Reduced demo: the full demo's model and learning rates, a third of its passes. Every value is
+# given so a change of the demo's defaults cannot silently change this test. One thread keeps
+# the run fast on a busy machine and its floating-point sums in a fixed order.
+REDUCED = ["--dim", "128", "--n_layers", "2", "--max_seq_len", "128", "--threads", "1", "--seed", "1337",
+           "--pretrain_epochs", "8", "--pretrain_batch", "8", "--pretrain_lr", "3e-3",
+           "--sft_epochs", "4", "--sft_batch", "8", "--sft_lr", "5e-4",
+           "--dpo_epochs", "1", "--dpo_batch", "8", "--dpo_lr", "2e-5"]
+# Naming the asked attribute with a random value would be right about 1 time in 8 (~7 of 56).
+# This run answered 38/56 after SFT (seeds 1 and 2: 33 and 38), so the bound below is far above
+# chance yet leaves room for the float differences another CPU can bring to greedy decoding.
+MIN_RIGHT_AFTER_SFT = 20
 
 
 def run_demo(*args, timeout=600):
