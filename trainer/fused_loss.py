@@ -76,7 +76,7 @@ class _SummedCE(torch.autograd.Function):
     """sum over selected rows i of CE(h_i @ W.T, y_i); gradients computed during the forward."""
 
     @staticmethod
-    def forward(ctx, h, w, idx, y, chunk, dtype, need_grad):
+    def forward(ctx, h, w, idx, y, chunk, dtype, need_grad, row_w=None):
         wc, acc = w.to(dtype), _acc(dtype)
         total = torch.zeros((), dtype=acc, device=h.device)
         gh = torch.zeros_like(h) if need_grad[0] else None
@@ -84,12 +84,15 @@ class _SummedCE(torch.autograd.Function):
         for s in range(0, len(y), chunk):
             hc, yc = _rows(h, idx, s, chunk).to(dtype), y[s:s + chunk]
             logp, _, tgt = _chunk_logits(hc, wc, yc)
-            total -= tgt.sum()
+            wr = None if row_w is None else row_w[s:s + chunk].to(acc)
+            total -= tgt.sum() if wr is None else (tgt * wr).sum()
             if gh is None and gw is None:
                 continue
             # d CE / d logits = softmax - onehot, made in place in the log-softmax buffer
             g = logp.exp_()
             g[torch.arange(len(yc), device=g.device), yc] -= 1.0
+            if wr is not None:  # per-row weights scale each row's gradient
+                g.mul_(wr[:, None])
             g = g.to(dtype)
             if gh is not None:
                 _put_rows(gh, idx, s, chunk, (g @ wc).to(h.dtype))
@@ -104,7 +107,7 @@ class _SummedCE(torch.autograd.Function):
         gh, gw = ctx.saved_tensors
         gh = gh * go.to(gh.dtype) if gh is not None else None
         gw = (gw * go).to(ctx.w_dtype) if gw is not None else None
-        return gh, gw, None, None, None, None, None
+        return gh, gw, None, None, None, None, None, None
 
 
 class _TokenCE(torch.autograd.Function):
@@ -142,12 +145,14 @@ class _TokenCE(torch.autograd.Function):
         return gh, gw.to(w.dtype) if gw is not None else None, None, None, None, None
 
 
-def linear_cross_entropy(hidden, weight, targets, reduction="sum", chunk_size=DEFAULT_CHUNK, rows=None):
+def linear_cross_entropy(hidden, weight, targets, reduction="sum", chunk_size=DEFAULT_CHUNK, rows=None,
+                         row_weights=None):
     """CE of logits = hidden @ weight.T against targets, chunked over rows.
 
     hidden (N, D), weight (V, D). rows: optional sorted LongTensor of the rows that count (others get
     no logits and zero gradient); targets has one entry per counted row (N of them when rows is None).
     reduction "sum" -> scalar; "none" -> one CE per counted row (float32; float64 for float64 inputs).
+    row_weights (reduction "sum" only): one weight per counted row, the sum becomes sum_i w_i CE_i.
     """
     n = hidden.shape[0] if rows is None else rows.shape[0]
     if hidden.dim() != 2 or targets.shape != (n,):
@@ -158,7 +163,13 @@ def linear_cross_entropy(hidden, weight, targets, reduction="sum", chunk_size=DE
     if reduction == "sum":
         grad_on = torch.is_grad_enabled()
         need = (grad_on and hidden.requires_grad, grad_on and weight.requires_grad)
-        return _SummedCE.apply(hidden, weight, rows, targets, chunk, dtype, need)
+        if row_weights is not None:
+            if row_weights.shape != (n,):
+                raise ValueError(f"expected {n} row weights, got {tuple(row_weights.shape)}")
+            row_weights = row_weights.detach()
+        return _SummedCE.apply(hidden, weight, rows, targets, chunk, dtype, need, row_weights)
+    if row_weights is not None:
+        raise ValueError("row_weights needs reduction='sum'")
     if reduction == "none":
         return _TokenCE.apply(hidden, weight, rows, targets, chunk, dtype)
     raise ValueError(f"reduction must be 'sum' or 'none', got {reduction!r}")
@@ -185,6 +196,16 @@ def fused_masked_ce(hidden, weight, targets, mask, chunk_size=DEFAULT_CHUNK):
     """Mean CE over the masked tokens (0, not NaN, for a batch with none): trainer.losses.masked_ce."""
     s, n = fused_masked_ce_sum(hidden, weight, targets, mask, chunk_size)
     return s / n.clamp(min=1)
+
+
+def fused_weighted_ce_sum(hidden, weight, targets, token_weights, chunk_size=DEFAULT_CHUNK):
+    """(sum of w * CE over the positions with weight w != 0, sum of w): the tag-weighted SFT loss of
+    train_distill_reason.py is their ratio. token_weights (B, T) float, 0 = not a target."""
+    h, idx, y = _select(hidden, targets, token_weights)
+    w = token_weights.reshape(-1)
+    w = w if idx is None else w.index_select(0, idx)
+    w = w.to(_acc(_compute_dtype(hidden)))
+    return linear_cross_entropy(h, weight, y, "sum", chunk_size, rows=idx, row_weights=w), w.sum()
 
 
 def fused_sequence_logps(hidden, weight, targets, mask, chunk_size=DEFAULT_CHUNK):
