@@ -200,10 +200,12 @@ def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumu
     g.add_argument("--from_weight", type=str, default=from_weight,
                    help="start from {out_dir}/{from_weight}_{dim}[_moe].pth ('none' = from scratch; "
                         "a path ending in .pth is used as is) (default %(default)s)")
-    g.add_argument("--save_weight", type=str, default=save_weight,
-                   help="write {out_dir}/{save_weight}_{dim}[_moe].pth (default %(default)s)")
+    if save_weight is not None:  # None: the stage names its own output (train_lora.py: --lora_name)
+        g.add_argument("--save_weight", type=str, default=save_weight,
+                       help="write {out_dir}/{save_weight}_{dim}[_moe].pth (default %(default)s)")
     g.add_argument("--from_resume", type=int, choices=[0, 1], default=0,
-                   help="1 = continue from {out_dir}/{save_weight}_{dim}[_moe]_resume.pth if it exists")
+                   help="1 = continue from {out_dir}/{save_weight}_{dim}[_moe]_resume.pth if it exists"
+                   if save_weight is not None else "1 = continue from the resume file beside the weights, if it exists")
     g.add_argument("--val_data_path", type=str, default=None, help="held-out JSONL for validation loss/perplexity")
     g.add_argument("--eval_interval", type=positive_int, default=None,
                    help="validate every N optimizer steps (default: --save_interval) and at the end")

@@ -225,8 +225,13 @@ class Trainer:
         return ds
 
     # -- resume ------------------------------------------------------------------------------
-    def out_paths(self):
+    def out_paths(self, stage=None):
+        """(weights file, resume file): the stage's own weights path if it names one (the resume
+        file beside it, `_resume` before `.pth`), else {out_dir}/{save_weight}_{dim}[_moe].pth."""
         a = self.args
+        own = stage.weights_path(a) if stage is not None else None
+        if own is not None:
+            return own, own[:-len(".pth")] + "_resume.pth"
         return (weight_path(a.out_dir, a.save_weight, a.dim, a.use_moe),
                 resume_path(a.out_dir, a.save_weight, a.dim, a.use_moe))
 
@@ -247,7 +252,7 @@ class Trainer:
 
     def load_resume(self, stage):
         a = self.args
-        _, path = self.out_paths()
+        _, path = self.out_paths(stage)
         if not os.path.exists(path):
             self.log(f"no resume file at {path}; starting from the beginning")
             return None
@@ -283,12 +288,12 @@ class Trainer:
             gathered = [rng]
         if not self.is_main:
             return
-        wpath, rpath = self.out_paths()
-        save_weights(model, wpath)
+        wpath, rpath = self.out_paths(stage)
+        atomic_save(stage.weights_state(model), wpath)
         atomic_save({
             "format": RESUME_FORMAT,
             "config": self.fingerprint(stage),
-            "model": unwrap(model).state_dict(),
+            "model": stage.model_state(model),
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
             "epoch": epoch, "batch": batch_in_epoch, "step": step,
@@ -343,19 +348,20 @@ class Trainer:
         total_steps = a.epochs * steps_per_epoch
         eval_interval = a.eval_interval or a.save_interval
 
-        optimizer = torch.optim.AdamW(model.parameters(), lr=a.learning_rate)
+        # only what the stage left trainable (LoRA freezes the base weights)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.learning_rate)
         # loss scaling only for float16: bfloat16 has float32's range
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
         if self.is_main:
-            for path in self.out_paths():
+            for path in self.out_paths(stage):
                 remove_stale_temps(path)
         resume = self.load_resume(stage) if a.from_resume else None
         stage.prepare(self, model, train_ds, val_ds, collate, resume["stage"] if resume else None)
         start_epoch, start_batch, step = 0, 0, 0
         self.wandb_id = None
         if resume is not None:
-            unwrap(model).load_state_dict(resume["model"], strict=True)
+            stage.load_model_state(model, resume["model"])
             optimizer.load_state_dict(resume["optimizer"])
             scaler.load_state_dict(resume["scaler"])
             start_epoch, start_batch, step = resume["epoch"], resume["batch"], resume["step"]

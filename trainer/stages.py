@@ -2,13 +2,14 @@
 
 `Trainer.fit` (trainer/loop.py) runs any `Stage`: the stage gives the loss of a batch, the sums
 validation adds up and the metrics made from them, and may prepare itself once before training
-(DPO caches its reference log-probs) and keep state in the resume file.
+(DPO caches its reference log-probs) and keep state in the resume file; and it decides what the
+weights and resume files hold (the whole model by default; LoRA: only the adapter).
 """
 import math
 
 import torch
 
-from trainer.checkpoint import unwrap
+from trainer.checkpoint import export_state_dict, unwrap
 
 
 class Stage:
@@ -36,6 +37,25 @@ class Stage:
     def fingerprint(self):
         """Settings that change the stage's math: a resume file made with others is refused."""
         return {}
+
+    # What the run writes. The defaults are MiniMind2's: the whole model in the weights file
+    # ({out_dir}/{save_weight}_{dim}[_moe].pth, float16) and in the resume file (full precision).
+    # A stage that trains a part of the model (LoRA) writes only that part.
+    def weights_path(self, args):
+        """Path of the weights file, or None for {out_dir}/{save_weight}_{dim}[_moe].pth."""
+        return None
+
+    def weights_state(self, model):
+        """The state dict the weights file holds."""
+        return export_state_dict(model)
+
+    def model_state(self, model):
+        """The model's part of the resume file."""
+        return unwrap(model).state_dict()
+
+    def load_model_state(self, model, state):
+        """Restore model_state() when resuming (the starting weights are already loaded)."""
+        unwrap(model).load_state_dict(state, strict=True)
 
 
 class LMStage(Stage):
