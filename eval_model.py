@@ -27,7 +27,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 
 from trainer.args import (add_common_args, add_model_args, build_config, check_device, load_tokenizer,
                           nonneg_float, nonneg_int, positive_float, positive_int, resolve_dtype)
-from trainer.checkpoint import load_weights, made_by, weight_path
+from trainer.checkpoint import describe_checkpoints, load_weights, made_by, weight_path
 from trainer.errors import UserError, run_main
 
 # --model_mode -> checkpoint name; trainer.checkpoint.made_by knows the script that writes each.
@@ -152,7 +152,8 @@ def load_model(args):
         ckpt = checkpoint_file(args)
         if not os.path.exists(ckpt):
             raise UserError(f"{ckpt}: weights not found; they are written by {_maker(ckpt)} (run that first), "
-                            "or pass the --out_dir/--dim/--n_layers/--use_moe/--weight it was trained with")
+                            "or pass the --out_dir/--dim/--n_layers/--use_moe/--weight it was trained with; "
+                            + describe_checkpoints(os.path.dirname(ckpt) or "."))
         tokenizer = load_tokenizer(tok_path or REPO_TOKENIZER)
         net = build_model(args)
         load_weights(net, ckpt, made_by=_maker(ckpt))

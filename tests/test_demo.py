@@ -183,3 +183,21 @@ def test_missing_package_is_a_hint(monkeypatch, capsys):
     assert demo.cli(["--out_dir", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "surely-not-installed-pkg" in err[0] and "pip install -r" in err[0]
+
+
+@pytest.mark.slow
+def test_printed_chat_command_is_the_readmes_and_temperature_0_repeats_the_demo(reduced):
+    """The command the demo ends with is README's quickstart line (for its --out_dir), and with
+    --temperature 0 it gives the answer the demo scored."""
+    out, proc, results = reduced
+    printed = re.search(r"^\s+(python eval_model\.py .*)$", proc.stdout.split("Chat with the result yourself:")[-1],
+                        re.M).group(1)
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert re.sub(r"--out_dir \S+", "--out_dir out/demo", printed) in readme, printed
+    asked = results["heldout"]["DPO"]["answers"][0]
+    chat = subprocess.run([sys.executable, "eval_model.py", *printed.split()[2:], "--temperature", "0",
+                           "--mode", "1"], cwd=ROOT, input=asked["question"] + "\n", capture_output=True,
+                          text=True, encoding="utf-8", timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert asked["answer"].strip() in chat.stdout, (asked, chat.stdout[-1000:])

@@ -103,6 +103,30 @@ def test_forward_returns_logits_loss_aux_and_cache():
         model(ids, attention_mask=torch.ones(2, 5))
 
 
+def test_labels_loss_and_grads_equal_sliced_logits():
+    """model(ids, labels=) shifts the labels (no logits[:, :-1] copy): the same loss as slicing, in its
+    value and every gradient; num_items_in_batch (the HF Trainer's) divides the sum by it instead."""
+    model = tiny_model()
+    ids = torch.randint(0, VOCAB, (3, 17))
+    labels = ids.clone()
+    labels[0, :6] = -100
+    labels[2, 11:] = -100
+    loss = model(ids, labels=labels).loss
+    loss.backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    logits = model(ids).logits
+    ref = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+    ref.backward()
+    # the same terms, summed in another order: equal to float32 rounding
+    torch.testing.assert_close(loss, ref, rtol=1e-6, atol=0)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(got[n], p.grad, rtol=1e-5, atol=1e-7, msg=n)
+    n_targets = int((labels[:, 1:] != -100).sum())
+    summed = model(ids, labels=labels, num_items_in_batch=torch.tensor(2 * n_targets)).loss
+    torch.testing.assert_close(summed, ref.detach() / 2)
+
+
 def test_cached_forward_in_chunks_equals_one_pass():
     model = tiny_model()
     ids = torch.randint(0, VOCAB, (2, 15))

@@ -180,3 +180,38 @@ def load_weights(model, path: str, made_by: str = None):
     check_compatible(model, state, path)
     unwrap(model).load_state_dict(state, strict=True)
     return model
+
+
+def list_checkpoints(out_dir: str) -> list:
+    """The weights files in `out_dir` with the model each holds, read from the tensors' shapes:
+    [{"file", "path", "dim", "n_layers", "use_moe"}] sorted by file name. Resume files, unreadable
+    files and other .pth files (adapters) are left out. Tensors are memory-mapped, not read."""
+    found = []
+    try:
+        names = sorted(os.listdir(out_dir))
+    except OSError:
+        return found
+    for name in names:
+        path = os.path.join(out_dir, name)
+        if not name.endswith(".pth") or name.endswith("_resume.pth") or not os.path.isfile(path):
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:
+            continue
+        if not isinstance(state, dict) or "model.embed_tokens.weight" not in state:
+            continue
+        info = describe_state_dict(state)
+        found.append({"file": name, "path": path, "dim": info["dim"], "n_layers": info["n_layers"],
+                      "use_moe": info["use_moe"]})
+    return found
+
+
+def describe_checkpoints(out_dir: str) -> str:
+    """'out/demo holds rlhf_128.pth (--dim 128 --n_layers 4), ...' or 'out/demo holds no weights'."""
+    found = list_checkpoints(out_dir)
+    if not found:
+        return f"{out_dir} holds no weights files"
+    def flags(c):
+        return f"--dim {c['dim']} --n_layers {c['n_layers']}" + (" --use_moe 1" if c["use_moe"] else "")
+    return f"{out_dir} holds " + ", ".join(f"{c['file']} ({flags(c)})" for c in found)
