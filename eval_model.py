@@ -5,8 +5,10 @@
     python eval_model.py --load 1 --model_path ./MiniMind2              # a save_pretrained directory
 
 --model_mode picks the checkpoint as MiniMind2 does: 0 = pretrain (plain text continuation, no
-chat template), 1 = full_sft, 2 = rlhf, read from {out_dir}/{name}_{dim}[_moe].pth; --weight NAME
-reads {out_dir}/NAME_{dim}[_moe].pth (or a .pth path) instead. At start the script asks for
+chat template), 1 = full_sft, 2 = rlhf, 3 = reason, read from {out_dir}/{name}_{dim}[_moe].pth;
+--weight NAME reads {out_dir}/NAME_{dim}[_moe].pth (or a .pth path) instead. A reason model's
+<think> part is printed after 💭 (dimmed at a terminal; --show_think 0 hides it), its answer after
+🤖️ without the tags, and only the answer is kept in the history. At start the script asks for
 [0] the built-in prompt list or [1] questions typed (or piped) one per line until an empty line or
 end of input; --mode 0/1 answers that question up front.
 
@@ -31,7 +33,7 @@ from trainer.checkpoint import describe_checkpoints, load_weights, made_by, weig
 from trainer.errors import UserError, run_main
 
 # --model_mode -> checkpoint name; trainer.checkpoint.made_by knows the script that writes each.
-MODEL_MODES = {0: "pretrain", 1: "full_sft", 2: "rlhf"}
+MODEL_MODES = {0: "pretrain", 1: "full_sft", 2: "rlhf", 3: "reason"}
 
 # A pretrained model cannot follow instructions yet, so it is shown beginnings to continue.
 CONTINUATION_PROMPTS = [
@@ -65,6 +67,8 @@ REPO_TOKENIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model
 MENU = "[0] 自动测试\n[1] 手动输入"
 USER_TAG = "👶: "
 BOT_TAG = "🤖️: "
+THINK_TAG = "💭: "  # --model_mode 3: the reasoning, on its own lines before the answer
+REASON_MODE = 3
 
 
 def get_parser():
@@ -80,7 +84,11 @@ def get_parser():
                    help="fixed seed, re-applied before every answer so answers are reproducible "
                         "(default: a fresh random seed per question)")
     p.add_argument("--model_mode", type=int, choices=sorted(MODEL_MODES), default=1,
-                   help="0: pretrain (text continuation), 1: full_sft chat, 2: rlhf (DPO) chat (default 1)")
+                   help="0: pretrain (text continuation), 1: full_sft chat, 2: rlhf (DPO) chat, "
+                        "3: reason chat (train_distill_reason.py; its thinking shown apart) (default 1)")
+    p.add_argument("--show_think", type=int, choices=[0, 1], default=1,
+                   help="--model_mode 3: 1 prints the <think> part (labelled 💭, dimmed at a terminal) "
+                        "before the answer, 0 hides it (default %(default)s)")
     p.add_argument("--weight", type=str, default=None,
                    help="checkpoint name to load instead of the --model_mode one: NAME reads "
                         "{out_dir}/NAME_{dim}[_moe].pth; a path ending in .pth is read as is")
@@ -213,6 +221,48 @@ class AnswerStreamer(TextIteratorStreamer):
         super().on_finalized_text(text.rstrip("\ufffd") if stream_end else text, stream_end)
 
 
+class ReasonPrinter:
+    """Prints a reason model's output as it streams in: the <think> part after THINK_TAG (dimmed at
+    a terminal; left out with show_think=0), then the answer after BOT_TAG, tags removed."""
+
+    DIM, RESET = "\033[2m", "\033[0m"
+
+    def __init__(self, out, show_think=1):
+        from trainer.reasoning import ReasoningStream
+        self.out, self.show_think = out, bool(show_think)
+        self.stream = ReasoningStream()
+        self.dim = bool(getattr(out, "isatty", lambda: False)())
+        self.state = None  # None, "reasoning" (its label printed), "answer" (BOT_TAG printed)
+        self.parts = {"reasoning": [], "answer": []}
+
+    def write(self, text):
+        self._show(self.stream.feed(text))
+
+    def flush(self):
+        self.out.flush()
+
+    def _show(self, pieces):
+        for kind, text in pieces:
+            self.parts[kind].append(text)
+            if kind == "reasoning" and not self.show_think:
+                continue
+            if kind != self.state:
+                if self.state == "reasoning":
+                    self.out.write((self.RESET if self.dim else "") + "\n")
+                self.out.write(THINK_TAG + (self.DIM if self.dim else "") if kind == "reasoning" else BOT_TAG)
+                self.state = kind
+            self.out.write(text)
+        self.out.flush()
+
+    def close(self):
+        """Ends the output; returns (reasoning or None, answer)."""
+        self._show(self.stream.flush())
+        if self.state != "answer":
+            self._show([("answer", "")])
+        reasoning = "".join(self.parts["reasoning"]) if self.parts["reasoning"] else None
+        return reasoning, "".join(self.parts["answer"])
+
+
 class Chat:
     """One conversation: builds prompts (with history), generates, prints, remembers."""
 
@@ -251,16 +301,23 @@ class Chat:
         # A fresh seed per question unless --seed: then every answer is reproducible on its own,
         # whatever was asked before.
         torch.manual_seed(self.args.seed if self.args.seed is not None else random.randrange(2 ** 63))
-        out.write(BOT_TAG)
-        out.flush()
+        reason = self.args.model_mode == REASON_MODE
+        sink = ReasonPrinter(out, getattr(self.args, "show_think", 1)) if reason else out
+        if not reason:
+            out.write(BOT_TAG)
+            out.flush()
         if self.args.stream:
-            answer = self._stream(kw, out)
+            answer = self._stream(kw, sink)
         else:
             with torch.inference_mode():
                 ids = self.model.generate(**kw)
             answer = self.tokenizer.decode(ids[0, kw["input_ids"].shape[1]:], skip_special_tokens=True)
             answer = answer.rstrip("\ufffd")
-            out.write(answer)
+            sink.write(answer)
+        self.raw = answer  # the whole generated text (a reason model's with its tags)
+        if reason:
+            # the answer alone goes into the history, as DeepSeek advises for reasoning models
+            self.reasoning, answer = sink.close()
         out.write("\n\n")
         out.flush()
         self.messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]

@@ -38,7 +38,7 @@ from trainer.checkpoint import (check_compatible, load_weights, made_by, read_st
                                 save_weights, weight_path)
 from trainer.errors import UserError, run_main  # noqa: E402
 
-MODEL_MODES = {0: "pretrain", 1: "full_sft", 2: "rlhf"}
+MODEL_MODES = {0: "pretrain", 1: "full_sft", 2: "rlhf", 3: "reason"}
 REPO_TOKENIZER = os.path.join(REPO, "model")
 
 # MiniMind2's chat defaults (eval_model.py), shipped as generation_config.json.
@@ -54,7 +54,7 @@ def add_source_args(p):
     add_model_args(p)
     add_out_dir_arg(p)
     p.add_argument("--model_mode", type=int, choices=sorted(MODEL_MODES), default=1,
-                   help="0: pretrain, 1: full_sft, 2: rlhf (DPO) weights (default 1)")
+                   help="0: pretrain, 1: full_sft, 2: rlhf (DPO), 3: reason weights (default 1)")
     p.add_argument("--weight", type=str, default=None,
                    help="checkpoint to read instead of the --model_mode one: NAME reads "
                         "{out_dir}/NAME_{dim}[_moe].pth; a path ending in .pth is read as is")

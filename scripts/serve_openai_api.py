@@ -3,7 +3,10 @@
     python scripts/serve_openai_api.py --dim 512 --n_layers 8            # out/full_sft_512.pth
     python scripts/serve_openai_api.py --model_path MiniMind2-Small      # a transformers directory
 
-then point any OpenAI client at http://127.0.0.1:8998/v1 (any api_key):
+then point any OpenAI client at http://127.0.0.1:8998/v1 (any api_key). A reason model
+(--model_mode 3, weights reason_*.pth, or --reasoning 1) answers with DeepSeek's convention: the
+<think> part in `message.reasoning_content` (stream deltas: `delta.reasoning_content`), the answer
+without tags in `content`.
 
     POST /v1/chat/completions   model, messages, temperature, top_p, max_tokens, stream, stop, seed, n=1
     GET  /v1/models             the one served model
@@ -177,8 +180,10 @@ def _stop_criteria(cancel, stops, tokenizer, prompt_len):
 class Engine:
     """The model, its tokenizer, and a pool of generation threads (max_parallel at a time)."""
 
-    def __init__(self, model, tokenizer, name="minimind", max_tokens=2048, context=None, max_parallel=1):
+    def __init__(self, model, tokenizer, name="minimind", max_tokens=2048, context=None, max_parallel=1,
+                 reasoning=False):
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.reasoning = reasoning  # split <think> into reasoning_content (trainer/reasoning.py)
         self.max_tokens = max_tokens
         self.context = min(context or model.config.max_position_embeddings, model.config.max_position_embeddings)
         self.device = next(model.parameters()).device
@@ -359,9 +364,13 @@ def create_app(engine: Engine):
                         parts.append(item)
             finally:
                 watcher.cancel()
+            message = {"role": "assistant", "content": "".join(parts)}
+            if engine.reasoning:
+                from trainer.reasoning import split_reasoning
+                message["reasoning_content"], message["content"] = split_reasoning(message["content"])
             return {
                 "id": cid, "object": "chat.completion", "created": created, "model": engine.name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                "choices": [{"index": 0, "message": message,
                              "logprobs": None, "finish_reason": end["finish_reason"]}],
                 "usage": usage(end["completion_tokens"]),
             }
@@ -373,19 +382,36 @@ def create_app(engine: Engine):
         def sse(obj):
             return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
+        def deltas(pieces):
+            """Text deltas; a reason model's as DeepSeek's, reasoning or answer with the other null."""
+            for kind, text in pieces:
+                if kind == "reasoning":
+                    yield sse(chunk({"content": None, "reasoning_content": text}))
+                elif engine.reasoning:
+                    yield sse(chunk({"content": text, "reasoning_content": None}))
+                else:
+                    yield sse(chunk({"content": text}))
+
         async def events():
             # Starlette cancels this generator when the client disconnects; `finally` in
             # engine.run then sets `cancel`, and the StoppingCriteria ends generate().
+            split = None
+            if engine.reasoning:
+                from trainer.reasoning import ReasoningStream
+                split = ReasoningStream()
             try:
                 yield sse(chunk({"role": "assistant", "content": ""}))
                 async for item in engine.run(ids, budget, req, cancel):
                     if isinstance(item, dict):
+                        for event in deltas(split.flush() if split else []):
+                            yield event
                         yield sse(chunk({}, item["finish_reason"]))
                         if req["include_usage"]:
                             yield sse({"id": cid, "object": "chat.completion.chunk", "created": created,
                                        "model": engine.name, "choices": [], "usage": usage(item["completion_tokens"])})
                     else:
-                        yield sse(chunk({"content": item}))
+                        for event in deltas(split.feed(item) if split else [("answer", item)]):
+                            yield event
             except Exception as e:  # headers are gone already: report in-band, then end the stream
                 yield sse(error_body(f"internal error: {type(e).__name__}: {e}", "server_error"))
             finally:
@@ -424,7 +450,20 @@ def get_parser():
                    help="generations run at once, the others wait; with 1 a request's seed reproduces "
                         "its answer exactly (default %(default)s)")
     p.add_argument("--model_name", default="minimind", help="the id /v1/models reports (default %(default)s)")
+    p.add_argument("--reasoning", type=int, choices=[0, 1], default=None,
+                   help="1: split <think>...</think> into reasoning_content, the answer (tags removed) in "
+                        "content (default: 1 for --model_mode 3 or reason_* weights, else 0)")
     return p
+
+
+def serves_reasoning(args) -> bool:
+    """--reasoning, or else whether the weights are a reason model's (train_distill_reason.py)."""
+    if args.reasoning is not None:
+        return bool(args.reasoning)
+    if getattr(args, "model_path", None) and getattr(args, "load", None) != 0:
+        return False
+    name = os.path.basename(args.weight) if args.weight else ""
+    return args.model_mode == 3 if not name else name.startswith("reason")
 
 
 def main(argv=None):
@@ -438,10 +477,12 @@ def main(argv=None):
     if not tokenizer.chat_template:
         raise UserError(f"{args.tokenizer_path or where}: the tokenizer has no chat template; pass a "
                         "--tokenizer_path that has one (the repo's ./model does)")
-    engine = Engine(model, tokenizer, args.model_name, args.max_tokens, args.max_seq_len, args.max_parallel)
+    engine = Engine(model, tokenizer, args.model_name, args.max_tokens, args.max_seq_len, args.max_parallel,
+                    reasoning=serves_reasoning(args))
     import uvicorn
     print(f"serving {where} as '{args.model_name}' on http://{args.host}:{args.port}/v1 "
-          f"(context {engine.context}, max_tokens {engine.max_tokens})", flush=True)
+          f"(context {engine.context}, max_tokens {engine.max_tokens}"
+          f"{', reasoning_content on' if engine.reasoning else ''})", flush=True)
     try:
         # On Ctrl-C, requests still generating get 5 s; then they are cancelled, which stops
         # their generate() at the next token.

@@ -16,6 +16,7 @@ MADE_BY = {
     "pretrain": "train_pretrain.py",
     "full_sft": "train_full_sft.py",
     "rlhf": "train_dpo.py",
+    "reason": "train_distill_reason.py",
 }
 
 

@@ -1,0 +1,187 @@
+"""The reasoning SFT stage of train_distill_reason.py: SFT with the think/answer tags weighted.
+
+MiniMind2 multiplies the loss of every token whose id is one of the ids of '<think>', '</think>',
+'<answer>', '</answer>' by 10: with its byte-level BPE those are pieces such as '<', '>', '</',
+'th', 'ink', so any '<' or 'th' anywhere gets the weight, in the prompt as well (outside the loss
+mask), and it divides by the unweighted token count. Here:
+
+  * the tags are found as character spans in the text of each assistant target (the rendered
+    conversation's training targets), and exactly the target tokens whose text overlaps a tag get
+    --tag_weight; every other target token weighs 1, every non-target 0;
+  * the loss is sum(w * CE) / sum(w), through the chunked fused head (trainer/fused_loss.py).
+
+The weights are computed per item on top of SFTDataset's public items (X, Y, loss_mask): a token's
+text is its bytes in the byte-level vocabulary, so the concatenated bytes of a run of targets are
+exactly that stretch of the rendered text, and a tag's span maps back to the tokens it touches.
+"""
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from trainer.checkpoint import unwrap
+from trainer.reasoning import is_well_formed, tag_spans
+from trainer.stages import Stage, add_aux_loss
+
+
+def _bytes_to_unicode():
+    """GPT-2's byte <-> printable-character table, which byte-level BPE vocabularies are spelled in."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def token_bytes_table(tokenizer):
+    """[bytes of token id i]: exact for byte-level BPE (ours, MiniMind's, GPT-2's); other
+    tokenizers get each token decoded alone (exact unless a token splits a character)."""
+    n = len(tokenizer)
+    added = {i: t.content for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()}
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    byte_level = backend is not None and type(backend.decoder).__name__ == "ByteLevel"
+    table = [b""] * n
+    if byte_level:
+        dec = {c: b for b, c in _bytes_to_unicode().items()}
+        for i, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(n)))):
+            if i in added:
+                table[i] = added[i].encode("utf-8")
+            elif piece is not None:
+                try:
+                    table[i] = bytes(dec[c] for c in piece)
+                except KeyError:
+                    table[i] = piece.encode("utf-8")
+    else:
+        for i in range(n):
+            table[i] = added[i].encode("utf-8") if i in added else tokenizer.decode([i]).encode("utf-8")
+    return table
+
+
+def _runs(mask):
+    """[(start, end)] of the runs of 1 in a 0/1 vector."""
+    m = np.concatenate([[0], np.asarray(mask, dtype=np.int8) != 0, [0]]).astype(np.int8)
+    d = np.diff(m)
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def target_runs(y, mask, table):
+    """Per run of targets: (start, end, its text as bytes, byte offset of each token in it)."""
+    y = np.asarray(y)
+    out = []
+    for a, b in _runs(mask):
+        pieces = [table[t] for t in y[a:b]]
+        starts = np.cumsum([0] + [len(p) for p in pieces])
+        out.append((a, b, b"".join(pieces), starts))
+    return out
+
+
+def tag_weights(y, mask, table, tag_weight):
+    """Float weights for targets y under loss mask: tag_weight on target tokens that spell a tag
+    (their bytes overlap the tag's span in the target text), 1 on other targets, 0 elsewhere."""
+    w = (np.asarray(mask) != 0).astype(np.float32)
+    for a, b, text, starts in target_runs(y, mask, table):
+        # the tags are ASCII, so their spans in the decoded text and in its bytes coincide
+        s = text.decode("latin-1")
+        for lo, hi in tag_spans(s):
+            first = np.searchsorted(starts, lo, side="right") - 1     # token holding the tag's first byte
+            last = np.searchsorted(starts, hi, side="left") - 1       # token holding its last byte
+            w[a + first:a + last + 1] = tag_weight
+    return torch.from_numpy(w)
+
+
+def well_formed_turns(y, mask, table, eos_bytes):
+    """Whether every assistant target (a run of targets, less its closing <|im_end|>) is well formed."""
+    runs = target_runs(y, mask, table)
+    ok = bool(runs)
+    for _, _, text, _ in runs:
+        if eos_bytes and text.endswith(eos_bytes):
+            text = text[:-len(eos_bytes)]
+        ok = ok and is_well_formed(text.decode("utf-8", errors="replace"))
+    return ok
+
+
+class TagWeighted(Dataset):
+    """An SFT data set's (X, Y, loss_mask) items, plus the tag weights: (X, Y, loss_mask, weights)."""
+
+    def __init__(self, ds, tokenizer, tag_weight):
+        self.ds, self.tag_weight = ds, float(tag_weight)
+        self.lengths = ds.lengths
+        self.table = token_bytes_table(tokenizer)
+        eos = tokenizer.eos_token
+        self.eos_bytes = eos.encode("utf-8") if eos else b""
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        x, y, m = self.ds[i]
+        return x, y, m, tag_weights(y.numpy(), m.numpy(), self.table, self.tag_weight)
+
+    def count_malformed(self):
+        """Samples whose assistant turns are not all <think>...</think><answer>...</answer>."""
+        bad = 0
+        for i in range(len(self.ds)):
+            _, y, m = self.ds[i]
+            bad += not well_formed_turns(y.numpy(), m.numpy(), self.table, self.eos_bytes)
+        return bad
+
+
+def weighted_collate(pad_id):
+    """(X, Y, mask, weights) items padded to the longest: X, Y with pad_id, mask and weights with 0."""
+
+    def collate(batch):
+        T = max(len(it[0]) for it in batch)
+        out = [torch.full((len(batch), T), pad_id, dtype=torch.long) for _ in range(2)]
+        out.append(torch.zeros((len(batch), T), dtype=torch.long))
+        out.append(torch.zeros((len(batch), T), dtype=torch.float32))
+        for b, it in enumerate(batch):
+            for k in range(4):
+                out[k][b, :len(it[k])] = it[k]
+        return tuple(out)
+
+    return collate
+
+
+class ReasonStage(Stage):
+    """sum(w * CE) / sum(w) with the tag weights; validation also reports the plain CE."""
+    name = "reason"
+    title = "Distill-Reasoning"
+    eval_keys = ("wce_sum", "w_sum", "ce_sum", "tokens")
+
+    def __init__(self, tag_weight):
+        self.tag_weight = float(tag_weight)
+
+    def _head(self, model, batch):
+        X, Y, mask, w = batch
+        out = model(X, skip_logits=True)
+        return out, out.hidden_states[-1], unwrap(model).lm_head.weight, Y, mask, w
+
+    def loss(self, model, batch):
+        from trainer.fused_loss import fused_weighted_ce_sum
+        out, h, W, Y, _, w = self._head(model, batch)
+        s, n = fused_weighted_ce_sum(h, W, Y, w)
+        return add_aux_loss(s / n.clamp(min=1e-12), out)
+
+    def eval_sums(self, model, batch):
+        from trainer.fused_loss import fused_masked_ce_sum, fused_weighted_ce_sum
+        _, h, W, Y, mask, w = self._head(model, batch)
+        ws, wn = fused_weighted_ce_sum(h, W, Y, w)
+        s, n = fused_masked_ce_sum(h, W, Y, mask)
+        return {"wce_sum": ws.double(), "w_sum": wn.double(), "ce_sum": s.double(), "tokens": n.double()}
+
+    def eval_metrics(self, sums):
+        ce = sums["ce_sum"] / max(sums["tokens"], 1.0)
+        return {"val/loss": sums["wce_sum"] / max(sums["w_sum"], 1e-12), "val/ce": ce,
+                "val/ppl": math.exp(min(ce, 50.0))}
+
+    def fingerprint(self):
+        return {"tag_weight": self.tag_weight}
+
+
+__all__ = ["TagWeighted", "ReasonStage", "weighted_collate", "tag_weights",
+           "token_bytes_table", "well_formed_turns"]
