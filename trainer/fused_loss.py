@@ -215,3 +215,110 @@ def fused_sequence_logps(hidden, weight, targets, mask, chunk_size=DEFAULT_CHUNK
     logp = -linear_cross_entropy(h, weight, y, "none", chunk_size, rows=idx)
     seq = torch.arange(B * T, device=hidden.device) // T if idx is None else idx // T
     return torch.zeros(B, dtype=logp.dtype, device=hidden.device).index_add(0, seq, logp)
+
+
+# ----------------------------------------------------------------------------------------------
+# Knowledge distillation: alpha * CE + (1 - alpha) * T^2 * KL(teacher || student), chunked
+#
+# Both models' logits exist only one chunk of target rows at a time: per chunk the student's and
+# the teacher's float32 logits, the teacher's log-probs and probs and the student's log-probs at
+# temperature T, all reduced at once to per-row KL, CE and top-1 agreement. The gradient of the
+# student logits,
+#     c_ce * (softmax(z_s) - onehot(y)) + (c_kl / T) * (softmax(z_s / T) - softmax(z_t / T)),
+# (c_ce = alpha / n, c_kl = (1 - alpha) * T^2 / n, n = target tokens) is pushed through the student
+# head in the same pass and stored, as _SummedCE does. The teacher gets no gradient.
+
+DEFAULT_KL_CHUNK = 1024
+
+
+class _Distill(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hs, ws, ht, wt, idx, y, c_ce, c_kl, temperature, chunk, dtype, need_grad):
+        acc = _acc(dtype)
+        wsc, wtc = ws.to(dtype), wt.to(dtype)
+        n = len(y)
+        kl_rows = torch.zeros(n, dtype=acc, device=hs.device)
+        ce_rows = torch.zeros(n, dtype=acc, device=hs.device)
+        agree = torch.zeros(n, dtype=torch.bool, device=hs.device)
+        gh = torch.zeros_like(hs) if need_grad[0] else None
+        gw = torch.zeros(ws.shape, dtype=acc, device=ws.device) if need_grad[1] else None
+        T, k = float(temperature), c_kl / float(temperature)
+        for s in range(0, n, chunk):
+            hc, yc = _rows(hs, idx, s, chunk).to(dtype), y[s:s + chunk]
+            zs = (hc @ wsc.t()).to(acc)                                  # student logits
+            zt = (_rows(ht, idx, s, chunk).to(dtype) @ wtc.t()).to(acc)  # teacher logits
+            agree[s:s + chunk] = zs.argmax(-1) == zt.argmax(-1)
+            lse1 = torch.logsumexp(zs, -1)
+            ce_rows[s:s + chunk] = lse1 - zs.gather(1, yc[:, None]).squeeze(1)
+            if T != 1.0:
+                zs.div_(T)
+                zt.div_(T)
+            lse_s = torch.logsumexp(zs, -1)
+            zt.sub_(torch.logsumexp(zt, -1)[:, None])    # zt: teacher log-probs at T
+            zs.sub_(lse_s[:, None])                      # zs: student log-probs at T
+            pt = zt.exp()
+            zt.sub_(zs)                                  # log pt - log ps
+            kl_rows[s:s + chunk] = torch.einsum("ij,ij->i", pt, zt)
+            del zt
+            if gh is None and gw is None:
+                continue
+            soft = None
+            if c_ce and T != 1.0:  # softmax(z_s) at T = 1, from the log-probs at T
+                soft = zs.mul(T).add_((T * lse_s - lse1)[:, None]).exp_()
+            g = zs.exp_()                                # softmax(z_s / T)
+            if c_ce and T == 1.0:
+                g.mul_(c_ce + k).sub_(pt, alpha=k)
+            else:
+                g.sub_(pt).mul_(k)
+                if soft is not None:
+                    g.add_(soft, alpha=c_ce)
+            del pt, soft
+            if c_ce:
+                g[torch.arange(len(yc), device=g.device), yc] -= c_ce
+            g = g.to(dtype)
+            if gh is not None:
+                _put_rows(gh, idx, s, chunk, (g @ wsc).to(hs.dtype))
+            if gw is not None:
+                _accumulate(gw, g, hc)
+        loss = c_ce * ce_rows.sum() + c_kl * kl_rows.sum()
+        ctx.save_for_backward(gh, gw)
+        ctx.w_dtype = ws.dtype
+        ctx.mark_non_differentiable(kl_rows, ce_rows, agree)
+        return loss, kl_rows, ce_rows, agree
+
+    @staticmethod
+    def backward(ctx, go, *_):
+        gh, gw = ctx.saved_tensors
+        gh = gh * go.to(gh.dtype) if gh is not None else None
+        gw = (gw * go).to(ctx.w_dtype) if gw is not None else None
+        return gh, gw, None, None, None, None, None, None, None, None, None, None
+
+
+def fused_distill_loss(student_hidden, student_weight, teacher_hidden, teacher_weight, targets, mask,
+                       alpha=0.0, temperature=1.0, chunk_size=DEFAULT_KL_CHUNK):
+    """alpha * CE + (1 - alpha) * T^2 * KL(softmax(z_t / T) || softmax(z_s / T)), both terms means over
+    the positions where mask == 1 (MiniMind's `batchmean` over those rows), z = hidden @ weight.T.
+
+    student_hidden (B, T, Ds) with student_weight (V, Ds); teacher_hidden (B, T, Dt) with teacher_weight
+    (V, Dt): the same vocabulary V. Gradients reach the student's hidden states and weight only.
+    Returns (loss, per_token): per_token holds, for every target position in order, "kl" (at T,
+    without the T^2 factor), "ce" (at T = 1) and "agree" (student's top-1 == teacher's), detached.
+    """
+    if student_weight.shape[0] != teacher_weight.shape[0]:
+        raise ValueError(f"student vocabulary {student_weight.shape[0]} != teacher vocabulary "
+                         f"{teacher_weight.shape[0]}")
+    if student_hidden.shape[:2] != teacher_hidden.shape[:2] or targets.shape != student_hidden.shape[:2]:
+        raise ValueError(f"hidden states {tuple(student_hidden.shape)} / {tuple(teacher_hidden.shape)} and "
+                         f"targets {tuple(targets.shape)} disagree on (batch, time)")
+    if not 0.0 <= alpha <= 1.0 or not temperature > 0:
+        raise ValueError(f"expected 0 <= alpha <= 1 and temperature > 0, got {alpha}, {temperature}")
+    hs, idx, y = _select(student_hidden, targets, mask)
+    ht = teacher_hidden.reshape(-1, teacher_hidden.shape[-1]).detach()
+    n = max(len(y), 1)
+    c_ce, c_kl = float(alpha) / n, (1.0 - float(alpha)) * float(temperature) ** 2 / n
+    dtype = _compute_dtype(student_hidden)
+    grad_on = torch.is_grad_enabled()
+    need = (grad_on and hs.requires_grad, grad_on and student_weight.requires_grad)
+    loss, kl, ce, agree = _Distill.apply(hs, student_weight, ht, teacher_weight.detach(), idx, y, c_ce, c_kl,
+                                         float(temperature), max(1, int(chunk_size)), dtype, need)
+    return loss, {"kl": kl, "ce": ce, "agree": agree}
