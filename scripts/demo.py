@@ -11,13 +11,17 @@ exactly as a user would:
     train_pretrain.py  -> {out_dir}/pretrain_{dim}.pth   (reads every fact as plain text)
     train_full_sft.py  -> {out_dir}/full_sft_{dim}.pth   (learns to answer questions)
     train_dpo.py       -> {out_dir}/rlhf_{dim}.pth       (prefers right/polite answers)
+    train_distill_reason.py -> {out_dir}/reason_{dim}.pth (thinks in <think>, then answers)
 
 then asks the SFT and the DPO model the held-out questions (greedy decoding). Their facts appear
 only in the pretraining texts, never in an SFT or DPO sample, so a right answer shows the model
 recalled what it read in pretraining and learnt in SFT how to answer. An answer counts as right
 when it holds every expected keyword and none of the other possible values
 (dataset/demo/README.md). It prints each answer, `held-out accuracy: K/N` after SFT and after
-DPO, the DPO reward accuracy, and writes the three stages' loss curves to a PNG.
+DPO, the DPO reward accuracy, and writes the stages' loss curves to a PNG. The reasoning stage
+is scored on 2-hop held-out questions (reason_heldout.jsonl: two facts each, never chained in
+training): the reason model's answers, the DPO model's answers to the same questions asked
+directly, and how many of the reason model's outputs have well-formed <think>/<answer> tags.
 
 Everything goes to --out_dir (default out/demo): checkpoints, each stage's full log in logs/,
 loss_curves.png and demo_results.json (all the numbers, machine-readable).
@@ -47,6 +51,8 @@ STAGES = [
     ("pretrain", "train_pretrain.py", "pretrain", "Pretraining: next-token prediction on the world's facts as prose"),
     ("sft", "train_full_sft.py", "full_sft", "SFT: learning to answer questions (loss on the answers only)"),
     ("dpo", "train_dpo.py", "rlhf", "DPO: preferring right, polite answers over wrong or rude ones"),
+    ("reason", "train_distill_reason.py", "reason",
+     "Reasoning: 2-hop questions answered as <think> facts </think><answer> conclusion </answer>"),
 ]
 STAGE_NAMES = [s[0] for s in STAGES] + ["chat"]
 
@@ -56,7 +62,8 @@ STAGE_NAMES = [s[0] for s in STAGES] + ["chat"]
 # with a gentle step that sharpens preferences without forgetting. Held-out accuracy after SFT
 # was 42-51 of 56 over seeds 1337, 1 and 2 (the 41-49 band also held for other SFT settings).
 FULL = dict(dim=128, n_layers=2, max_seq_len=128, pretrain_epochs=30, pretrain_lr=3e-3, pretrain_batch=8,
-            sft_epochs=4, sft_lr=5e-4, sft_batch=8, dpo_epochs=2, dpo_lr=2e-5, dpo_batch=8, beta=0.1)
+            sft_epochs=4, sft_lr=5e-4, sft_batch=8, dpo_epochs=2, dpo_lr=2e-5, dpo_batch=8, beta=0.1,
+            reason_epochs=6, reason_lr=5e-4, reason_batch=8)
 # --quick: a third of the pretraining passes (most of the time); answers are rougher.
 QUICK = dict(FULL, pretrain_epochs=10, dpo_epochs=1)
 
@@ -126,7 +133,7 @@ def get_parser():
     g.add_argument("--dim", type=positive_int, help=f"hidden size, a multiple of 8 (default {FULL['dim']})")
     g.add_argument("--n_layers", type=positive_int, help=f"transformer layers (default {FULL['n_layers']})")
     g.add_argument("--max_seq_len", type=positive_int, help=f"tokens per training row (default {FULL['max_seq_len']})")
-    for stage, what in (("pretrain", "pretraining"), ("sft", "SFT"), ("dpo", "DPO")):
+    for stage, what in (("pretrain", "pretraining"), ("sft", "SFT"), ("dpo", "DPO"), ("reason", "reasoning SFT")):
         g.add_argument(f"--{stage}_epochs", type=positive_int,
                        help=f"{what} epochs (default {FULL[stage + '_epochs']}, --quick {QUICK[stage + '_epochs']})")
         g.add_argument(f"--{stage}_lr", type=positive_float, help=f"{what} peak learning rate (default {FULL[stage + '_lr']})")
@@ -211,7 +218,7 @@ def stage_command(args, stage):
     """The real script's command line for one stage (what the README tells a user to run)."""
     name, script, save, _ = stage
     d = args.data_dir
-    data = {"pretrain": "pretrain.jsonl", "sft": "sft.jsonl", "dpo": "dpo.jsonl"}[name]
+    data = {"pretrain": "pretrain.jsonl", "sft": "sft.jsonl", "dpo": "dpo.jsonl", "reason": "reason.jsonl"}[name]
     cmd = [sys.executable, os.path.join(ROOT, script),
            "--data_path", os.path.join(d, data), "--out_dir", args.out_dir,
            "--tokenizer_path", os.path.join(ROOT, "model"),
@@ -239,7 +246,7 @@ def run_stage(args, stage, index, env):
     """Run one training script, echo a readable part of its log, keep all of it; returns records."""
     name, script, save, what = stage
     cmd = stage_command(args, stage)
-    say(f"\n[{index}/4] {what}")
+    say(f"\n[{index}/{len(STAGES) + 1}] {what}")
     say(f"  $ {show_command(cmd)}")
     log_path = os.path.join(args.out_dir, "logs", f"{name}.log")
     t0 = time.time()
@@ -347,8 +354,11 @@ def is_right(answer, item):
     return all(k.lower() in a for k in item["keywords"]) and not any(d.lower() in a for d in item["distractors"])
 
 
-def ask_all(args, model_mode, items):
-    """Greedy answers of one checkpoint to every held-out question, printed as they come."""
+def ask_all(args, model_mode, items, max_new_tokens=None):
+    """Greedy answers of one checkpoint to every held-out question, printed as they come.
+
+    --model_mode 3 (reason): the answer part is scored; the thinking and whether the output's
+    <think>/<answer> tags are well formed are recorded too."""
     import io
     import torch
     import eval_model
@@ -358,7 +368,7 @@ def ask_all(args, model_mode, items):
         "--out_dir", args.out_dir, "--dim", str(args.dim), "--n_layers", str(args.n_layers),
         "--device", args.device, "--dtype", "float32", "--tokenizer_path", os.path.join(ROOT, "model"),
         "--model_mode", str(model_mode), "--temperature", "0", "--stream", "0",
-        "--max_new_tokens", str(args.max_new_tokens), "--seed", "0"])
+        "--max_new_tokens", str(max_new_tokens or args.max_new_tokens), "--seed", "0"])
     try:
         net, tok = eval_model.load_model(eargs)
     except UserError as e:
@@ -370,9 +380,46 @@ def ask_all(args, model_mode, items):
         ok = is_right(answer, item)
         results.append({"question": item["question"], "answer": answer, "right": ok,
                         "keywords": item["keywords"], "lang": item.get("lang")})
+        think = ""
+        if model_mode == 3:
+            from trainer.reasoning import is_well_formed
+            results[-1].update(output=chat.raw, well_formed=is_well_formed(chat.raw),
+                               think=" ".join((chat.reasoning or "").split()))
+            think = (f"   [think: {results[-1]['think']}]" if results[-1]["think"] else "   [no thinking]") \
+                + ("" if results[-1]["well_formed"] else " [tags malformed]")
         say(f"  {'✓' if ok else '✗'} {item['question']}  →  {answer}"
-            + ("" if ok else f"   (expected: {', '.join(item['keywords'])})"))
+            + ("" if ok else f"   (expected: {', '.join(item['keywords'])})") + think)
     return results
+
+
+REASON_MAX_NEW_TOKENS = 128  # thinking + answer + tags: about 70 tokens in the demo's reasoning set
+
+
+def reason_eval(args, items):
+    """The reasoning stage's figures on the 2-hop held-out questions: the reason model's accuracy
+    (its answer part), the DPO model's accuracy asked the same questions directly, and the share of
+    the reason model's outputs with well-formed <think>/<answer> tags."""
+    say("\n  2-hop held-out questions (reason_heldout.jsonl: two facts each, stated in pretraining, "
+        "never chained in training)")
+    say(f"\n  reason model ({rel(os.path.join(args.out_dir, f'reason_{args.dim}.pth'))}), thinking first:")
+    res = ask_all(args, 3, items, max_new_tokens=REASON_MAX_NEW_TOKENS)
+    say(f"\n  DPO model ({rel(os.path.join(args.out_dir, f'rlhf_{args.dim}.pth'))}), the same questions asked directly:")
+    direct = ask_all(args, 2, items)
+    out = {"reason": {"right": sum(r["right"] for r in res), "total": len(res), "answers": res},
+           "dpo_direct": {"right": sum(r["right"] for r in direct), "total": len(direct), "answers": direct},
+           "well_formed": {"count": sum(r["well_formed"] for r in res), "total": len(res)}}
+    say("")
+    for line in reason_summary(out):
+        say("  " + line)
+    return out
+
+
+def reason_summary(r):
+    wf = r["well_formed"]
+    return [f"2-hop held-out accuracy: {r['reason']['right']}/{r['reason']['total']} (reason model, thinking first), "
+            f"{r['dpo_direct']['right']}/{r['dpo_direct']['total']} (DPO model asked directly)",
+            f"well-formed <think>/<answer> tags: {wf['count']}/{wf['total']} "
+            f"({100 * wf['count'] / max(wf['total'], 1):.0f}%) of the reason model's outputs"]
 
 
 # ----------------------------------------------------------------------------------------- plot
@@ -382,11 +429,11 @@ def plot_losses(logs, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     titles = {"pretrain": "Pretraining (cross-entropy)", "sft": "SFT (cross-entropy on answers)",
-              "dpo": "DPO (loss; reward accuracy dashed)"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+              "dpo": "DPO (loss; reward accuracy dashed)", "reason": "Reasoning (tag-weighted cross-entropy)"}
+    fig, axes = plt.subplots(1, len(STAGES), figsize=(5 * len(STAGES), 4.2))
     for ax, (name, *_rest) in zip(axes, STAGES):
         recs = logs.get(name) or []
-        ax.set_title(titles[name])
+        ax.set_title(titles.get(name, name))
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
         if not recs:
@@ -411,7 +458,7 @@ def plot_losses(logs, path):
             ax2.set_ylabel("reward accuracy")
         ax.legend(lines, [l.get_label() for l in lines], loc="lower left" if name == "dpo" else "upper right",
                   fontsize=8)
-    fig.suptitle("MiniMind demo: loss curves of the three training stages")
+    fig.suptitle("MiniMind demo: loss curves of the training stages")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -444,13 +491,15 @@ def main(argv=None):
     check_requirements()
     args.out_dir = os.path.abspath(args.out_dir)
     args.data_dir = os.path.abspath(args.data_dir)
-    for f in ("pretrain.jsonl", "sft.jsonl", "dpo.jsonl", "heldout.jsonl"):
+    for f in ("pretrain.jsonl", "sft.jsonl", "dpo.jsonl", "heldout.jsonl", "reason.jsonl", "reason_heldout.jsonl"):
         if not os.path.isfile(os.path.join(args.data_dir, f)):
             raise DemoError(f"{rel(os.path.join(args.data_dir, f))}: not found; --data_dir must hold pretrain.jsonl, "
-                            "sft.jsonl, dpo.jsonl and heldout.jsonl (the bundled corpus is dataset/demo)")
+                            "sft.jsonl, dpo.jsonl, heldout.jsonl, reason.jsonl and reason_heldout.jsonl "
+                            "(the bundled corpus is dataset/demo)")
     items = read_heldout(os.path.join(args.data_dir, "heldout.jsonl"))
+    reason_items = read_heldout(os.path.join(args.data_dir, "reason_heldout.jsonl"))
     if args.limit:
-        items = items[:args.limit]
+        items, reason_items = items[:args.limit], reason_items[:args.limit]
     try:
         os.makedirs(os.path.join(args.out_dir, "logs"), exist_ok=True)
     except OSError as e:
@@ -473,11 +522,11 @@ def main(argv=None):
     for i, stage in enumerate(STAGES):
         if i < start:
             logs[stage[0]] = load_stage_log(args, stage)
-            say(f"\n[{i + 1}/4] {stage[3]}: reusing {rel(os.path.join(args.out_dir, stage[2] + f'_{args.dim}.pth'))}")
+            say(f"\n[{i + 1}/{len(STAGES) + 1}] {stage[3]}: reusing {rel(os.path.join(args.out_dir, stage[2] + f'_{args.dim}.pth'))}")
             continue
         logs[stage[0]], times[stage[0]] = run_stage(args, stage, i + 1, env)
 
-    say("\n[4/4] Chat: the held-out questions (facts only the pretraining texts state), greedy decoding")
+    say(f"\n[{len(STAGES) + 1}/{len(STAGES) + 1}] Chat: the held-out questions (facts only the pretraining texts state), greedy decoding")
     t_chat = time.time()
     answers = {}
     for label, mode, ckpt in (("SFT", 1, "full_sft"), ("DPO", 2, "rlhf")):
@@ -486,6 +535,9 @@ def main(argv=None):
         k = sum(r["right"] for r in answers[label])
         say(f"  held-out accuracy: {k}/{len(items)} (after {label})")
     times["chat"] = time.time() - t_chat
+    t_reason = time.time()
+    reasoning = reason_eval(args, reason_items)
+    times["reason_eval"] = time.time() - t_reason
 
     plot_path = os.path.join(args.out_dir, "loss_curves.png")
     plot_losses(logs, plot_path)
@@ -498,6 +550,7 @@ def main(argv=None):
         "dpo_reward_accuracy": acc_final, "dpo_reward_accuracy_first_step": acc_first,
         "heldout": {label: {"right": sum(r["right"] for r in res), "total": len(res), "answers": res}
                     for label, res in answers.items()},
+        "reasoning": reasoning,
         "plot": plot_path,
     }
     with open(os.path.join(args.out_dir, "demo_results.json"), "w", encoding="utf-8") as f:
@@ -516,12 +569,16 @@ def main(argv=None):
     else:
         say(f"  DPO reward accuracy: {acc_final:.2f} (training pairs, mean over the last epoch; "
             f"{acc_first:.2f} at the first step)")
+    for line in reason_summary(reasoning):
+        say("  " + line)
     say(f"  loss curves: {rel(plot_path)}")
     say(f"  all numbers: {rel(os.path.join(args.out_dir, 'demo_results.json'))}")
     say(f"  total time: {fmt_time(total)}")
     say("\nChat with the result yourself:")
     say(f"  python eval_model.py --out_dir {rel(args.out_dir)} --dim {args.dim} --n_layers {args.n_layers} "
         f"--model_mode 2 --device {args.device}")
+    say(f"  python eval_model.py --out_dir {rel(args.out_dir)} --dim {args.dim} --n_layers {args.n_layers} "
+        f"--model_mode 3 --device {args.device}   # the reason model: thinking, then the answer")
     return 0
 
 

@@ -13,6 +13,8 @@ MiniMind's JSONL formats:
   dpo.jsonl       {"chosen": [...], "rejected": [...]}  right/polite vs wrong/rude
   heldout.jsonl   questions whose facts are only in pretrain.jsonl, with answer keywords
   README.md       the world and the formats
+  reason.jsonl, reason_heldout.jsonl  2-hop questions in DeepSeek-R1's <think>/<answer> format, and
+                  held-out ones (scripts/demo_reason_data.py)
 
 About a quarter of the facts are held out: pretraining states them, but no SFT
 or DPO sample and no Q/A page asks about them (in either language). A model that answers the
@@ -26,6 +28,9 @@ import json
 import os
 import random
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from demo_reason_data import make_reason_sets, reason_readme  # noqa: E402  (the reasoning sets)
 
 SEED = 1234
 HELDOUT_FRACTION = 0.25
@@ -460,11 +465,15 @@ def main(argv=None):
         "dpo": make_dpo(random.Random(args.seed + 4), facts, held),
         "heldout": make_heldout(random.Random(args.seed + 5), facts, held),
     }
+    reason = make_reason_sets(random.Random(args.seed + 20), facts, answer,
+                              {a: ATTRS[a]["pool"] for a in ATTRS}, CHITCHAT)
     try:
         for name, rows in outputs.items():
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), rows)
+        for name in ("reason", "reason_heldout"):
+            write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), reason[name])
         with open(os.path.join(args.out_dir, "README.md"), "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}))
+            fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}) + reason_readme(reason))
     except OSError as e:
         print(f"{e.filename}: cannot write ({e.strerror}); pass a writable --out_dir", file=sys.stderr)
         return 2

@@ -26,7 +26,8 @@ import demo  # noqa: E402
 REDUCED = ["--dim", "128", "--n_layers", "2", "--max_seq_len", "128", "--threads", "1", "--seed", "1337",
            "--pretrain_epochs", "8", "--pretrain_batch", "8", "--pretrain_lr", "3e-3",
            "--sft_epochs", "4", "--sft_batch", "8", "--sft_lr", "5e-4",
-           "--dpo_epochs", "1", "--dpo_batch", "8", "--dpo_lr", "2e-5"]
+           "--dpo_epochs", "1", "--dpo_batch", "8", "--dpo_lr", "2e-5",
+           "--reason_epochs", "4", "--reason_batch", "8", "--reason_lr", "5e-4"]
 # Naming the asked attribute with a random value would be right about 1 time in 8 (~7 of 56).
 # This run answered 38/56 after SFT (seeds 1 and 2: 33 and 38), so the bound below is far above
 # chance yet leaves room for the float differences another CPU can bring to greedy decoding.
@@ -66,7 +67,7 @@ def reduced(tmp_path_factory):
 @pytest.mark.slow
 def test_every_stage_loss_falls(reduced):
     out, proc, results = reduced
-    for stage in ("pretrain", "sft", "dpo"):
+    for stage in ("pretrain", "sft", "dpo", "reason"):
         curve = results["losses"][stage]
         assert len(curve) >= 5, f"{stage}: only {len(curve)} logged steps"
         steps = [s for s, _ in curve]
@@ -115,6 +116,28 @@ def test_dpo_reward_accuracy_reported(reduced):
         open(out / "logs" / "dpo.log", encoding="utf-8").read().splitlines())]
     assert logged and all(0.0 <= a <= 1.0 for a in logged)
     assert acc > 0.5  # preferences are learnt: right answers win over wrong ones
+
+
+@pytest.mark.slow
+def test_reasoning_stage_reports_its_three_figures(reduced):
+    from trainer.reasoning import is_well_formed
+    out, proc, results = reduced
+    r = results["reasoning"]
+    items = demo.read_heldout(os.path.join(ROOT, "dataset", "demo", "reason_heldout.jsonl"))
+    m = re.search(r"2-hop held-out accuracy: (\d+)/(\d+) \(reason model, thinking first\), (\d+)/(\d+) "
+                  r"\(DPO model asked directly\)", proc.stdout)
+    w = re.search(r"well-formed <think>/<answer> tags: (\d+)/(\d+)", proc.stdout)
+    assert m and w, proc.stdout[-2000:]
+    assert [int(g) for g in m.groups()] == [r["reason"]["right"], len(items), r["dpo_direct"]["right"], len(items)]
+    assert [int(g) for g in w.groups()] == [r["well_formed"]["count"], len(items)]
+    # recounted from the printed answers: the corpus's rule on the answer part, the tags on the whole output
+    assert r["reason"]["right"] == sum(demo.is_right(a["answer"], it) for a, it in zip(r["reason"]["answers"], items))
+    assert r["dpo_direct"]["right"] == sum(demo.is_right(a["answer"], it)
+                                           for a, it in zip(r["dpo_direct"]["answers"], items))
+    assert r["well_formed"]["count"] == sum(is_well_formed(a["output"]) for a in r["reason"]["answers"])
+    assert not any(t in a["answer"] for a in r["reason"]["answers"] for t in ("<think>", "</answer>"))
+    assert r["well_formed"]["count"] >= 0.8 * len(items), r["reason"]["answers"]  # the format is learnt
+    assert (out / "reason_128.pth").is_file()
 
 
 @pytest.mark.slow
@@ -171,7 +194,7 @@ def test_from_stage_without_earlier_run_is_one_line(tmp_path):
 
 
 def test_bad_heldout_line_is_one_line(tmp_path):
-    for f in ("pretrain.jsonl", "sft.jsonl", "dpo.jsonl"):
+    for f in ("pretrain.jsonl", "sft.jsonl", "dpo.jsonl", "reason.jsonl", "reason_heldout.jsonl"):
         (tmp_path / f).write_text("{}\n")
     (tmp_path / "heldout.jsonl").write_text('{"question": "Q?", "keywords": ["a"]}\n{"question": 3}\n')
     line = one_line_error(run_demo("--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "o")))

@@ -396,3 +396,32 @@ def test_server_reasoning_content(reason_run):
     kinds = [("r" if getattr(d, "reasoning_content", None) else "a") for d in deltas if d.content or getattr(d, "reasoning_content", None)]
     assert kinds == sorted(kinds, reverse=True) and "r" in kinds and "a" in kinds
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+# ----------------------------------------------------------------------------------------------
+# The demo's reasoning set (scripts/make_demo_data.py -> dataset/demo/reason*.jsonl)
+
+def test_demo_reasoning_set(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import make_demo_data
+    assert make_demo_data.main(["--out_dir", str(tmp_path)]) == 0
+    demo = os.path.join(ROOT, "dataset", "demo")
+    for name in ("reason.jsonl", "reason_heldout.jsonl"):
+        with open(tmp_path / name, "rb") as a, open(os.path.join(demo, name), "rb") as b:
+            assert a.read() == b.read(), f"dataset/demo/{name} is not what scripts/make_demo_data.py writes"
+    train = [json.loads(ln)["conversations"] for ln in open(tmp_path / "reason.jsonl", encoding="utf-8")]
+    held = [json.loads(ln) for ln in open(tmp_path / "reason_heldout.jsonl", encoding="utf-8")]
+    assert all(is_well_formed(c[-1]["content"]) for c in train)
+    assert {h["lang"] for h in held} == {"en", "zh"} and {h["attribute"] for h in held} == {
+        "home_country", "capital_flag", "capital_animal", "capital_dish"}
+    thinks = [split_reasoning(c[-1]["content"])[0] for c in train]
+    questions = {c[0]["content"] for c in train}
+    pretrain = open(os.path.join(demo, "pretrain.jsonl"), encoding="utf-8").read()
+    for h in held:
+        assert h["question"] not in questions
+        assert h["think"] not in thinks  # no training sample chains these two facts
+        if h["attribute"] == "home_country":  # nor states a held-out character's home at all
+            assert not any(h["chain"][0] in t for t in thinks)
+        for fact in h["chain"]:  # both facts are in pretraining, in this wording
+            assert fact in pretrain, fact
+        assert all(k in h["answer"] for k in h["keywords"]) and not any(d in h["answer"] for d in h["distractors"])

@@ -1,0 +1,161 @@
+"""The demo world's reasoning set (R1 format), written by scripts/make_demo_data.py.
+
+2-hop questions, each needing two facts of the world:
+
+    home_country     "Which country is Wopp's home city the capital of?"
+                     think: Wopp lives in Sunmar. / Sunmar is the capital of Tarnis.
+    capital_flag     "What colour is the flag of the country whose capital is Sunmar?"
+    capital_animal   think: Sunmar is the capital of Tarnis. / The flag of Tarnis is blue.
+    capital_dish     (and the same for the national animal and the famous food)
+
+answered as "<think>\\n{fact 1}\\n{fact 2}\\n</think>\\n<answer>\\n{conclusion}\\n</answer>", in English and
+Chinese. A quarter of the chains (a quarter of each kind) are held out: pretraining states both of
+their facts, but no reasoning sample chains them (a held-out character's home city is never stated
+in reason.jsonl; a held-out city's capital fact is, in its other chains);
+reason_heldout.jsonl asks them, scored like heldout.jsonl (every keyword, none of the distractors).
+
+    reason.jsonl          {"conversations": [...]}, SFT format, assistant content in R1 format
+    reason_heldout.jsonl  {"question", "answer", "think", "keywords", "distractors", "lang",
+                           "entity", "attribute", "chain": [fact 1, fact 2]}
+"""
+
+REASON_HELDOUT_FRACTION = 0.25
+
+# The second hop of a capital_* chain: the attribute of the country (make_demo_data.ATTRS keys).
+COUNTRY_ATTRS = ("flag", "animal", "dish")
+
+HOPS = {  # {n}: the character (home_country) or the city (capital_*)
+    "home_country": dict(
+        en=["Which country is {n}'s home city the capital of?", "{n}'s home city is the capital of which country?",
+            "The city where {n} lives is the capital of which country?"],
+        zh=["{n}住的城市是哪个国家的首都？", "{n}的家所在的城市是哪国的首都？", "{n}生活的城市是哪个国家的首都？"]),
+    "capital_flag": dict(
+        en=["What colour is the flag of the country whose capital is {n}?",
+            "{n} is the capital of a country. What colour is its flag?",
+            "Which colour is the flag of the country with the capital {n}?"],
+        zh=["首都是{n}的国家，国旗是什么颜色？", "以{n}为首都的国家的国旗是什么颜色？", "首都为{n}的那个国家的国旗是什么颜色的？"]),
+    "capital_animal": dict(
+        en=["What is the national animal of the country whose capital is {n}?",
+            "{n} is the capital of a country. What is its national animal?",
+            "Which animal is the national animal of the country with the capital {n}?"],
+        zh=["首都是{n}的国家，国兽是什么？", "以{n}为首都的国家的国兽是什么？", "首都为{n}的那个国家的国兽是哪种动物？"]),
+    "capital_dish": dict(
+        en=["What is the country whose capital is {n} famous for?",
+            "{n} is the capital of a country. What food is it famous for?",
+            "Which food is the country with the capital {n} known for?"],
+        zh=["首都是{n}的国家以什么食物闻名？", "以{n}为首都的国家最有名的食物是什么？", "首都为{n}的那个国家有什么有名的食物？"]),
+}
+HOME_COUNTRY_ANSWER = {"en": "{n}'s home city, {c}, is the capital of {k}.", "zh": "{n}住的{c}是{k}的首都。"}
+CAPITAL_SAY = {"en": "{c} is the capital of {k}.", "zh": "{c}是{k}的首都。"}
+CHITCHAT_THINK = {"en": "The user is chatting, not asking about the world.\nA short, friendly reply fits.",
+                  "zh": "用户在闲聊，不是在问这个世界的事。\n简短友好地回答就好。"}
+
+
+def r1(think_lines, conclusion):
+    return "<think>\n" + "\n".join(think_lines) + "\n</think>\n<answer>\n" + conclusion + "\n</answer>"
+
+
+def chains(facts, answer):
+    """Every 2-hop chain of the world: dict(kind, entity, lang -> (question templates filled later),
+    think lines, conclusion, keyword, distractors), one per language.
+
+    answer(fact, lang) is make_demo_data.answer: the SFT answer sentence of a fact."""
+    langs = ("en", "zh")
+    capital_of = {f["value"]: f for f in facts if f["attr"] == "capital"}  # city -> capital fact
+    by_country = {}
+    for f in facts:
+        by_country.setdefault(f["entity"], {})[f["attr"]] = f
+    countries = [f["entity"] for f in facts if f["attr"] == "capital"]
+    out = []
+    for f in facts:
+        if f["attr"] != "home":
+            continue
+        cap = capital_of[f["value"]]
+        out.append(dict(kind="home_country", entity=f["entity"], per_lang={
+            lang: dict(think=[answer(f, lang), CAPITAL_SAY[lang].format(c=f["value"][li], k=cap["entity"][li])],
+                       conclusion=HOME_COUNTRY_ANSWER[lang].format(n=f["entity"][li], c=f["value"][li], k=cap["entity"][li]),
+                       keyword=cap["entity"][li],
+                       distractors=[c[li] for c in countries if c != cap["entity"]])
+            for li, lang in enumerate(langs)}))
+    for country in countries:
+        cap = by_country[country]["capital"]
+        for attr in COUNTRY_ATTRS:
+            g = by_country[country][attr]
+            out.append(dict(kind="capital_" + attr, entity=cap["value"], per_lang={
+                lang: dict(think=[CAPITAL_SAY[lang].format(c=cap["value"][li], k=country[li]), answer(g, lang)],
+                           conclusion=answer(g, lang), keyword=g["value"][li],
+                           distractors=None)  # filled by the caller from the attribute's pool
+                for li, lang in enumerate(langs)}, attr=attr))
+    return out
+
+
+def make_reason_sets(rng, facts, answer, pools, chitchat):
+    """{"reason": SFT rows, "reason_heldout": held-out rows, "_held": held-out chain ids}.
+
+    pools[attr]: every (en, zh) value of a country attribute (for the distractors);
+    chitchat[lang]: (question, polite answer, rude answer) triples, answered in R1 format too."""
+    langs = ("en", "zh")
+    check_wording({w for f in facts for part in ("entity", "value") for w in f[part]})
+    all_chains = chains(facts, answer)
+    for c in all_chains:
+        if c["kind"] != "home_country":
+            for li, lang in enumerate(langs):
+                d = c["per_lang"][lang]
+                d["distractors"] = [v[li] for v in pools[c["attr"]] if v[li] != d["keyword"]]
+    held = set()
+    for kind in HOPS:
+        idx = [i for i, c in enumerate(all_chains) if c["kind"] == kind]
+        rng.shuffle(idx)
+        held.update(idx[:max(1, round(len(idx) * REASON_HELDOUT_FRACTION))])
+    train_rows, held_rows = [], []
+    for i, c in enumerate(all_chains):
+        for li, lang in enumerate(langs):
+            d = c["per_lang"][lang]
+            name = c["entity"][li]
+            templates = HOPS[c["kind"]][lang]
+            if i in held:
+                k = rng.randrange(len(templates))
+                held_rows.append({"question": templates[k].format(n=name), "answer": d["conclusion"],
+                                  "think": "\n".join(d["think"]), "keywords": [d["keyword"]],
+                                  "distractors": d["distractors"], "lang": lang, "entity": name,
+                                  "attribute": c["kind"], "chain": d["think"]})
+                continue
+            for t in templates:
+                train_rows.append([{"role": "user", "content": t.format(n=name)},
+                                   {"role": "assistant", "content": r1(d["think"], d["conclusion"])}])
+    for lang in langs:
+        for q, good, _ in chitchat[lang]:
+            train_rows.append([{"role": "user", "content": q},
+                               {"role": "assistant", "content": r1(CHITCHAT_THINK[lang].split("\n"), good)}])
+    rng.shuffle(train_rows)
+    rng.shuffle(held_rows)
+    return {"reason": [{"conversations": c} for c in train_rows], "reason_heldout": held_rows, "_held": held}
+
+
+def check_wording(answer_words):
+    """No answer word may hide in the questions' fixed wording (a keyword match must be sound)."""
+    wording = [t for spec in HOPS.values() for lang in ("en", "zh") for t in spec[lang]]
+    wording += list(HOME_COUNTRY_ANSWER.values()) + list(CAPITAL_SAY.values()) + list(CHITCHAT_THINK.values())
+    for w in answer_words:
+        for t in wording:
+            assert w.lower() not in t.lower(), (w, t)
+
+
+def reason_readme(sets):
+    train, held = sets["reason"], sets["reason_heldout"]
+    kinds = [k for k in HOPS if any(r["attribute"] == k for r in held)]
+    return "\n".join([
+        "",
+        "## The reasoning set (train_distill_reason.py)",
+        "",
+        f"`reason.jsonl` ({len(train)} lines) is SFT data in DeepSeek-R1's format: every answer is",
+        "`<think>\\n...\\n</think>\\n<answer>\\n...\\n</answer>`. Its questions need two facts of the world",
+        "(\"Which country is Wopp's home city the capital of?\": Wopp lives in Sunmar; Sunmar is the capital",
+        "of Tarnis), which the thinking states before the answer; a few chit-chat turns think briefly too.",
+        f"`reason_heldout.jsonl` ({len(held)} lines) asks 2-hop questions whose facts pretraining states but",
+        "which no reasoning sample chains: a quarter of each kind of chain",
+        "(" + ", ".join(f"`{k}`" for k in kinds) + "). Its lines are those of `heldout.jsonl` plus",
+        "`think` and `chain` (the two facts). scripts/demo.py scores the reason model's answer part on",
+        "them, the DPO model asked the same questions directly, and the rate of well-formed tags.",
+        "",
+    ])
