@@ -28,6 +28,11 @@ Sections
          trainer.dpo.compute_reference_logps -- its time is included in the epoch -- then
          trainer.dpo.DPOStage.loss); plus the project with the fused loss explicitly.
   dpo_step  one DPO step on the same length-grouped batches: reference forward on the fly vs cached.
+  distill  one distillation step (student forward + backward + AdamW, frozen teacher forward; alpha 0, T 1,
+         every position a target): MiniMind's (both models' full (B, T, V) logits, KL and CE over them) vs
+         the trainer's DistillStage (hidden states, KL chunked over target rows); step time and peak
+         memory (several rounds, alternating order), the teacher's weights counted in both. The memory
+         floor: the student's plain SFT step (fused CE) with the teacher's weights resident.
   gen    greedy generate() with the KV cache, ours vs Llama, same weights: new tokens/s (and whether
          both produced the same tokens).
   mfu    the machine's matmul peak (float32 2048^3 on CPU, bfloat16 8192^3 on CUDA; best of the runs)
@@ -64,7 +69,7 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-SECTIONS = ("train", "sft", "dpo", "dpo_step", "gen", "mfu")
+SECTIONS = ("train", "sft", "dpo", "dpo_step", "distill", "gen", "mfu")
 
 # ----------------------------------------------------------------------------------------------
 # Settings: full and --quick, CPU and CUDA
@@ -73,17 +78,20 @@ FULL_CPU = dict(
     train_configs=[("26M", 512, 8), ("small", 256, 4)], train_batch=(2, 512),
     epoch_config=("small", 256, 4), sft_samples=32, sft_batch=8, sft_max_len=512,
     dpo_pairs=8, dpo_batch=4, dpo_max_len=1024, dpo_step_batches=2,
-    gen_config=("26M", 512, 8), gen_prompt=32, gen_new=128, matmul_n=2048, reps=5, scale_samples=4000)
+    gen_config=("26M", 512, 8), gen_prompt=32, gen_new=128, matmul_n=2048, reps=5, scale_samples=4000,
+    distill_student=("26M", 512, 8), distill_teacher=("104M", 768, 16), distill_batch=(4, 512), distill_mem_rounds=3)
 FULL_CUDA = dict(
     train_configs=[("26M", 512, 8), ("104M", 768, 16)], train_batch=(32, 512),
     epoch_config=("26M", 512, 8), sft_samples=1024, sft_batch=32, sft_max_len=512,
     dpo_pairs=256, dpo_batch=8, dpo_max_len=3000, dpo_step_batches=4,
-    gen_config=("26M", 512, 8), gen_prompt=32, gen_new=256, matmul_n=8192, reps=5, scale_samples=4000)
+    gen_config=("26M", 512, 8), gen_prompt=32, gen_new=256, matmul_n=8192, reps=5, scale_samples=4000,
+    distill_student=("26M", 512, 8), distill_teacher=("104M", 768, 16), distill_batch=(4, 512), distill_mem_rounds=3)
 QUICK = dict(
     train_configs=[("tiny", 32, 1)], train_batch=(2, 32),
     epoch_config=("tiny", 32, 1), sft_samples=8, sft_batch=4, sft_max_len=96,
     dpo_pairs=4, dpo_batch=2, dpo_max_len=128, dpo_step_batches=1,
     gen_config=("tiny", 32, 1), gen_prompt=8, gen_new=8, matmul_n=256, reps=5, scale_samples=200,
+    distill_student=("tiny", 32, 1), distill_teacher=("tiny2", 64, 1), distill_batch=(2, 32), distill_mem_rounds=2,
     length_scale=0.25)  # lengths scaled with the smaller max_seq_len, so the mix is not all truncated
 
 # Chat-like lengths in tokens (lognormal: median, sigma). Most conversations are far shorter than
@@ -786,6 +794,73 @@ def bench_dpo_step(S, device, args, log, workdir):
 
 
 # ----------------------------------------------------------------------------------------------
+# Section 3c: distillation step
+
+def plain_distill_step_loss(teacher):
+    """MiniMind's train_distillation.py: both models' full (B, T, V) logits, KL and CE over them."""
+    from trainer.distill import plain_distill_loss
+
+    def loss(model, X, Y, M):
+        with torch.no_grad():
+            zt = teacher(X).logits
+        return plain_distill_loss(model(X).logits, zt, Y, M, 0.0, 1.0)[0]
+    return loss
+
+
+def fused_distill_step_loss(teacher):
+    """The project's: trainer.distill.DistillStage.loss (hidden states, chunked KL on target rows)."""
+    from trainer.distill import DistillStage, Teacher
+    stage = DistillStage(Teacher(teacher, "bench", {}), 0.0, 1.0)
+    return lambda model, X, Y, M: stage.loss(model, (X, Y, M))[0]
+
+
+def bench_distill(S, device, args, log):
+    (_, sh, sl), (_, th, tl) = S["distill_student"], S["distill_teacher"]
+    B, T = S["distill_batch"]
+    log(f"[distill] student {sh} x {sl}, teacher {th} x {tl}, batch {B} x {T}, alpha 0, T 1, every position a target")
+    student, _ = build_pair(sh, sl, device, seed=0)
+    teacher, _ = build_pair(th, tl, device, seed=1)
+    teacher.eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(3)
+    X = torch.randint(3, student.config.vocab_size, (B, T), generator=g).to(device)
+    Y = torch.randint(3, student.config.vocab_size, (B, T), generator=g).to(device)
+    M = torch.ones(B, T, dtype=torch.long, device=device)
+    trainees = {"plain": Trainee(copy.deepcopy(student), device, plain_distill_step_loss(teacher)),
+                "fused": Trainee(copy.deepcopy(student), device, fused_distill_step_loss(teacher))}
+    # the floor no distillation loss can go under: the student's own SFT step (the trainer's fused CE),
+    # with the teacher's weights resident; memory only
+    floor = Trainee(copy.deepcopy(student), device, fused_lm_loss)
+    for t in (*trainees.values(), floor):
+        t.step(X, Y, M)  # first step: allocates AdamW's state
+    # steady-state peak memory, S["distill_mem_rounds"] rounds, order alternating
+    mem = {v: [] for v in (*trainees, "floor")}
+    method = None
+    for r in range(S["distill_mem_rounds"]):
+        for v in (list(mem) if r % 2 == 0 else list(mem)[::-1]):
+            t = trainees.get(v, floor)
+            with PeakMemory(device, param_bytes(t.model) + optimizer_bytes(t.opt) + param_bytes(teacher)) as pm:
+                t.step(X, Y, M)
+            mem[v].append(pm.mb())
+            method = pm.method
+    del floor
+    times = interleaved({v: (lambda t=t: t.step(X, Y, M)) for v, t in trainees.items()}, S["reps"], device,
+                        warmup=False, log=log)
+    res = {"student": [sh, sl], "teacher": [th, tl], "batch": B, "seq_len": T, "alpha": 0.0, "temperature": 1.0,
+           "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32", "peak_mem_method": method,
+           "variants": {}}
+    for v in trainees:
+        res["variants"][v] = {"times_s": times[v], "step_s": summary(times[v]),
+                              "tokens_per_s": throughput(B * T, times[v]),
+                              "peak_mem_mb": {"per_rep": mem[v], **summary(mem[v])}}
+    res["floor_peak_mem_mb"] = {"per_rep": mem["floor"], **summary(mem["floor"]),
+                                "what": "the student's SFT step alone (fused CE) + the teacher's weights"}
+    res["ratios"] = {"time fused/plain": ratio(times["fused"], times["plain"]),
+                     "peak memory fused/plain": ratio(mem["fused"], mem["plain"]),
+                     "peak memory floor/plain": ratio(mem["floor"], mem["plain"])}
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
 # Section 4: generation
 
 def bench_gen(S, device, args, log):
@@ -889,6 +964,12 @@ def targets(results):
         r = results["dpo_step"]["ratios"]["cached_speedup"]
         add("dpo step: on-the-fly time / cached time", "> 1.0 (~1.3x expected: one forward of 3 saved)",
             r["median"], r["median"] > 1.0)
+    if "distill" in results:
+        r = results["distill"]["ratios"]
+        add("distill step time: fused/plain", "<= 1.0", r["time fused/plain"]["median"],
+            r["time fused/plain"]["median"] <= 1.0)
+        add("distill step peak memory: fused/plain", "<= 0.6", r["peak memory fused/plain"]["median"],
+            r["peak memory fused/plain"]["median"] <= 0.6)
     if "gen" in results:
         r = results["gen"]["ratios"]["minimind/llama"]
         add("generation tokens/s: minimind/llama", ">= 1.0", r["median"], r["median"] >= 1.0)
@@ -951,6 +1032,17 @@ def table(results):
                          f"{r['peak_mem_mb']:9.0f} MB")
         r = res["ratios"]["cached_speedup"]
         lines.append(f"  ratio on-the-fly/cached time            {_fmt_summary(r, fmt='{:.2f}')}x")
+    if "distill" in results:
+        res = results["distill"]
+        lines.append(f"\n[distill step] student {res['student'][0]}x{res['student'][1]}, teacher {res['teacher'][0]}x"
+                     f"{res['teacher'][1]}, batch {res['batch']}x{res['seq_len']}, {res['dtype']}")
+        for v, r in res["variants"].items():
+            lines.append(f"  {v:24s} {_fmt_summary(r['step_s'], 1e3, '{:.0f}'):>26s} ms/step "
+                         f"{_fmt_summary(r['peak_mem_mb'], fmt='{:.0f}'):>20s} MB")
+        lines.append(f"  {'floor (SFT step alone)':24s} {'':>26s}         "
+                     f"{_fmt_summary(res['floor_peak_mem_mb'], fmt='{:.0f}'):>20s} MB")
+        for k, r in res["ratios"].items():
+            lines.append(f"  ratio {k:34s} {_fmt_summary(r, fmt='{:.2f}')}x")
     if "gen" in results:
         res = results["gen"]
         lines.append(f"\n[generate] {res['config']} {res['hidden_size']}x{res['num_hidden_layers']}, prompt "
@@ -1044,6 +1136,8 @@ def main(argv=None):
             results["dpo"] = bench_dpo(S, device, args, log, workdir)
         if "dpo_step" in args.sections:
             results["dpo_step"] = bench_dpo_step(S, device, args, log, workdir)
+        if "distill" in args.sections:
+            results["distill"] = bench_distill(S, device, args, log)
         if "gen" in args.sections:
             results["gen"] = bench_gen(S, device, args, log)
     results["targets"] = targets(results)

@@ -157,3 +157,23 @@ def test_bad_flags_one_line_exit_2(argv, msg, capsys):
     assert e.value.code == 2
     assert msg in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_distill_step_ratios_follow_from_times_and_memory(run):
+    res, stdout = run
+    d = res["distill"]
+    assert "[distill step]" in stdout
+    v = d["variants"]
+    assert set(v) == {"plain", "fused"}
+    for x in v.values():
+        assert len(x["times_s"]) == res["meta"]["reps"]
+        check_summary(x["tokens_per_s"], [d["batch"] * d["seq_len"] / t for t in x["times_s"]])
+        check_summary(x["peak_mem_mb"], x["peak_mem_mb"]["per_rep"])
+    check_ratio(d["ratios"]["time fused/plain"], v["fused"]["times_s"], v["plain"]["times_s"])
+    check_ratio(d["ratios"]["peak memory fused/plain"], v["fused"]["peak_mem_mb"]["per_rep"],
+                v["plain"]["peak_mem_mb"]["per_rep"])
+    check_ratio(d["ratios"]["peak memory floor/plain"], d["floor_peak_mem_mb"]["per_rep"],
+                v["plain"]["peak_mem_mb"]["per_rep"])
+    t = {row["target"]: row for row in res["targets"]}
+    assert t["distill step time: fused/plain"]["measured"] == d["ratios"]["time fused/plain"]["median"]
+    assert t["distill step peak memory: fused/plain"]["measured"] == d["ratios"]["peak memory fused/plain"]["median"]
