@@ -141,6 +141,13 @@ def get_parser():
     g.add_argument("--beta", type=positive_float, help=f"DPO beta (default {FULL['beta']})")
     g.add_argument("--max_new_tokens", type=positive_int, default=48, help="longest answer in the chat (default %(default)s)")
     g.add_argument("--limit", type=positive_int, default=None, help="ask only the first N held-out questions")
+    g = p.add_argument_group("distillation (scripts/demo_distill.py)")
+    g.add_argument("--distill", action="store_true",
+                   help="also distil the SFT model into a student of --student_dim and compare it with the same "
+                        "student trained by plain SFT for the same steps (held-out accuracy, agreement; adds "
+                        "about two thirds of the demo's time)")
+    g.add_argument("--student_dim", type=positive_int, default=None,
+                   help="the student's hidden size, a multiple of 8 (default: half of --dim; same --n_layers)")
     return p
 
 
@@ -242,13 +249,13 @@ def show_command(cmd):
     return " ".join(parts)
 
 
-def run_stage(args, stage, index, env):
+def run_stage(args, stage, index, env, cmd=None, log_name=None, header=None):
     """Run one training script, echo a readable part of its log, keep all of it; returns records."""
     name, script, save, what = stage
-    cmd = stage_command(args, stage)
-    say(f"\n[{index}/{len(STAGES) + 1}] {what}")
+    cmd = cmd or stage_command(args, stage)
+    say(header or f"\n[{index}/{len(STAGES) + 1}] {what}")
     say(f"  $ {show_command(cmd)}")
-    log_path = os.path.join(args.out_dir, "logs", f"{name}.log")
+    log_path = os.path.join(args.out_dir, "logs", f"{log_name or name}.log")
     t0 = time.time()
     lines, err_lines = [], []
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -354,7 +361,7 @@ def is_right(answer, item):
     return all(k.lower() in a for k in item["keywords"]) and not any(d.lower() in a for d in item["distractors"])
 
 
-def ask_all(args, model_mode, items, max_new_tokens=None):
+def ask_all(args, model_mode, items, max_new_tokens=None, weight=None):
     """Greedy answers of one checkpoint to every held-out question, printed as they come.
 
     --model_mode 3 (reason): the answer part is scored; the thinking and whether the output's
@@ -368,7 +375,8 @@ def ask_all(args, model_mode, items, max_new_tokens=None):
         "--out_dir", args.out_dir, "--dim", str(args.dim), "--n_layers", str(args.n_layers),
         "--device", args.device, "--dtype", "float32", "--tokenizer_path", os.path.join(ROOT, "model"),
         "--model_mode", str(model_mode), "--temperature", "0", "--stream", "0",
-        "--max_new_tokens", str(max_new_tokens or args.max_new_tokens), "--seed", "0"])
+        "--max_new_tokens", str(max_new_tokens or args.max_new_tokens), "--seed", "0"]
+        + (["--weight", weight] if weight else []))
     try:
         net, tok = eval_model.load_model(eargs)
     except UserError as e:
@@ -538,6 +546,12 @@ def main(argv=None):
     t_reason = time.time()
     reasoning = reason_eval(args, reason_items)
     times["reason_eval"] = time.time() - t_reason
+    distilled = None
+    if args.distill:
+        import demo_distill
+        t_distill = time.time()
+        distilled = demo_distill.run(sys.modules[__name__], args, env, items)
+        times["distill"] = time.time() - t_distill
 
     plot_path = os.path.join(args.out_dir, "loss_curves.png")
     plot_losses(logs, plot_path)
@@ -551,6 +565,7 @@ def main(argv=None):
         "heldout": {label: {"right": sum(r["right"] for r in res), "total": len(res), "answers": res}
                     for label, res in answers.items()},
         "reasoning": reasoning,
+        "distill": distilled,
         "plot": plot_path,
     }
     with open(os.path.join(args.out_dir, "demo_results.json"), "w", encoding="utf-8") as f:
@@ -571,6 +586,9 @@ def main(argv=None):
             f"{acc_first:.2f} at the first step)")
     for line in reason_summary(reasoning):
         say("  " + line)
+    if distilled:
+        for line in demo_distill.summary(distilled):
+            say("  " + line)
     say(f"  loss curves: {rel(plot_path)}")
     say(f"  all numbers: {rel(os.path.join(args.out_dir, 'demo_results.json'))}")
     say(f"  total time: {fmt_time(total)}")

@@ -73,6 +73,8 @@ SMALL = {
     "train_full_sft.py": TRAIN_SMALL,
     "train_dpo.py": TRAIN_SMALL,
     "train_distill_reason.py": TRAIN_SMALL,
+    # the teacher was trained by the README's 768 commands, which got --n_layers 1 appended too
+    "train_distillation.py": TRAIN_SMALL + ["--teacher_n_layers", "1"],
     "eval_model.py": ["--n_layers", "1", "--device", "cpu", "--max_new_tokens", "8", "--seed", "0"],
     "scripts/convert_model.py": ["--n_layers", "1"],
     "scripts/serve_openai_api.py": ["--n_layers", "1", "--device", "cpu", "--max_tokens", "16"],
