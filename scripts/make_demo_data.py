@@ -15,6 +15,8 @@ MiniMind's JSONL formats:
   README.md       the world and the formats
   reason.jsonl, reason_heldout.jsonl  2-hop questions in DeepSeek-R1's <think>/<answer> format, and
                   held-out ones (scripts/demo_reason_data.py)
+  lm_eval/demo_world_{train,test}.jsonl  4-way multiple choice about every fact (test: the held-out
+                  ones), read by the lm-evaluation-harness tasks in dataset/demo/lm_eval/
 
 About a quarter of the facts are held out: pretraining states them, but no SFT
 or DPO sample and no Q/A page asks about them (in either language). A model that answers the
@@ -389,6 +391,29 @@ def make_heldout(rng, facts, held):
     return rows
 
 
+MC_CHOICES = 4
+
+
+def make_mc(rng, facts, held):
+    """4-way multiple choice per fact and language: the reference answer with the true value and
+    with three other values of the same attribute (one order for both languages).
+
+    {"train": trained facts, "test": held-out facts}, for dataset/demo/lm_eval/ (lm-eval tasks)."""
+    out = {"train": [], "test": []}
+    for i, f in enumerate(facts):
+        others = [v for v in ATTRS[f["attr"]]["pool"] if v != f["value"]]
+        values = rng.sample(others, MC_CHOICES - 1) + [f["value"]]
+        rng.shuffle(values)
+        for lang in LANGS:
+            li = LANGS.index(lang)
+            k = rng.randrange(len(ATTRS[f["attr"]][lang + "_ask"]))
+            out["test" if i in held else "train"].append({
+                "question": ask(f, lang, k), "choices": [answer(f, lang, v) for v in values],
+                "answer": values.index(f["value"]), "lang": lang, "entity": f["entity"][li],
+                "attribute": f["attr"]})
+    return out
+
+
 def readme(facts, held, counts):
     lines = [
         "# Demo corpus: a small invented world",
@@ -465,11 +490,15 @@ def main(argv=None):
         "dpo": make_dpo(random.Random(args.seed + 4), facts, held),
         "heldout": make_heldout(random.Random(args.seed + 5), facts, held),
     }
+    mc = make_mc(random.Random(args.seed + 6), facts, held)
     reason = make_reason_sets(random.Random(args.seed + 20), facts, answer,
                               {a: ATTRS[a]["pool"] for a in ATTRS}, CHITCHAT)
     try:
         for name, rows in outputs.items():
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), rows)
+        os.makedirs(os.path.join(args.out_dir, "lm_eval"), exist_ok=True)
+        for split, rows in mc.items():
+            write_jsonl(os.path.join(args.out_dir, "lm_eval", f"demo_world_{split}.jsonl"), rows)
         for name in ("reason", "reason_heldout"):
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), reason[name])
         with open(os.path.join(args.out_dir, "README.md"), "w", encoding="utf-8", newline="\n") as fh:
@@ -478,7 +507,8 @@ def main(argv=None):
         print(f"{e.filename}: cannot write ({e.strerror}); pass a writable --out_dir", file=sys.stderr)
         return 2
     print(f"wrote {', '.join(f'{k}.jsonl ({len(v)} lines)' for k, v in outputs.items())} "
-          f"and README.md to {args.out_dir}")
+          f"README.md and lm_eval/demo_world_{{train,test}}.jsonl ({len(mc['train'])}, {len(mc['test'])} lines) "
+          f"to {args.out_dir}")
     return 0
 
 

@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "dataset" / "demo"
 SCRIPT = ROOT / "scripts" / "make_demo_data.py"
-FILES = ["pretrain.jsonl", "sft.jsonl", "dpo.jsonl", "heldout.jsonl", "README.md"]
+FILES = ["pretrain.jsonl", "sft.jsonl", "dpo.jsonl", "heldout.jsonl", "README.md",
+         "lm_eval/demo_world_train.jsonl", "lm_eval/demo_world_test.jsonl"]
 
 
 def load(name):
