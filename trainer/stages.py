@@ -59,11 +59,19 @@ class Stage:
 
 
 class LMStage(Stage):
-    """Next-token cross-entropy over the masked targets (pretraining: all; SFT: assistant tokens)."""
-    eval_keys = ("ce_sum", "tokens")
+    """Next-token cross-entropy over the masked targets (pretraining: all; SFT: assistant tokens).
+
+    Validation reports val/loss, val/ppl and val/bpb (bits per byte of the target text; trainer/bpb.py)."""
+    eval_keys = ("ce_sum", "tokens", "special_ce_sum", "text_bytes")
+    token_bytes = None  # (vocab,) UTF-8 bytes per token id, 0 for special tokens; set by prepare()
 
     def __init__(self, name, title):
         self.name, self.title = name, title
+
+    def prepare(self, trainer, model, train_ds, val_ds, collate, resume_state):
+        if val_ds is not None and getattr(trainer, "tokenizer", None) is not None:
+            from trainer.bpb import token_byte_lengths
+            self.token_bytes = token_byte_lengths(trainer.tokenizer)
 
     def loss(self, model, batch):
         from trainer.fused_loss import fused_masked_ce
@@ -77,12 +85,25 @@ class LMStage(Stage):
         from trainer.fused_loss import fused_masked_ce_sum
         X, Y, mask = batch
         out = model(X, skip_logits=True)
-        s, n = fused_masked_ce_sum(out.hidden_states[-1], unwrap(model).lm_head.weight, Y, mask)
-        return {"ce_sum": s.double(), "tokens": n.double()}
+        h, w = out.hidden_states[-1], unwrap(model).lm_head.weight
+        s, n = fused_masked_ce_sum(h, w, Y, mask)
+        sums = {"ce_sum": s.double(), "tokens": n.double()}
+        if self.token_bytes is not None:
+            table = self.token_bytes.to(Y.device)
+            nbytes = table[Y.clamp(0, len(table) - 1)] * (mask > 0)
+            special = (mask > 0) & (nbytes == 0)  # <|im_end|> etc.: no text, left out of bpb
+            sums["text_bytes"] = nbytes.sum().double()
+            if special.any():  # the few special targets alone through the head
+                sums["special_ce_sum"] = fused_masked_ce_sum(h, w, Y, special.to(mask.dtype))[0].double()
+        return sums
 
     def eval_metrics(self, sums):
         loss = (sums["ce_sum"] / max(sums["tokens"], 1.0))
-        return {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+        metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+        if sums.get("text_bytes", 0) > 0:
+            from trainer.bpb import bits_per_byte
+            metrics["val/bpb"] = bits_per_byte(sums["ce_sum"] - sums.get("special_ce_sum", 0.0), sums["text_bytes"])
+        return metrics
 
 def add_aux_loss(loss, out, metrics=None):
     """Add the MoE load-balancing loss (0 for dense models); log it when it is live."""
