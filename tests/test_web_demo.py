@@ -1,0 +1,675 @@
+"""scripts/web_demo.py in Streamlit's AppTest and in a real headless Chromium; scripts/chat_openai_api.py
+against the real server.
+
+One tiny chat model (dim 64, 2 layers) is overfit here in a few seconds on four exchanges: a plain
+answer (checked word for word against eval_model.py), a Markdown answer with HTML in it, an R1-style
+answer with <think>/<answer> tags, and a laugh that never ends (for the Stop button).
+
+    python tests/test_web_demo.py    # the README's screenshot: the browser test's steps on out/demo's model
+"""
+import argparse
+import gc
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import weakref
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import eval_model  # noqa: E402
+from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
+from trainer.errors import run_main  # noqa: E402
+
+streamlit = pytest.importorskip("streamlit", reason="streamlit is not installed (pip install -r requirements.txt)")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+PAGE = ROOT / "scripts" / "web_demo.py"
+CLIENT = ROOT / "scripts" / "chat_openai_api.py"
+DIM, LAYERS = 64, 2
+Q_PLAIN, A_PLAIN = "What is DPO?", "Direct preference optimization, 直接偏好优化。"
+Q_MD, A_MD = "Show me markdown.", "**Bold** words and <b>tags</b> 加粗"
+Q_THINK, THINK, ANSWER = "Why is the sky blue?", "Sunlight scatters off the air.", "Rayleigh scattering, 瑞利散射。"
+A_THINK = f"<think>\n{THINK}\n</think>\n<answer>\n{ANSWER}\n</answer>"
+Q_LONG, A_LONG = "Laugh forever.", "ha " * 48  # learnt without <|im_end|>: it goes on until stopped
+EXCHANGES = [(Q_PLAIN, A_PLAIN, True), (Q_MD, A_MD, True), (Q_THINK, A_THINK, True), (Q_LONG, A_LONG, False)]
+SEED = 7
+
+
+# ------------------------------------------------------------------------------------- fixtures
+
+def _tokenizer_dir():
+    for d in (ROOT / "model", ROOT.parent / "shared" / "minimind_tokenizer"):
+        if (d / "tokenizer.json").is_file():
+            return d
+    pytest.skip("no tokenizer (neither ./model nor ../shared/minimind_tokenizer)")
+
+
+def overfit(tokenizer, exchanges=EXCHANGES, steps=300):
+    """A tiny chat model that has learnt these exchanges by heart (a few seconds on a CPU)."""
+    torch.manual_seed(1)
+    m = MiniMindForCausalLM(MiniMindConfig(hidden_size=DIM, num_hidden_layers=LAYERS))
+    rows = []
+    for q, a, ends in exchanges:
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        t = tokenizer(a + (tokenizer.eos_token if ends else ""), add_special_tokens=False)["input_ids"]
+        rows.append((p, t))
+    width = max(len(p) + len(t) for p, t in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    labels = torch.full((len(rows), width), -100)
+    for i, (p, t) in enumerate(rows):
+        ids[i, :len(p) + len(t)] = torch.tensor(p + t)
+        labels[i, len(p):len(p) + len(t)] = torch.tensor(t)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    m.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # about 80 steps, 3 s of one core; two threads on a shared machine crawl
+    try:
+        for _ in range(steps):
+            loss = m(ids, labels=labels).loss
+            if loss.item() < 0.01:
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    assert loss.item() < 0.03, f"overfit did not converge (loss {loss.item():.3f})"
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def tok_dir():
+    return str(_tokenizer_dir())
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tok_dir):
+    """out/: the chat model as full_sft_64.pth and reason_64.pth, a random pretrain_64.pth, a
+    MoE model in a subfolder, a resume file, a broken file; chat/: the chat model alone."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    base = tmp_path_factory.mktemp("web")
+    out, chat_dir = base / "out", base / "chat"
+    (out / "sub").mkdir(parents=True)
+    chat_dir.mkdir()
+    chat = overfit(tok)
+    state = chat.state_dict()
+    torch.save(state, out / f"full_sft_{DIM}.pth")
+    torch.save(state, chat_dir / f"full_sft_{DIM}.pth")
+    torch.save({"model": state, "step": 3}, out / f"full_sft_{DIM}_resume.pth")  # never listed
+    torch.manual_seed(0)
+    torch.save(MiniMindForCausalLM(MiniMindConfig(hidden_size=DIM, num_hidden_layers=LAYERS)).state_dict(),
+               out / f"pretrain_{DIM}.pth")
+    torch.save(MiniMindForCausalLM(MiniMindConfig(hidden_size=32, num_hidden_layers=1, use_moe=True)).state_dict(),
+               out / "sub" / "full_sft_32_moe.pth")
+    (out / "broken.pth").write_bytes(b"not a checkpoint")
+    torch.save(state, out / f"reason_{DIM}.pth")  # the most trained stage: opened first
+    now = time.time()
+    os.utime(out / "sub" / "full_sft_32_moe.pth", (now - 60, now - 60))  # same stage: newest first
+    del chat, state
+    return dict(out=out, chat=chat_dir, base=base, tok=tok)
+
+
+def eval_answer(out_dir, question, seed, *extra, weight=None, dim=DIM, layers=LAYERS, capsys=None, monkeypatch=None):
+    """What `eval_model.py --seed S` answers (its CLI, in this process, the question piped in)."""
+    argv = ["--out_dir", str(out_dir), "--device", "cpu", "--dim", str(dim), "--n_layers", str(layers),
+            "--seed", str(seed), "--mode", "1", *(["--weight", weight] if weight else []), *extra]
+    old_in, old_out = sys.stdin, sys.stdout
+    sys.stdin, sys.stdout = io.StringIO(question + "\n"), io.StringIO()
+    try:
+        code = eval_model.cli(argv)
+        out = sys.stdout.getvalue()
+    finally:
+        sys.stdin, sys.stdout = old_in, old_out
+    assert code == 0, out
+    return out.split(eval_model.BOT_TAG, 1)[1].split("\n\n", 1)[0]
+
+
+def _page_module():
+    """scripts/web_demo.py imported as a module (its page runs only as __main__)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("web_demo_module", PAGE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def page(monkeypatch, out_dir, *flags):
+    monkeypatch.setattr(sys, "argv", [str(PAGE), "--out_dir", str(out_dir), "--device", "cpu", *flags])
+    return AppTest.from_file(str(PAGE), default_timeout=120).run()
+
+
+def ask(at, question):
+    at.chat_input(key="question").set_value(question).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def replies(at):
+    """[(role, markdown texts, captions)] of the chat messages on the page."""
+    return [(m.name, [md.value for md in m.markdown], [c.value for c in m.caption]) for m in at.chat_message]
+
+
+# ------------------------------------------------------------------------------- the page: AppTest
+
+def test_lists_models_by_stage_with_their_size_and_opens_the_most_trained(models, monkeypatch):
+    at = page(monkeypatch, models["out"])
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    box = at.selectbox(key="model")
+    assert box.options == [f"reason_{DIM}.pth (64×2)", f"full_sft_{DIM}.pth (64×2)", "sub/full_sft_32_moe.pth (32×1, MoE)",
+                           f"pretrain_{DIM}.pth (64×2)", "broken.pth (unreadable)"]
+    assert box.value == f"reason_{DIM}.pth (64×2)"
+    assert at.selectbox(key="lora").options[0] == "none"
+    sliders = {s.label: (s.min, s.max, s.value, s.step) for s in at.slider}
+    assert sliders == {"Number of Historical Dialogues": (0, 6, 0, 2), "Max New Tokens": (256, 8192, 8192, 1),
+                       "Top-P": (0.8, 0.99, 0.85, 0.01), "Temperature": (0.6, 1.2, 0.85, 0.01)}
+    assert at.text_input(key="seed").value == ""
+    assert at.button(key="clear").label == "Clear chat"
+
+
+def test_a_folder_given_with_model_path_comes_first_and_answers(models, monkeypatch, tmp_path):
+    from scripts.convert_model import export_minimind
+    from trainer.checkpoint import load_weights
+    net = load_weights(MiniMindForCausalLM(MiniMindConfig(hidden_size=DIM, num_hidden_layers=LAYERS)),
+                       str(models["chat"] / f"full_sft_{DIM}.pth"))
+    export_minimind(net, models["tok"], str(tmp_path / "MiniMind2-Tiny"), outtype="f32")
+    at = page(monkeypatch, models["chat"], "--model_path", str(tmp_path / "MiniMind2-Tiny"),
+              "--model_path", str(tmp_path / "nowhere"))
+    assert at.selectbox(key="model").options == ["MiniMind2-Tiny (64×2, transformers)", "nowhere (not a model folder)",
+                                                 f"full_sft_{DIM}.pth (64×2)"]
+    at.text_input(key="seed").set_value(str(SEED))
+    ask(at, Q_PLAIN)
+    assert replies(at)[1][1] == [eval_answer(models["chat"], Q_PLAIN, SEED)]
+    at.selectbox(key="model").set_value("nowhere (not a model folder)").run()
+    assert len(at.error) == 1 and "config.json: not found" in at.error[0].value and not at.exception
+
+
+def test_answer_streams_and_is_eval_models_answer(models, monkeypatch):
+    pieces = []
+    real = eval_model.Chat._stream
+
+    def spy(self, kw, out):
+        class Rec:
+            def write(self, s):
+                pieces.append(s)
+                out.write(s)
+
+            def flush(self):
+                out.flush()
+        return real(self, kw, Rec())
+    monkeypatch.setattr(eval_model.Chat, "_stream", spy)
+    at = page(monkeypatch, models["out"])
+    at.selectbox(key="model").set_value(f"full_sft_{DIM}.pth (64×2)")
+    at.text_input(key="seed").set_value(str(SEED))
+    ask(at, Q_PLAIN)
+    streamed = list(pieces)
+    (role_q, [q], _), (role_a, [a], [cap]) = replies(at)
+    assert (role_q, q, role_a) == ("user", Q_PLAIN, "assistant")
+    assert a == eval_answer(models["out"], Q_PLAIN, SEED, weight="full_sft") == A_PLAIN
+    assert cap == f"seed {SEED}"
+    assert len(streamed) > 5 and "".join(streamed) == a  # token by token, never half a character
+    assert not any("\ufffd" in p for p in streamed)
+    md = at.chat_message[1].markdown[0]
+    assert md.proto.allow_html is False  # HTML from the model is shown as text
+    # no seed: a fresh random one per reply, shown under it
+    at.text_input(key="seed").set_value("").run()
+    ask(at, Q_PLAIN)
+    ask(at, Q_PLAIN)
+    seeds = [int(c[0].split()[1]) for role, _, c in replies(at) if role == "assistant"][1:]
+    assert len(seeds) == 2 and seeds[0] != seeds[1]
+    at.text_input(key="seed").set_value("x1").run()
+    assert any("Seed 'x1'" in e.value for e in at.sidebar.error)
+
+
+def test_history_follows_the_slider(models, monkeypatch):
+    prompts = []
+    real = eval_model.Chat.prompt_for
+    monkeypatch.setattr(eval_model.Chat, "prompt_for", lambda self, q: prompts.append(real(self, q)) or prompts[-1])
+    at = page(monkeypatch, models["chat"])
+    at.text_input(key="seed").set_value("1")
+    at.slider(key="max_new_tokens").set_value(256)  # a prompt with history is new to the model: it may ramble
+    ask(at, Q_PLAIN)
+    ask(at, Q_MD)
+    assert Q_PLAIN not in prompts[-1]  # history 0: every question alone (MiniMind's default)
+    at.slider(key="history").set_value(2)
+    ask(at, Q_THINK)
+    assert Q_MD in prompts[-1] and A_MD in prompts[-1] and Q_PLAIN not in prompts[-1]
+    at.slider(key="history").set_value(6)
+    ask(at, Q_PLAIN)
+    assert all(q in prompts[-1] for q in (Q_PLAIN, Q_MD, Q_THINK))
+    assert prompts[-1].count(Q_PLAIN) == 2
+
+
+def test_delete_and_clear(models, monkeypatch):
+    at = page(monkeypatch, models["chat"])
+    ask(at, Q_PLAIN)
+    ask(at, Q_MD)
+    assert [r[0] for r in replies(at)] == ["user", "assistant"] * 2
+    first_answer = at.session_state["messages"][1]["id"]
+    at.button(key=f"del_{first_answer}").click().run()  # an answer takes its question with it
+    assert [(r[0], r[1]) for r in replies(at)] == [("user", [Q_MD]), ("assistant", [A_MD])]
+    q = at.session_state["messages"][0]["id"]
+    at.button(key=f"del_{q}").click().run()
+    assert replies(at) == []
+    ask(at, Q_PLAIN)
+    at.button(key="clear").click().run()
+    assert replies(at) == [] and at.session_state["messages"] == []
+
+
+def test_reasoning_sits_in_a_block_open_while_streaming_closed_after(models, monkeypatch):
+    calls = []
+    real = streamlit.expander
+    monkeypatch.setattr(streamlit, "expander", lambda label, expanded=False, **kw: calls.append((label, expanded))
+                        or real(label, expanded=expanded, **kw))
+    at = page(monkeypatch, models["out"])  # reason_64.pth, opened by default
+    ask(at, Q_THINK)
+    thinking, thought = "Thinking…", "Reasoning (click to expand)"
+    assert (thinking, True) in calls and calls[-1] == (thought, False)
+    first_closed = calls.index((thought, False))
+    assert all(c == (thinking, True) for c in calls[:first_closed])  # open while the thinking streams
+    [block] = at.chat_message[1].expander
+    assert block.label == thought and block.proto.expanded is False
+    assert [m.value for m in block.markdown] == [THINK]
+    assert at.chat_message[1].markdown[-1].value == ANSWER
+
+
+def test_stop_keeps_the_reply_so_far(models, monkeypatch):
+    """A rerun while a reply streams (what Stop does) ends generate() and keeps the text so far."""
+    at = page(monkeypatch, models["chat"])
+    at.chat_input(key="question").set_value(Q_LONG)
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match="timed out"):
+        at.run(timeout=4)  # AppTest then stops the script: the interruption a Stop click causes
+    at.chat_input(key="question").set_value(None)  # (AppTest would send the question again)
+    at.run()
+    assert time.time() - t0 < 30
+    (_, [q], _), (_, [a], [cap]) = replies(at)
+    assert q == Q_LONG and a.startswith("ha ha ha") and cap.endswith("· stopped")
+    assert len(a) < 8192 * 4
+
+
+def test_switching_models_frees_the_old_one(models, monkeypatch):
+    made = []
+    real = MiniMindForCausalLM.__init__
+
+    def init(self, *a, **kw):
+        real(self, *a, **kw)
+        made.append(weakref.ref(self))
+    monkeypatch.setattr(MiniMindForCausalLM, "__init__", init)
+    at = page(monkeypatch, models["out"])
+    at.selectbox(key="model").set_value(f"full_sft_{DIM}.pth (64×2)").run()
+    at.selectbox(key="model").set_value("sub/full_sft_32_moe.pth (32×1, MoE)").run()
+    assert not at.exception and not at.error
+    gc.collect()
+    alive = [r() for r in made if r() is not None]
+    assert len(made) == 3 and len(alive) == 1 and alive[0].config.hidden_size == 32  # only the one in use
+
+
+def test_broken_checkpoint_is_one_message_on_the_page(models, monkeypatch):
+    at = page(monkeypatch, models["out"])
+    at.selectbox(key="model").set_value("broken.pth (unreadable)").run()
+    assert not at.exception
+    [err] = at.error
+    assert "broken.pth: not a readable PyTorch checkpoint" in err.value and "\n" not in err.value
+    assert at.selectbox(key="model").value == "broken.pth (unreadable)"  # another one can be chosen
+
+
+def test_no_model_says_so_and_names_the_script(monkeypatch, tmp_path):
+    at = page(monkeypatch, tmp_path / "empty")
+    assert not at.exception and not at.error
+    [info] = at.info
+    assert "train_full_sft.py" in info.value and "holds no .pth weights" in info.value
+    assert not at.selectbox
+
+
+def test_bad_page_flag_is_one_message(monkeypatch, tmp_path):
+    at = page(monkeypatch, tmp_path, "--bogus", "1")
+    [err] = at.error
+    assert "unrecognized arguments: --bogus 1" in err.value and not at.exception
+
+
+def test_outside_streamlit_is_one_line(capsys):
+    web_demo = _page_module()
+    with pytest.raises(SystemExit) as e:
+        run_main(web_demo._not_under_streamlit, [])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "streamlit run scripts/web_demo.py" in err
+
+
+def _adapter(path, layers, seed):
+    """A LoRA adapter file (trainer/lora.py's format) with a random B, so that it changes answers."""
+    lora = pytest.importorskip("trainer.lora", reason="trainer/lora.py (issue 12's LoRA helpers) is not there")
+    torch.manual_seed(seed)
+    pm = lora.add_lora(MiniMindForCausalLM(MiniMindConfig(hidden_size=int(path.stem.rsplit("_", 1)[1]),
+                                                          num_hidden_layers=layers)), rank=4, alpha=4)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    path.parent.mkdir(exist_ok=True)
+    torch.save(lora.lora_state_dict(pm), path)
+
+
+def test_lora_choice_lists_fitting_adapters_and_applies_one(models, monkeypatch, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(models["chat"] / f"full_sft_{DIM}.pth", out)
+    _adapter(out / "lora" / f"lora_test_{DIM}.pth", LAYERS, 0)
+    _adapter(out / "lora" / f"lora_shallow_{DIM}.pth", 1, 1)  # same width, fewer layers: refused on choosing
+    _adapter(out / "lora" / "lora_small_32.pth", 1, 2)  # another width: not offered
+    at = page(monkeypatch, out)
+    lora_box = at.selectbox(key="lora")
+    assert lora_box.options == ["none", "lora_shallow (rank 4)", "lora_test (rank 4)"]
+    at.text_input(key="seed").set_value(str(SEED))
+    at.slider(key="max_new_tokens").set_value(256)
+    ask(at, Q_PLAIN)
+    assert replies(at)[1][1] == [A_PLAIN]
+    lora_box.set_value("lora_test (rank 4)").run()
+    assert "LoRA lora_test" in at.caption[0].value
+    ask(at, Q_PLAIN)
+    [with_lora] = replies(at)[3][1]
+    assert with_lora != A_PLAIN
+    assert with_lora == eval_answer(out, Q_PLAIN, SEED, "--lora_name", "lora_test", "--max_new_tokens", "256").strip()
+    at.selectbox(key="lora").set_value("lora_shallow (rank 4)").run()
+    [err] = at.error
+    assert "lora_shallow_64.pth" in err.value and "layers" in err.value and not at.exception
+
+
+# --------------------------------------------------------------------------- the terminal client
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url, proc, log, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{url}: the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url}: no answer in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    port = free_port()
+    log = models["base"] / "server.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve_openai_api.py"), "--out_dir", str(models["chat"]),
+                                 "--dim", str(DIM), "--n_layers", str(LAYERS), "--device", "cpu", "--port", str(port),
+                                 "--reasoning", "1"],
+                                stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        _stop(proc)
+
+
+def client(*args, stdin):
+    return subprocess.run([sys.executable, str(CLIENT), *args], input=stdin, capture_output=True, text=True,
+                          timeout=120, env=_env())
+
+
+def test_client_chats_with_the_server(server):
+    alone = client("--base_url", server, "--temperature", "0", "--history", "0", stdin=f"{Q_PLAIN}\n{Q_MD}\n{Q_THINK}\n")
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout == (f"[Q]: {Q_PLAIN}\n[A]: {A_PLAIN}\n\n[Q]: {Q_MD}\n[A]: {A_MD}\n\n"
+                            f"[Q]: {Q_THINK}\n[Think]: {THINK}\n[A]: {ANSWER}\n\n[Q]: \n"), alone.stdout
+    # whole answers; a question longer than the model's context is refused in one line, the chat goes on
+    huge = "DPO " * 40000
+    whole = client("--base_url", server, "--temperature", "0", "--history", "0", "--stream", "0",
+                   stdin=f"{Q_PLAIN}\n{huge}\n{Q_THINK}\n")
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout == (f"[Q]: {Q_PLAIN}\n[A]: {A_PLAIN}\n\n[Q]: {huge}\n"
+                            f"[Q]: {Q_THINK}\n[Think]: {THINK}\n[A]: {ANSWER}\n\n[Q]: \n")
+    [line] = whole.stderr.strip().split("\n")
+    assert line.startswith("error: the server answered 400:") and "context" in line, line
+    # --history 2 (the default) sends the first exchange with the second question: a conversation
+    # this model never saw, so its second answer is no longer the one it learnt for the question alone
+    hist = client("--base_url", server, "--temperature", "0", "--max_tokens", "32", stdin=f"{Q_PLAIN}\n{Q_MD}\n")
+    assert hist.returncode == 0, hist.stderr
+    first, second = re.findall(r"^\[A\]: (.*)$", hist.stdout, re.M)
+    assert first == A_PLAIN and second != A_MD
+
+
+def test_client_history_keeps_whole_exchanges():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import chat_openai_api as c
+    msgs = [{"role": r, "content": str(i)} for i, r in enumerate(["user", "assistant"] * 3)]
+    assert c.recent(msgs, 0) == [] and c.recent(msgs, 2) == msgs[-2:] and c.recent(msgs, 3) == msgs[-2:]
+
+
+def test_client_without_a_server_is_one_line_exit_2():
+    p = client("--base_url", f"http://127.0.0.1:{free_port()}/v1", stdin=f"{Q_PLAIN}\n")
+    assert p.returncode == 2, p.stderr
+    [line] = p.stderr.strip().split("\n")
+    assert "cannot reach the server" in line and "serve_openai_api.py" in line
+
+
+# ------------------------------------------------------------------------------ a real browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
+
+
+def start_page(out_dir, log, *flags):
+    """`streamlit run scripts/web_demo.py` on a free port; (process, url)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(PAGE), "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--", "--out_dir", str(out_dir), "--device", "cpu", *flags]
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
+    _wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc, Path(log))
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+def chromium(profile):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+
+
+def wait_for(what, fn, timeout=120, every=0.1):
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+class Page:
+    """The chat page in Chromium, read and typed into as a person would."""
+
+    def __init__(self, driver, url):
+        from selenium.webdriver.common.by import By
+        self.d, self.By = driver, By
+        driver.get(url)
+        wait_for("the chat input", lambda: self.all('[data-testid="stChatInputTextArea"]'))
+
+    def all(self, css, root=None):
+        return (root or self.d).find_elements(self.By.CSS_SELECTOR, css)
+
+    def messages(self):
+        return self.all('[data-testid="stChatMessage"]')
+
+    def answer_text(self, msg):
+        """The reply's text as shown: its Markdown outside the thinking block, caption and buttons."""
+        skip = ('ancestor::*[@data-testid="stExpander" or @data-testid="stCaptionContainer" '
+                'or @data-testid="stButton"]')
+        return "\n".join(m.text for m in self.all('[data-testid="stMarkdownContainer"]', msg)
+                         if not m.find_elements(self.By.XPATH, skip))
+
+    def ask(self, question, until_caption=True, timeout=120):
+        """Type the question, press Enter, wait until the reply has stopped growing; returns its element."""
+        from selenium.webdriver.common.keys import Keys
+        n = len(self.messages())
+        box = self.all('[data-testid="stChatInputTextArea"]')[0]
+        box.send_keys(question)
+        box.send_keys(Keys.ENTER)
+        wait_for("the reply", lambda: len(self.messages()) >= n + 2, timeout)
+        if until_caption:
+            self.settled(lambda: self.messages()[n + 1], timeout)
+        return n + 1
+
+    def settled(self, get, timeout=120):
+        """Poll until the reply shows its seed caption (written when it is done) and stays the same."""
+        last, same = None, 0
+        deadline = time.time() + timeout
+        while same < 3:
+            msg = get()
+            text = msg.text if self.all('[data-testid="stCaptionContainer"]', msg) else None
+            same = same + 1 if text is not None and text == last else 0
+            last = text
+            assert time.time() < deadline, f"the reply did not settle in {timeout}s: {text!r}"
+            time.sleep(0.1)
+        return last
+
+    def caption(self, msg):
+        return " ".join(c.text for c in self.all('[data-testid="stCaptionContainer"]', msg))
+
+
+def browser_chat(out_dir, question, screenshot, work, seed=SEED, *, extra=None):
+    """Start the page, open it in Chromium, set the seed, ask, wait; (page, driver, reply element, procs)."""
+    proc, url = start_page(out_dir, work / "streamlit.log")
+    driver = chromium(work / "chromium-profile")
+    try:
+        pg = Page(driver, url)
+        seed_box = wait_for("the seed field", lambda: pg.all('[data-testid="stTextInput"] input'))[0]
+        seed_box.send_keys(str(seed))
+        seed_box.send_keys("\n")
+        wait_for("the seed to be applied", lambda: seed_box.get_attribute("value") == str(seed))
+        time.sleep(0.3)  # the text input commits on Enter; let its rerun finish before typing a question
+        i = pg.ask(question)
+        driver.save_screenshot(str(screenshot))
+        if extra:
+            extra(pg, i)
+        return pg.answer_text(pg.messages()[i]), pg.caption(pg.messages()[i])
+    finally:
+        driver.quit()
+        _stop(proc)
+
+
+needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                    reason="Chromium not installed (apt-get install chromium chromium-driver; .ci/run does it)")
+
+
+@needs_chromium
+def test_in_chromium_the_streamed_answer_is_eval_models(models, tmp_path):
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install -r requirements-test.txt)")
+    expected = eval_answer(models["chat"], Q_PLAIN, SEED)
+    seen = {}
+
+    def more(pg, i):
+        sliders = [s.text.split("\n")[0] for s in pg.all('[data-testid="stSidebar"] [data-testid="stSlider"]')]
+        seen["sliders"] = sliders
+        j = pg.ask(Q_MD)
+        msg = pg.messages()[j]
+        seen["strong"] = [s.text for s in pg.all("strong", msg)]
+        seen["b"] = pg.all("b", msg)
+        seen["md"] = pg.answer_text(msg)
+        j = pg.ask(Q_THINK)
+        msg = pg.messages()[j]
+        details = pg.all("details", msg)
+        seen["details_open"] = [d.get_attribute("open") for d in details]
+        seen["summary"] = [s.text for s in pg.all("summary", msg)]
+        seen["think_answer"] = pg.answer_text(msg)
+        j = pg.ask(Q_LONG, until_caption=False)
+        wait_for("the laugh to stream", lambda: len(pg.messages()[j].text) > 60)
+        stop = [b for b in pg.all('button', pg.messages()[j]) if "Stop" in b.text]
+        stop[0].click()
+        seen["stopped"] = pg.settled(lambda: pg.messages()[j])
+        seen["stop_caption"] = pg.caption(pg.messages()[j])
+    t0 = time.time()
+    text, cap = browser_chat(models["chat"], Q_PLAIN, tmp_path / "page.png", tmp_path, extra=more)
+    print(f"browser test: {time.time() - t0:.1f} s")
+    assert text == expected == A_PLAIN
+    assert cap == f"seed {SEED}"
+    assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert seen["sliders"] == ["Number of Historical Dialogues", "Max New Tokens", "Top-P", "Temperature"]
+    assert seen["strong"] == ["Bold"] and seen["b"] == [] and seen["md"] == "Bold words and <b>tags</b> 加粗"
+    assert seen["details_open"] == [None] and [s.split("\n")[-1] for s in seen["summary"]] == ["Reasoning (click to expand)"]
+    assert seen["think_answer"] == ANSWER
+    assert seen["stop_caption"].endswith("· stopped"), seen["stop_caption"]
+
+
+# ------------------------------------------------------------------ the README's screenshot
+
+def _main():
+    """The browser test's steps on the demo model (out/demo, written by scripts/demo.py): docs/web_demo.png."""
+    p = argparse.ArgumentParser(description=_main.__doc__)
+    p.add_argument("--out_dir", default=str(ROOT / "out" / "demo"))
+    p.add_argument("--question", default=None, help="default: the first held-out question of dataset/demo")
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--screenshot", default=str(ROOT / "docs" / "web_demo.png"))
+    a = p.parse_args()
+    web_demo = _page_module()
+    from trainer.checkpoint import describe_state_dict, read_state_dict
+    entries = web_demo.discover(a.out_dir, [])
+    if not entries:
+        sys.exit(f"{a.out_dir}: no model; run python scripts/demo.py first")
+    top = entries[0]
+    info = describe_state_dict(read_state_dict(top.path))
+    question = a.question
+    if question is None:
+        with open(ROOT / "dataset" / "demo" / "heldout.jsonl", encoding="utf-8") as f:
+            question = json.loads(f.readline())["question"]
+    expected = eval_answer(os.path.dirname(top.path), question, a.seed, weight=top.path, dim=info["dim"],
+                           layers=info["n_layers"])
+    work = Path(a.screenshot).resolve().parent / ".web_demo_shot"
+    work.mkdir(parents=True, exist_ok=True)
+    text, cap = browser_chat(a.out_dir, question, Path(a.screenshot), work, seed=a.seed)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"{top.label}: {question!r} -> {text!r} ({cap}); eval_model.py: {expected!r}")
+    assert text == expected.strip(), "the page's answer differs from eval_model.py's"
+    print(f"wrote {a.screenshot}")
+
+
+if __name__ == "__main__":
+    _main()
