@@ -188,6 +188,9 @@ def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumu
     g.add_argument("--accumulation_steps", type=positive_int, default=accumulation_steps,
                    help="micro-batches per optimizer step (default %(default)s)")
     g.add_argument("--grad_clip", type=nonneg_float, default=1.0, help="max grad norm, 0 = no clipping")
+    g.add_argument("--max_bad_steps", type=nonneg_int, default=10,
+                   help="a step with a non-finite loss or gradient norm is skipped; stop (exit code 2) after "
+                        "this many in a row, 0 = never (default %(default)s)")
     g.add_argument("--warmup_iters", type=nonneg_int, default=0, help="linear warmup, in optimizer steps")
     g.add_argument("--log_interval", type=positive_int, default=log_interval, help="log every N optimizer steps")
     g.add_argument("--save_interval", type=positive_int, default=save_interval,

@@ -36,12 +36,37 @@ def made_by(name: str) -> str:
     return "the training script that saved it (--save_weight " + name + ")"
 
 
-def atomic_save(obj, path: str):
-    """torch.save to a temp file in the same directory, fsync, then os.replace.
+class SaveError(UserError):
+    """A checkpoint could not be written (disk full, read-only or unwritable directory, quota)."""
 
-    A crash (or SIGKILL) at any moment leaves either the old file or the new one, never a
-    truncated mix.
-    """
+    def __init__(self, path, error):
+        self.path, self.error = path, error
+        reason = error.strerror or str(error)
+        super().__init__(f"{path}: could not write it: {reason} (errno {error.errno}); the previous file, "
+                         "if any, is unchanged and no temporary file is left")
+
+
+class _RecordingWriter:
+    """The file object torch.save writes to; keeps the OSError a failed write raised, which
+    torch.save itself turns into a RuntimeError without the reason."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, b):
+        try:
+            return self.f.write(b)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self):
+        return self.f.flush()
+
+
+def _write_temp(obj, path: str) -> str:
+    """torch.save `obj` to a fsynced temp file beside `path`; returns its name. On any failure
+    the temp file is gone; an OS error (disk full, read-only) is raised as that OSError."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
@@ -50,16 +75,67 @@ def atomic_save(obj, path: str):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the weights from other users
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            w = _RecordingWriter(f)
+            try:
+                torch.save(obj, w)
+            except RuntimeError as e:
+                cause = w.error or e.__context__
+                if isinstance(cause, OSError):
+                    raise cause from None
+                raise
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+    return tmp
+
+
+def atomic_save_many(items):
+    """Write every (obj, path): each to a temp file beside it, fsynced, and only when all are
+    written, moved into place with os.replace.
+
+    A failure or a crash (SIGKILL, Ctrl-C) at any moment leaves the previous files, never a
+    truncated one or a new weights file beside an old resume file; no temp file stays behind
+    (a SIGKILL's is removed by the next run's remove_stale_temps). An OS error (disk full,
+    read-only or unwritable directory) is raised as SaveError naming the file.
+    """
+    temps, path = [], None
+    try:
+        for obj, path in items:
+            temps.append((_write_temp(obj, path), path))
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException as e:
+        for tmp, _ in temps:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError):
+            raise SaveError(path, e) from None
+        raise
+
+
+def atomic_save(obj, path: str):
+    """torch.save to a temp file in the same directory, fsync, then os.replace.
+
+    A crash (or SIGKILL) at any moment leaves either the old file or the new one, never a
+    truncated mix; an OS error is a SaveError naming `path`.
+    """
+    atomic_save_many([(obj, path)])
+
+
+def nonfinite_tensor(state):
+    """(key, what) of the first floating tensor in `state` holding NaN or inf, else None."""
+    for k, v in state.items():
+        if torch.is_tensor(v) and v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all()):
+            what = "nan" if bool(torch.isnan(v).any()) else "inf"
+            return k, what
+    return None
 
 
 def remove_stale_temps(path: str):
@@ -137,6 +213,43 @@ def _fmt(info) -> str:
     return s
 
 
+def _damage(path: str, error) -> str:
+    """What is wrong with a file torch.load(weights_only=True) refused, in a few words."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return f"cannot read it ({e.strerror or e})"
+    if size == 0:
+        return "the file is empty (0 bytes), the remains of a save or a copy that was cut short"
+    msg = " ".join(str(error).split())
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
+    if m:
+        what = f"a Python object ({m.group(1)})"
+        return (f"it holds {what} that torch.load reads only with weights_only=False, which can run code "
+                "hidden in the file, so it is not loaded; if you trust where it came from, load it yourself once "
+                "and torch.save just its state_dict of tensors")
+    if "magic number" in msg or "Unsupported operand" in msg:
+        return f"not a file written by torch.save (it starts with {head!r})"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch.save's zip archive / legacy pickle
+        return (f"the file is truncated or damaged ({size} bytes; {msg.split('. ')[0][:100]}), e.g. "
+                "copied or downloaded while it was still being written")
+    return f"not a file written by torch.save (it starts with {head!r})"
+
+
+def torch_load(path: str, fix: str):
+    """torch.load(path, weights_only=True) on the CPU; never weights_only=False.
+
+    A damaged file is one UserError line: the file, what is wrong with it (empty, truncated,
+    not a torch file, needs weights_only=False) and `fix`, what to do about it.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path}: not a readable PyTorch checkpoint: {_damage(path, e)}; {fix}") from None
+
+
 def read_state_dict(path: str, made_by_script: str = None):
     """torch.load(weights_only=True) with one-line errors for a missing or unreadable file."""
     if not os.path.exists(path):
@@ -144,11 +257,9 @@ def read_state_dict(path: str, made_by_script: str = None):
         raise UserError(f"{path}: checkpoint not found; {hint} (or point --out_dir/--from_weight at an existing file)")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, expected a .pth state_dict file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:160]}); re-create it with the training script")
+    fix = (f"re-create it with {made_by_script}" if made_by_script else "re-create it with the training script") \
+        + " or copy it again from a complete original"
+    state = torch_load(path, fix)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a resume file also holds the weights
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):

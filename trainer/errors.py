@@ -12,6 +12,10 @@ class UserError(Exception):
     """A mistake the user can fix; the message is the whole story, on one line."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with one line saying where it stopped and what was saved (run_main prints it, exit 130)."""
+
+
 def user_error_types():
     types = [UserError]
     # DataError lives in the dataset package; only a program that imported it can raise it.
@@ -51,11 +55,15 @@ def _shutdown_process_group():
 def run_main(main, *args, **kwargs):
     """Call main(*args, **kwargs); user errors become one stderr line and exit 2.
 
-    Ctrl-C exits 130 quietly: whatever was saved stays saved (saves are atomic).
+    Ctrl-C exits 130: whatever was saved stays saved (saves are atomic). An `Interrupted` (the
+    trainer raises one) prints its line; a bare KeyboardInterrupt exits quietly.
     """
     try:
         return main(*args, **kwargs)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted) and str(e) and _is_reporting_rank():
+            sys.stdout.flush()
+            print(one_line(e), file=sys.stderr, flush=True)
         _shutdown_process_group()
         sys.exit(130)
     except user_error_types() as e:
@@ -63,7 +71,7 @@ def run_main(main, *args, **kwargs):
     except OSError as e:
         # Disk full, permission denied, unreadable path: the user's environment, not our bug.
         if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) \
-                or getattr(e, "errno", None) in (28, 122):  # ENOSPC, EDQUOT
+                or getattr(e, "errno", None) in (27, 28, 30, 122):  # EFBIG, ENOSPC, EROFS, EDQUOT
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             fail(f"{where}{e.strerror or e}")
         raise

@@ -33,9 +33,10 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from trainer.args import build_config, check_device, load_tokenizer, resolve_dtype
-from trainer.checkpoint import (atomic_save, load_weights, made_by, remove_stale_temps, resume_path,
-                                save_weights, unwrap, weight_path)
-from trainer.errors import UserError
+from trainer.checkpoint import (SaveError, atomic_save_many, load_weights, made_by, nonfinite_tensor,
+                                remove_stale_temps, resume_path, torch_load, unwrap, weight_path)
+from trainer.errors import Interrupted, UserError
+from trainer.faults import StepGuard, agree, continue_hint, interrupt_message, plural, remedies, saved_phrase
 from trainer.sampler import LengthGroupedBatchSampler, ShardedEvalSampler
 from trainer.schedule import get_lr
 
@@ -108,6 +109,8 @@ class Trainer:
         self.args = args
         self.bar = None
         self.wandb = None
+        # where the run is and what it saved, for the lines that stop it (trainer/faults.py)
+        self.step, self.total_steps, self.saved_step, self.saved_paths = 0, None, None, None
         self._setup_distributed()
         self.dtype = resolve_dtype(args.dtype, self.device)
         if self.device.type == "cuda" and self.dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
@@ -167,6 +170,8 @@ class Trainer:
 
     def __exit__(self, exc_type, exc, tb):
         self.close(ok=exc_type is None)
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and not issubclass(exc_type, Interrupted):
+            raise Interrupted(interrupt_message(self)) from None  # Ctrl-C: one line, exit 130 (run_main)
         return False
 
     def barrier(self):
@@ -256,10 +261,7 @@ class Trainer:
         if not os.path.exists(path):
             self.log(f"no resume file at {path}; starting from the beginning")
             return None
-        try:
-            st = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UserError(f"{path}: unreadable resume file ({type(e).__name__}); delete it or run without --from_resume 1")
+        st = torch_load(path, "delete it, or run without --from_resume 1 to start over")
         if not isinstance(st, dict) or st.get("format") != RESUME_FORMAT:
             raise UserError(f"{path}: not a resume file of this trainer; delete it or run without --from_resume 1")
         want, have = self.fingerprint(stage), st["config"]
@@ -278,7 +280,9 @@ class Trainer:
         return st
 
     def save(self, model, optimizer, scaler, stage, epoch, batch_in_epoch, step, final=False):
-        """Weights (half precision, MiniMind2's format) then the resume file, both atomic."""
+        """Weights (half precision, MiniMind2's format) and the resume file, moved into place together
+        (atomic), never from non-finite values. Rank 0 writes; every rank learns how it went, so a
+        failed save stops all ranks with rank 0's line."""
         # every rank's RNG goes into the file: gathered collectively, written by rank 0
         rng = _rng_state()
         if self.ddp:
@@ -286,22 +290,50 @@ class Trainer:
             dist.all_gather_object(gathered, rng)
         else:
             gathered = [rng]
-        if not self.is_main:
-            return
         wpath, rpath = self.out_paths(stage)
-        atomic_save(stage.weights_state(model), wpath)
-        atomic_save({
-            "format": RESUME_FORMAT,
-            "config": self.fingerprint(stage),
-            "model": stage.model_state(model),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch, "batch": batch_in_epoch, "step": step,
-            "rng": gathered,
-            "wandb_id": self.wandb_id,
-            "stage": stage.state_dict(),
-        }, rpath)
+        problem = None
+        if self.is_main:
+            try:
+                problem = self._write_checkpoint(model, optimizer, scaler, stage, epoch, batch_in_epoch, step,
+                                                 gathered, wpath, rpath)
+            except Exception as e:  # a bug: rank 0 shows its traceback, the other ranks stop with it
+                agree(self, f"rank 0 failed while saving step {step} ({type(e).__name__})")
+                raise
+        problem = agree(self, problem)
+        if problem:
+            raise UserError(problem)
+        self.saved_step, self.saved_paths = step, (wpath, rpath)
         self.log(f"saved {wpath} (step {step}{', final' if final else ''})")
+
+    def _write_checkpoint(self, model, optimizer, scaler, stage, epoch, batch_in_epoch, step, rngs, wpath, rpath):
+        """Write both files; returns the line that stops the run if they must not or cannot be written."""
+        weights, state = stage.weights_state(model), stage.model_state(model)
+        bad = nonfinite_tensor(state)
+        if bad is None and nonfinite_tensor(weights) is not None:
+            k, what = nonfinite_tensor(weights)
+            bad = k, f"{what} in the weights file's float16 (|w| up to {state[k].abs().max().item():.3g})" \
+                if k in state else what
+        if bad is not None:
+            return (f"not saving step {step}: the weights are not finite ({bad[0]} holds {bad[1]}); "
+                    f"{saved_phrase(self)}; {remedies(self)}")
+        try:
+            atomic_save_many([(weights, wpath), ({
+                "format": RESUME_FORMAT,
+                "config": self.fingerprint(stage),
+                "model": state,
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch, "batch": batch_in_epoch, "step": step,
+                "rng": rngs,
+                "wandb_id": self.wandb_id,
+                "stage": stage.state_dict(),
+                "skipped_steps": self.guard.skipped if getattr(self, "guard", None) else 0,
+            }, rpath)])
+        except SaveError as e:
+            return (f"{e.path}: could not save step {step}: {e.error.strerror or e.error} (errno {e.error.errno}); "
+                    f"{saved_phrase(self)} and no temporary file is left; free some space or make --out_dir "
+                    f"writable, {continue_hint(self)}")
+        return None
 
     # -- validation --------------------------------------------------------------------------
     def evaluate(self, model, val_ds, collate, stage):
@@ -347,6 +379,7 @@ class Trainer:
         steps_per_epoch = -(-batches_per_epoch // a.accumulation_steps)
         total_steps = a.epochs * steps_per_epoch
         eval_interval = a.eval_interval or a.save_interval
+        self.step, self.total_steps = 0, total_steps
 
         # only what the stage left trainable (LoRA freezes the base weights)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.learning_rate)
@@ -368,7 +401,13 @@ class Trainer:
             rngs = resume["rng"]
             _set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
             self.wandb_id = resume.get("wandb_id")
+            self.step, self.saved_step, self.saved_paths = step, step, self.out_paths(stage)
+            if step >= total_steps:
+                self.log(f"resume file is from a finished run (epoch {min(start_epoch, a.epochs)}/{a.epochs}, step "
+                         f"{step}/{total_steps}); nothing to do; run without --from_resume 1 to train again")
+                return None
             self.log(f"resumed from epoch {start_epoch + 1} step {step}")
+        self.guard = StepGuard(self, getattr(a, "max_bad_steps", 10), resume.get("skipped_steps", 0) if resume else 0)
         self._init_wandb(stage, self.wandb_id, total_steps)
 
         train_model = model
@@ -379,15 +418,14 @@ class Trainer:
             train_model = torch.compile(train_model)
         model.train()
 
-        self.log(f"{len(train_ds)} samples, {self.world_size} process(es), {batches_per_epoch} batches of "
-                 f"{a.batch_size} per process per epoch, {total_steps} optimizer steps")
+        self.log(f"{len(train_ds)} samples, {self.world_size} process(es), {plural(batches_per_epoch, 'batch', 'batches')} "
+                 f"of {a.batch_size} per process per epoch, {plural(total_steps, 'optimizer step')}")
         if self.is_main and sys.stdout.isatty():
             from tqdm import tqdm
             self.bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
 
-        if step >= total_steps:
-            self.log("nothing to do: the resume file is from a finished run")
         window = _Window(self.device)
+        pending = []  # this step's micro-batches, counted in the window once the step is taken
         t_start, step_at_start = time.time(), step
         t_window = time.time()
         last_val = None
@@ -413,7 +451,7 @@ class Trainer:
                     with self.autocast():
                         loss, metrics = stage.loss(train_model, batch)
                     scaler.scale(loss / group_size).backward()
-                window.add(loss.detach(), metrics, ntok)
+                pending.append((loss.detach(), metrics, ntok))
                 b += 1
                 if not last_in_group:
                     continue
@@ -421,11 +459,20 @@ class Trainer:
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
                                                            a.grad_clip if a.grad_clip > 0 else float("inf"))
-                scaler.step(optimizer)
+                # a non-finite loss or gradient norm skips the step on every rank (trainer/faults.py)
+                if self.guard.check(torch.stack([p[0].float() for p in pending]).sum(), grad_norm, scaler,
+                                    step + 1, total_steps, epoch, group_start, b - 1, batches_per_epoch):
+                    scaler.step(optimizer)
+                    for item in pending:
+                        window.add(*item)
+                    window.grad_norm(grad_norm)
+                else:
+                    window.tokens += sum(p[2] for p in pending)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
+                pending = []
                 step += 1
-                window.grad_norm(grad_norm)
+                self.step = step
                 if self.bar is not None:
                     self.bar.update(1)
                 done = step == total_steps
@@ -462,8 +509,12 @@ class Trainer:
                 f"grad_norm {gn:.4f} tok/s {tps:.0f} eta {fmt_duration(eta)}")
         if stats:
             line += " " + " ".join(f"{k} {v:.4f}" for k, v in stats.items())
+        skipped = self.guard.skipped
+        if skipped:
+            line += f" skipped_steps {skipped}"
         self.log(line)
-        return {"loss": loss, "lr": lr, "grad_norm": gn, "tokens_per_sec": tps, "epoch": epoch + 1, **stats}
+        return {"loss": loss, "lr": lr, "grad_norm": gn, "tokens_per_sec": tps, "epoch": epoch + 1, **stats,
+                "skipped_steps": skipped}
 
 
 class _Window:
@@ -501,9 +552,9 @@ class _Window:
         if ddp:
             dist.all_reduce(vec)
         vec = vec.tolist()
-        out = {"loss": vec[0] / max(vec[1], 1), "tokens": vec[2],
+        out = {"loss": vec[0] / vec[1] if vec[1] else float("nan"), "tokens": vec[2],  # nan: all skipped
                # the clipped-over norm is the same on every rank (gradients are already averaged)
-               "grad_norm": float(self.gn_sum) / max(self.gn_n, 1)}
+               "grad_norm": float(self.gn_sum) / self.gn_n if self.gn_n else float("nan")}
         for i, k in enumerate(keys):
             out[k] = vec[3 + 2 * i] / max(vec[4 + 2 * i], 1)
         return out
