@@ -403,8 +403,8 @@ def page(args):
     st.markdown("### Hi, I'm MiniMind")
     if not entries:
         st.info(f"No model to chat with: {args.out_dir}/ holds no .pth weights yet — train one with "
-                "`python train_full_sft.py` (or make a small one with `python scripts/demo.py`, then start "
-                "the page with `-- --out_dir out/demo`), or pass a transformers folder with `-- --model_path DIR`.")
+                "`python train_full_sft.py` (or a small one with `python scripts/demo.py`), or pass a "
+                "transformers folder with `streamlit run scripts/web_demo.py -- --model_path DIR`.")
         return
     entry, adapter, settings, seed = sidebar(args, entries)
     st.caption(f"{entry.label}{' + LoRA ' + adapter['name'] if adapter else ''} · "

@@ -1,142 +1,59 @@
-"""scripts/web_demo.py in Streamlit's AppTest and in a real headless Chromium; scripts/chat_openai_api.py
-against the real server.
+"""scripts/web_demo.py in Streamlit's AppTest and in a real headless Chromium, on tests/tiny_chat.py's
+overfit model (dim 64, 2 layers).
 
-One tiny chat model (dim 64, 2 layers) is overfit here in a few seconds on four exchanges: a plain
-answer (checked word for word against eval_model.py), a Markdown answer with HTML in it, an R1-style
-answer with <think>/<answer> tags, and a laugh that never ends (for the Stop button).
-
-    python tests/test_web_demo.py    # the README's screenshot: the browser test's steps on out/demo's model
+    python tests/test_web_demo.py    # the README's screenshot: the browser test's steps on ./out's first model
 """
 import argparse
 import gc
-import io
 import json
 import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 import weakref
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tiny_chat import (A_MD, A_PLAIN, ANSWER, DIM, LAYERS, Q_LONG, Q_MD, Q_PLAIN, Q_THINK, ROOT, SEED, THINK,
+                       chat_state, eval_answer, start_http, stop, tiny, tokenizer_dir)
 
-import eval_model  # noqa: E402
-from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
+import eval_model  # noqa: E402  (tiny_chat put the repo on sys.path)
+from model import MiniMindForCausalLM  # noqa: E402
 from trainer.errors import run_main  # noqa: E402
 
 streamlit = pytest.importorskip("streamlit", reason="streamlit is not installed (pip install -r requirements.txt)")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 PAGE = ROOT / "scripts" / "web_demo.py"
-CLIENT = ROOT / "scripts" / "chat_openai_api.py"
-DIM, LAYERS = 64, 2
-Q_PLAIN, A_PLAIN = "What is DPO?", "Direct preference optimization, 直接偏好优化。"
-Q_MD, A_MD = "Show me markdown.", "**Bold** words and <b>tags</b> 加粗"
-Q_THINK, THINK, ANSWER = "Why is the sky blue?", "Sunlight scatters off the air.", "Rayleigh scattering, 瑞利散射。"
-A_THINK = f"<think>\n{THINK}\n</think>\n<answer>\n{ANSWER}\n</answer>"
-Q_LONG, A_LONG = "Laugh forever.", "ha " * 48  # learnt without <|im_end|>: it goes on until stopped
-EXCHANGES = [(Q_PLAIN, A_PLAIN, True), (Q_MD, A_MD, True), (Q_THINK, A_THINK, True), (Q_LONG, A_LONG, False)]
-SEED = 7
 
 
 # ------------------------------------------------------------------------------------- fixtures
 
-def _tokenizer_dir():
-    for d in (ROOT / "model", ROOT.parent / "shared" / "minimind_tokenizer"):
-        if (d / "tokenizer.json").is_file():
-            return d
-    pytest.skip("no tokenizer (neither ./model nor ../shared/minimind_tokenizer)")
-
-
-def overfit(tokenizer, exchanges=EXCHANGES, steps=300):
-    """A tiny chat model that has learnt these exchanges by heart (a few seconds on a CPU)."""
-    torch.manual_seed(1)
-    m = MiniMindForCausalLM(MiniMindConfig(hidden_size=DIM, num_hidden_layers=LAYERS))
-    rows = []
-    for q, a, ends in exchanges:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        t = tokenizer(a + (tokenizer.eos_token if ends else ""), add_special_tokens=False)["input_ids"]
-        rows.append((p, t))
-    width = max(len(p) + len(t) for p, t in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
-    labels = torch.full((len(rows), width), -100)
-    for i, (p, t) in enumerate(rows):
-        ids[i, :len(p) + len(t)] = torch.tensor(p + t)
-        labels[i, len(p):len(p) + len(t)] = torch.tensor(t)
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
-    m.train()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # about 80 steps, 3 s of one core; two threads on a shared machine crawl
-    try:
-        for _ in range(steps):
-            loss = m(ids, labels=labels).loss
-            if loss.item() < 0.01:
-                break
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    assert loss.item() < 0.03, f"overfit did not converge (loss {loss.item():.3f})"
-    return m.eval()
-
-
 @pytest.fixture(scope="module")
-def tok_dir():
-    return str(_tokenizer_dir())
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tok_dir):
+def models(tmp_path_factory):
     """out/: the chat model as full_sft_64.pth and reason_64.pth, a random pretrain_64.pth, a
     MoE model in a subfolder, a resume file, a broken file; chat/: the chat model alone."""
     from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(tok_dir)
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir()))
     base = tmp_path_factory.mktemp("web")
     out, chat_dir = base / "out", base / "chat"
     (out / "sub").mkdir(parents=True)
     chat_dir.mkdir()
-    chat = overfit(tok)
-    state = chat.state_dict()
+    state = chat_state(tok)
     torch.save(state, out / f"full_sft_{DIM}.pth")
     torch.save(state, chat_dir / f"full_sft_{DIM}.pth")
     torch.save({"model": state, "step": 3}, out / f"full_sft_{DIM}_resume.pth")  # never listed
     torch.manual_seed(0)
-    torch.save(MiniMindForCausalLM(MiniMindConfig(hidden_size=DIM, num_hidden_layers=LAYERS)).state_dict(),
-               out / f"pretrain_{DIM}.pth")
-    torch.save(MiniMindForCausalLM(MiniMindConfig(hidden_size=32, num_hidden_layers=1, use_moe=True)).state_dict(),
-               out / "sub" / "full_sft_32_moe.pth")
+    torch.save(tiny().state_dict(), out / f"pretrain_{DIM}.pth")
+    torch.save(tiny(32, 1, use_moe=True).state_dict(), out / "sub" / "full_sft_32_moe.pth")
     (out / "broken.pth").write_bytes(b"not a checkpoint")
     torch.save(state, out / f"reason_{DIM}.pth")  # the most trained stage: opened first
     now = time.time()
     os.utime(out / "sub" / "full_sft_32_moe.pth", (now - 60, now - 60))  # same stage: newest first
-    del chat, state
+    del state
     return dict(out=out, chat=chat_dir, base=base, tok=tok)
-
-
-def eval_answer(out_dir, question, seed, *extra, weight=None, dim=DIM, layers=LAYERS, capsys=None, monkeypatch=None):
-    """What `eval_model.py --seed S` answers (its CLI, in this process, the question piped in)."""
-    argv = ["--out_dir", str(out_dir), "--device", "cpu", "--dim", str(dim), "--n_layers", str(layers),
-            "--seed", str(seed), "--mode", "1", *(["--weight", weight] if weight else []), *extra]
-    old_in, old_out = sys.stdin, sys.stdout
-    sys.stdin, sys.stdout = io.StringIO(question + "\n"), io.StringIO()
-    try:
-        code = eval_model.cli(argv)
-        out = sys.stdout.getvalue()
-    finally:
-        sys.stdin, sys.stdout = old_in, old_out
-    assert code == 0, out
-    return out.split(eval_model.BOT_TAG, 1)[1].split("\n\n", 1)[0]
 
 
 def _page_module():
@@ -184,7 +101,7 @@ def test_lists_models_by_stage_with_their_size_and_opens_the_most_trained(models
 def test_a_folder_given_with_model_path_comes_first_and_answers(models, monkeypatch, tmp_path):
     from scripts.convert_model import export_minimind
     from trainer.checkpoint import load_weights
-    net = load_weights(MiniMindForCausalLM(MiniMindConfig(hidden_size=DIM, num_hidden_layers=LAYERS)),
+    net = load_weights(tiny(),
                        str(models["chat"] / f"full_sft_{DIM}.pth"))
     export_minimind(net, models["tok"], str(tmp_path / "MiniMind2-Tiny"), outtype="f32")
     at = page(monkeypatch, models["chat"], "--model_path", str(tmp_path / "MiniMind2-Tiny"),
@@ -355,8 +272,7 @@ def _adapter(path, layers, seed):
     """A LoRA adapter file (trainer/lora.py's format) with a random B, so that it changes answers."""
     lora = pytest.importorskip("trainer.lora", reason="trainer/lora.py (issue 12's LoRA helpers) is not there")
     torch.manual_seed(seed)
-    pm = lora.add_lora(MiniMindForCausalLM(MiniMindConfig(hidden_size=int(path.stem.rsplit("_", 1)[1]),
-                                                          num_hidden_layers=layers)), rank=4, alpha=4)
+    pm = lora.add_lora(tiny(int(path.stem.rsplit("_", 1)[1]), layers), rank=4, alpha=4)
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if "lora_B" in n:
@@ -390,99 +306,6 @@ def test_lora_choice_lists_fitting_adapters_and_applies_one(models, monkeypatch,
     assert "lora_shallow_64.pth" in err.value and "layers" in err.value and not at.exception
 
 
-# --------------------------------------------------------------------------- the terminal client
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url, proc, log, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{url}: the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url}: no answer in {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _env():
-    return dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-
-
-@pytest.fixture(scope="module")
-def server(models):
-    port = free_port()
-    log = models["base"] / "server.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve_openai_api.py"), "--out_dir", str(models["chat"]),
-                                 "--dim", str(DIM), "--n_layers", str(LAYERS), "--device", "cpu", "--port", str(port),
-                                 "--reasoning", "1"],
-                                stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/health", proc, log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        _stop(proc)
-
-
-def client(*args, stdin):
-    return subprocess.run([sys.executable, str(CLIENT), *args], input=stdin, capture_output=True, text=True,
-                          timeout=120, env=_env())
-
-
-def test_client_chats_with_the_server(server):
-    alone = client("--base_url", server, "--temperature", "0", "--history", "0", stdin=f"{Q_PLAIN}\n{Q_MD}\n{Q_THINK}\n")
-    assert alone.returncode == 0, alone.stderr
-    assert alone.stdout == (f"[Q]: {Q_PLAIN}\n[A]: {A_PLAIN}\n\n[Q]: {Q_MD}\n[A]: {A_MD}\n\n"
-                            f"[Q]: {Q_THINK}\n[Think]: {THINK}\n[A]: {ANSWER}\n\n[Q]: \n"), alone.stdout
-    # whole answers; a question longer than the model's context is refused in one line, the chat goes on
-    huge = "DPO " * 40000
-    whole = client("--base_url", server, "--temperature", "0", "--history", "0", "--stream", "0",
-                   stdin=f"{Q_PLAIN}\n{huge}\n{Q_THINK}\n")
-    assert whole.returncode == 0, whole.stderr
-    assert whole.stdout == (f"[Q]: {Q_PLAIN}\n[A]: {A_PLAIN}\n\n[Q]: {huge}\n"
-                            f"[Q]: {Q_THINK}\n[Think]: {THINK}\n[A]: {ANSWER}\n\n[Q]: \n")
-    [line] = whole.stderr.strip().split("\n")
-    assert line.startswith("error: the server answered 400:") and "context" in line, line
-    # --history 2 (the default) sends the first exchange with the second question: a conversation
-    # this model never saw, so its second answer is no longer the one it learnt for the question alone
-    hist = client("--base_url", server, "--temperature", "0", "--max_tokens", "32", stdin=f"{Q_PLAIN}\n{Q_MD}\n")
-    assert hist.returncode == 0, hist.stderr
-    first, second = re.findall(r"^\[A\]: (.*)$", hist.stdout, re.M)
-    assert first == A_PLAIN and second != A_MD
-
-
-def test_client_history_keeps_whole_exchanges():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import chat_openai_api as c
-    msgs = [{"role": r, "content": str(i)} for i, r in enumerate(["user", "assistant"] * 3)]
-    assert c.recent(msgs, 0) == [] and c.recent(msgs, 2) == msgs[-2:] and c.recent(msgs, 3) == msgs[-2:]
-
-
-def test_client_without_a_server_is_one_line_exit_2():
-    p = client("--base_url", f"http://127.0.0.1:{free_port()}/v1", stdin=f"{Q_PLAIN}\n")
-    assert p.returncode == 2, p.stderr
-    [line] = p.stderr.strip().split("\n")
-    assert "cannot reach the server" in line and "serve_openai_api.py" in line
-
-
 # ------------------------------------------------------------------------------ a real browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -491,13 +314,11 @@ CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.pa
 
 def start_page(out_dir, log, *flags):
     """`streamlit run scripts/web_demo.py` on a free port; (process, url)."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(PAGE), "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--", "--out_dir", str(out_dir), "--device", "cpu", *flags]
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
-    _wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc, Path(log))
+    cmd = lambda port: [  # noqa: E731
+        sys.executable, "-m", "streamlit", "run", str(PAGE), "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--", "--out_dir", str(out_dir), "--device", "cpu", *flags]
+    proc, port = start_http(cmd, "/_stcore/health", log)
     return proc, f"http://127.0.0.1:{port}/"
 
 
@@ -583,9 +404,7 @@ def browser_chat(out_dir, question, screenshot, work, seed=SEED, *, extra=None):
         pg = Page(driver, url)
         seed_box = wait_for("the seed field", lambda: pg.all('[data-testid="stTextInput"] input'))[0]
         seed_box.send_keys(str(seed))
-        seed_box.send_keys("\n")
-        wait_for("the seed to be applied", lambda: seed_box.get_attribute("value") == str(seed))
-        time.sleep(0.3)  # the text input commits on Enter; let its rerun finish before typing a question
+        seed_box.send_keys("\n")  # committed; the question's rerun carries it too (the caption shows it)
         i = pg.ask(question)
         driver.save_screenshot(str(screenshot))
         if extra:
@@ -593,7 +412,7 @@ def browser_chat(out_dir, question, screenshot, work, seed=SEED, *, extra=None):
         return pg.answer_text(pg.messages()[i]), pg.caption(pg.messages()[i])
     finally:
         driver.quit()
-        _stop(proc)
+        stop(proc)
 
 
 needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
@@ -642,9 +461,11 @@ def test_in_chromium_the_streamed_answer_is_eval_models(models, tmp_path):
 # ------------------------------------------------------------------ the README's screenshot
 
 def _main():
-    """The browser test's steps on the demo model (out/demo, written by scripts/demo.py): docs/web_demo.png."""
+    """The browser test's steps on the page as the README starts it (./out, where scripts/demo.py
+    writes out/demo): the first model's answer to a held-out question, checked against eval_model.py,
+    and a screenshot for the README (docs/web_demo.png)."""
     p = argparse.ArgumentParser(description=_main.__doc__)
-    p.add_argument("--out_dir", default=str(ROOT / "out" / "demo"))
+    p.add_argument("--out_dir", default=str(ROOT / "out"))
     p.add_argument("--question", default=None, help="default: the first held-out question of dataset/demo")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--screenshot", default=str(ROOT / "docs" / "web_demo.png"))
@@ -660,12 +481,12 @@ def _main():
     if question is None:
         with open(ROOT / "dataset" / "demo" / "heldout.jsonl", encoding="utf-8") as f:
             question = json.loads(f.readline())["question"]
-    expected = eval_answer(os.path.dirname(top.path), question, a.seed, weight=top.path, dim=info["dim"],
-                           layers=info["n_layers"])
-    work = Path(a.screenshot).resolve().parent / ".web_demo_shot"
-    work.mkdir(parents=True, exist_ok=True)
-    text, cap = browser_chat(a.out_dir, question, Path(a.screenshot), work, seed=a.seed)
-    shutil.rmtree(work, ignore_errors=True)
+    expected = eval_answer(os.path.dirname(top.path), question, a.seed, "--model_mode", str(web_demo.model_mode(top)),
+                           weight=top.path, dim=info["dim"], layers=info["n_layers"])
+    import tempfile
+    Path(a.screenshot).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work:
+        text, cap = browser_chat(a.out_dir, question, Path(a.screenshot), Path(work), seed=a.seed)
     print(f"{top.label}: {question!r} -> {text!r} ({cap}); eval_model.py: {expected!r}")
     assert text == expected.strip(), "the page's answer differs from eval_model.py's"
     print(f"wrote {a.screenshot}")

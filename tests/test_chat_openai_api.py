@@ -1,0 +1,69 @@
+"""scripts/chat_openai_api.py against the real server (scripts/serve_openai_api.py in a subprocess,
+serving tests/tiny_chat.py's overfit model with --reasoning 1)."""
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tiny_chat import (A_MD, A_PLAIN, ANSWER, DIM, LAYERS, Q_MD, Q_PLAIN, Q_THINK, ROOT, THINK, chat_state,
+                       child_env, free_port, start_http, stop, tokenizer_dir)
+
+CLIENT = ROOT / "scripts" / "chat_openai_api.py"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from transformers import AutoTokenizer
+    d = tmp_path_factory.mktemp("chat")
+    torch.save(chat_state(AutoTokenizer.from_pretrained(str(tokenizer_dir()))), d / f"full_sft_{DIM}.pth")
+    cmd = lambda port: [sys.executable, str(ROOT / "scripts" / "serve_openai_api.py"), "--out_dir", str(d),  # noqa: E731
+                        "--dim", str(DIM), "--n_layers", str(LAYERS), "--device", "cpu", "--port", str(port),
+                        "--reasoning", "1"]
+    proc, port = start_http(cmd, "/health", d / "server.log")
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop(proc)
+
+
+def client(*args, stdin):
+    return subprocess.run([sys.executable, str(CLIENT), *args], input=stdin, capture_output=True, text=True,
+                          timeout=120, env=child_env())
+
+
+def test_client_chats_with_the_server(server):
+    alone = client("--base_url", server, "--temperature", "0", "--history", "0", stdin=f"{Q_PLAIN}\n{Q_MD}\n{Q_THINK}\n")
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout == (f"[Q]: {Q_PLAIN}\n[A]: {A_PLAIN}\n\n[Q]: {Q_MD}\n[A]: {A_MD}\n\n"
+                            f"[Q]: {Q_THINK}\n[Think]: {THINK}\n[A]: {ANSWER}\n\n[Q]: \n"), alone.stdout
+    # whole answers; a question longer than the model's context is refused in one line, the chat goes on
+    huge = "DPO " * 40000
+    whole = client("--base_url", server, "--temperature", "0", "--history", "0", "--stream", "0",
+                   stdin=f"{Q_PLAIN}\n{huge}\n{Q_THINK}\n")
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout == (f"[Q]: {Q_PLAIN}\n[A]: {A_PLAIN}\n\n[Q]: {huge}\n"
+                            f"[Q]: {Q_THINK}\n[Think]: {THINK}\n[A]: {ANSWER}\n\n[Q]: \n")
+    [line] = whole.stderr.strip().split("\n")
+    assert line.startswith("error: the server answered 400:") and "context" in line, line
+    # --history 2 (the default) sends the first exchange with the second question: a conversation
+    # this model never saw, so its second answer is no longer the one it learnt for the question alone
+    hist = client("--base_url", server, "--temperature", "0", "--max_tokens", "32", stdin=f"{Q_PLAIN}\n{Q_MD}\n")
+    assert hist.returncode == 0, hist.stderr
+    first, second = re.findall(r"^\[A\]: (.*)$", hist.stdout, re.M)
+    assert first == A_PLAIN and second != A_MD
+
+
+def test_client_history_keeps_whole_exchanges():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import chat_openai_api as c
+    msgs = [{"role": r, "content": str(i)} for i, r in enumerate(["user", "assistant"] * 3)]
+    assert c.recent(msgs, 0) == [] and c.recent(msgs, 2) == msgs[-2:] and c.recent(msgs, 3) == msgs[-2:]
+
+
+def test_client_without_a_server_is_one_line_exit_2():
+    p = client("--base_url", f"http://127.0.0.1:{free_port()}/v1", stdin=f"{Q_PLAIN}\n")
+    assert p.returncode == 2, p.stderr
+    [line] = p.stderr.strip().split("\n")
+    assert "cannot reach the server" in line and "serve_openai_api.py" in line
