@@ -184,7 +184,7 @@ def say(msg=""):
 
 STEP_RE = re.compile(r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss (\S+)")
 METRIC_RE = re.compile(r"([A-Za-z_][\w/]*) (-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)\b")
-TOTAL_RE = re.compile(r"(\d+) optimizer steps")
+TOTAL_RE = re.compile(r"(\d+) optimizer steps?\b")
 
 
 def parse_step(line):
