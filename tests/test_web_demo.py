@@ -219,7 +219,7 @@ def test_stop_keeps_the_reply_so_far(models, monkeypatch):
     assert len(a) < 8192 * 4
 
 
-def test_switching_models_frees_the_old_one(models, monkeypatch):
+def test_model_loads_once_per_process_and_switching_frees_the_old_one(models, monkeypatch):
     made = []
     real = MiniMindForCausalLM.__init__
 
@@ -228,12 +228,25 @@ def test_switching_models_frees_the_old_one(models, monkeypatch):
         made.append(weakref.ref(self))
     monkeypatch.setattr(MiniMindForCausalLM, "__init__", init)
     at = page(monkeypatch, models["out"])
+    loaded = len(made)  # 0 when an earlier test left the same model loaded
+    page(monkeypatch, models["out"])  # another browser tab: a new session in the same process
+    at.run()
+    assert len(made) == loaded  # no new load for a rerun or a session
     at.selectbox(key="model").set_value(f"full_sft_{DIM}.pth (64×2)").run()
     at.selectbox(key="model").set_value("sub/full_sft_32_moe.pth (32×1, MoE)").run()
     assert not at.exception and not at.error
     gc.collect()
     alive = [r() for r in made if r() is not None]
-    assert len(made) == 3 and len(alive) == 1 and alive[0].config.hidden_size == 32  # only the one in use
+    assert len(made) == loaded + 2 and len(alive) == 1 and alive[0].config.hidden_size == 32  # only the one in use
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_answers_on_cuda(models, monkeypatch):
+    at = page(monkeypatch, models["chat"], "--device", "cuda")
+    at.text_input(key="seed").set_value(str(SEED))
+    ask(at, Q_PLAIN)
+    assert not at.error, [e.value for e in at.error]
+    assert replies(at)[1][1] == [eval_answer(models["chat"], Q_PLAIN, SEED, "--device", "cuda")]
 
 
 def test_broken_checkpoint_is_one_message_on_the_page(models, monkeypatch):
