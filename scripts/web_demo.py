@@ -41,8 +41,8 @@ import torch  # noqa: E402
 from streamlit import runtime as st_runtime  # noqa: E402
 
 if not st_runtime.exists():  # imported, or run without `streamlit run`: its "no runtime" warnings are noise
-    import logging
-    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    from streamlit import logger as st_logger
+    st_logger.set_log_level("error")
 
 import eval_model  # noqa: E402
 from trainer.args import add_device_args, build_config, check_device, load_tokenizer, resolve_dtype  # noqa: E402
