@@ -92,6 +92,9 @@ def get_parser():
     p.add_argument("--weight", type=str, default=None,
                    help="checkpoint name to load instead of the --model_mode one: NAME reads "
                         "{out_dir}/NAME_{dim}[_moe].pth; a path ending in .pth is read as is")
+    p.add_argument("--lora_name", type=str, default=None,
+                   help="merge the LoRA adapter {out_dir}/lora/NAME_{dim}[_moe].pth (train_lora.py) into the "
+                        "weights: NAME on top of the --model_mode model; a path ending in .pth is read as is")
     p.add_argument("--load", type=int, choices=[0, 1], default=0,
                    help="0: native .pth weights (with --dim/--n_layers/--use_moe), "
                         "1: a transformers directory (--model_path; its config.json decides the size)")
@@ -166,6 +169,9 @@ def load_model(args):
         net = build_model(args)
         load_weights(net, ckpt, made_by=_maker(ckpt))
         net = net.to(dtype)
+    if getattr(args, "lora_name", None):
+        from trainer.lora import merge_lora_flag
+        net, args.lora_file = merge_lora_flag(net, args.out_dir, args.lora_name)
     if len(tokenizer) > net.config.vocab_size:
         raise UserError(f"{tok_path or REPO_TOKENIZER}: tokenizer has {len(tokenizer)} tokens but the model only "
                         f"{net.config.vocab_size}; pass the --tokenizer_path the model was trained with")
@@ -410,6 +416,8 @@ def main(argv=None):
     net, tokenizer = load_model(args)
     n_params = sum(t.numel() for t in net.parameters())
     print(f"MiniMind model: {n_params / 1e6:.2f}M parameters on {args.device}", flush=True)
+    if args.lora_name:
+        print(f"LoRA adapter: {args.lora_file} (merged into the weights)", flush=True)
     try:
         mode = choose_mode(args)
     except EOFError:

@@ -8,6 +8,8 @@
     --to gguf      one llama-architecture GGUF file with the tokenizer embedded (f32 / f16 / q8_0) for
                    llama.cpp and Ollama; an Ollama Modelfile is written next to it.
     --to pth       back from a transformers directory (either format) to a .pth state_dict.
+    --to peft      a LoRA adapter (--lora_name) as a PEFT adapter folder for the exported base.
+With --lora_name NAME every other format gets {out_dir}/lora/NAME_{dim}[_moe].pth merged in.
 
 The source is chosen as in eval_model.py: {out_dir}/{pretrain|full_sft|rlhf}_{dim}[_moe].pth from
 --model_mode (or --weight NAME / --weight PATH.pth) with --dim/--n_layers/--use_moe, or a transformers
@@ -65,6 +67,9 @@ def add_source_args(p):
                    help="transformers directory (save_pretrained or this script's output) to read")
     p.add_argument("--tokenizer_path", type=str, default=None,
                    help="tokenizer directory (default: the --model_path directory when it has one, else ./model)")
+    p.add_argument("--lora_name", type=str, default=None,
+                   help="merge the LoRA adapter {out_dir}/lora/NAME_{dim}[_moe].pth (train_lora.py) into the "
+                        "model; a path ending in .pth is read as is")
     return p
 
 
@@ -146,8 +151,9 @@ def load_dir_model(path, dtype=torch.float32):
         raise UserError(f"{path}: could not load the model ({type(e).__name__}: {_one_line(e)})")
 
 
-def load_source(args, dtype=torch.float32):
-    """(model, tokenizer, description) as the source flags ask; the model is in eval mode on the CPU."""
+def load_source(args, dtype=torch.float32, merge_lora=True):
+    """(model, tokenizer, description) as the source flags ask; the model is in eval mode on the CPU.
+    With --lora_name the adapter is merged in (unless merge_lora=False: --to peft exports it apart)."""
     tok_path = args.tokenizer_path
     if _source_is_dir(args):
         net = load_dir_model(args.model_path, dtype)
@@ -165,6 +171,10 @@ def load_source(args, dtype=torch.float32):
         load_weights(net, ckpt, made_by=made_by(os.path.basename(ckpt)[:-4]))
         net = net.to(dtype)
         where = ckpt
+    if getattr(args, "lora_name", None) and merge_lora:
+        from trainer.lora import merge_lora_flag
+        net, adapter = merge_lora_flag(net, args.out_dir, args.lora_name)
+        where = f"{where} + LoRA {adapter}"
     tokenizer = load_tokenizer(tok_path or REPO_TOKENIZER)
     if len(tokenizer) > net.config.vocab_size:
         raise UserError(f"{tok_path or REPO_TOKENIZER}: tokenizer has {len(tokenizer)} tokens but the model only "
@@ -313,6 +323,33 @@ def export_pth(net, output, outtype="f16", force=False, where="the model"):
         save_weights(src, tmp, dtype=TORCH_OUTTYPES[outtype])
     c = src.config
     return (f"--dim {c.hidden_size} --n_layers {c.num_hidden_layers} --use_moe {int(bool(c.use_moe))}")
+
+
+# ----------------------------------------------------------------------------------------- PEFT
+
+def export_peft(net, adapter_path, output, outtype="f16", force=False):
+    """A MiniMind LoRA file as a standard PEFT adapter folder (adapter_config.json +
+    adapter_model.safetensors) that PeftModel.from_pretrained puts on the exported base
+    (--to minimind or --to llama: the module names are the same)."""
+    from trainer.lora import apply_lora, block_linears
+    pm = apply_lora(net, adapter_path)
+    cfg = pm.peft_config["default"]
+    names = list(cfg.target_modules)
+    short = sorted({n.rsplit(".", 1)[-1] for n in names})
+    if set(names) == {n for n in block_linears(pm) if n.rsplit(".", 1)[-1] in short}:
+        cfg.target_modules = set(short)  # every layer's q_proj, o_proj, ...: the usual short form
+    cfg.task_type, cfg.inference_mode, cfg.base_model_name_or_path = "CAUSAL_LM", True, None
+    dtype = TORCH_OUTTYPES[outtype]
+    with torch.no_grad():
+        for n, prm in pm.named_parameters():
+            if ".lora_A." in n or ".lora_B." in n:
+                prm.data = prm.data.to(dtype)
+    with _Output(output, force, is_dir=True) as tmp:
+        pm.save_pretrained(tmp, safe_serialization=True)
+        for f in ("adapter_config.json", "adapter_model.safetensors"):
+            if not os.path.isfile(os.path.join(tmp, f)):
+                raise RuntimeError(f"peft's save_pretrained wrote no {f}")
+    return output
 
 
 # ----------------------------------------------------------------------------------------- GGUF
@@ -483,10 +520,12 @@ def get_parser():
                                    "and to GGUF for llama.cpp / Ollama", conflict_handler="resolve")
     add_source_args(p)
     p.add_argument("--max_seq_len", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--to", required=True, choices=["minimind", "llama", "gguf", "pth"],
+    p.add_argument("--to", required=True, choices=["minimind", "llama", "gguf", "pth", "peft"],
                    help="minimind: transformers dir with remote code; llama: LlamaForCausalLM dir; "
-                        "gguf: llama.cpp / Ollama file; pth: state_dict for the training scripts")
-    p.add_argument("--output", "-o", required=True, help="directory (minimind, llama) or file (gguf, pth) to write")
+                        "gguf: llama.cpp / Ollama file; pth: state_dict for the training scripts; "
+                        "peft: the --lora_name adapter alone, as a PEFT adapter folder")
+    p.add_argument("--output", "-o", required=True,
+                   help="directory (minimind, llama, peft) or file (gguf, pth) to write")
     p.add_argument("--outtype", choices=["f32", "f16", "bf16", "q8_0"], default="f16",
                    help="stored precision (default f16, as MiniMind2 ships); q8_0 is GGUF only")
     p.add_argument("--name", default="MiniMind", help="model name written into the GGUF (default %(default)s)")
@@ -500,6 +539,9 @@ def main(argv=None):
         raise UserError("--outtype q8_0 is for --to gguf; transformers and .pth exports take f32, f16 or bf16")
     if args.outtype == "bf16" and args.to == "gguf":
         raise UserError("--to gguf takes --outtype f32, f16 or q8_0")
+    if args.to == "peft" and not args.lora_name:
+        raise UserError("--to peft writes a LoRA adapter as a PEFT folder: pass --lora_name NAME "
+                        "(and the base's --model_mode/--dim/--n_layers)")
     if args.to == "pth" and not _source_is_dir(args):
         raise UserError("--to pth converts a transformers directory back to .pth: pass --model_path DIR")
     if args.to in ("llama", "gguf") and args.use_moe and not _source_is_dir(args):
@@ -508,7 +550,7 @@ def main(argv=None):
     if args.model_path and out_abs == os.path.abspath(args.model_path):
         raise UserError(f"{args.output}: is the source directory; write the export somewhere else")
 
-    net, tokenizer, where = load_source(args)
+    net, tokenizer, where = load_source(args, merge_lora=args.to != "peft")
     n_params = sum(p.numel() for p in {id(p): p for p in net.parameters()}.values())
     print(f"read {where}: {n_params / 1e6:.2f}M parameters")
     if args.to == "minimind":
@@ -522,6 +564,13 @@ def main(argv=None):
         _, modelfile = export_gguf(net, tokenizer, args.output, args.outtype, args.force, name=args.name)
         print(f"wrote {args.output} (GGUF llama, {args.outtype}) and {modelfile}; "
               f"e.g. ollama create minimind -f {modelfile}")
+    elif args.to == "peft":
+        from trainer.lora import find_adapter
+        c = net.config
+        adapter = find_adapter(args.out_dir, args.lora_name, c.hidden_size, bool(getattr(c, "use_moe", False)))
+        export_peft(net, adapter, args.output, args.outtype, args.force)
+        print(f"wrote {args.output} (PEFT LoRA adapter of {adapter}, {args.outtype}); load it with "
+              f"PeftModel.from_pretrained(base, {args.output!r}) on this base exported with --to minimind or llama")
     else:
         flags = export_pth(net, args.output, args.outtype, args.force, where)
         print(f"wrote {args.output}; load it with {flags}")
