@@ -128,10 +128,15 @@ def _expected_weights(tok, conv, tag_weight):
     for m in conv:
         if m["role"] != "assistant":
             continue
-        start = text.index("<|im_start|>assistant\n" + m["content"] + "<|im_end|>", pos) + len("<|im_start|>assistant\n")
+        header = "<|im_start|>assistant\n"
+        start = text.index(header + m["content"] + "<|im_end|>", pos) + len(header)
         end = start + len(m["content"]) + len("<|im_end|>")
         targets.append((start, end))
-        tags += [(start + a.start(), start + a.end()) for a in re.finditer("|".join(map(re.escape, THINK_TAGS)), m["content"])]
+        for tag in THINK_TAGS:  # every occurrence, found independently of trainer.reasoning
+            at = m["content"].find(tag)
+            while at >= 0:
+                tags.append((start + at, start + at + len(tag)))
+                at = m["content"].find(tag, at + 1)
         pos = end
     w = []
     for a, b in enc["offset_mapping"]:
@@ -366,8 +371,9 @@ def test_server_reasoning_content(reason_run):
     from openai import AsyncOpenAI
     import eval_model
     from scripts import serve_openai_api as srv
-    eargs = eval_model.get_parser().parse_args(["--model_mode", "3", "--out_dir", str(reason_run["out"]), "--dim", DIM,
-                                                "--n_layers", "1", "--tokenizer_path", tokenizer_dir(), "--device", "cpu"])
+    eargs = eval_model.get_parser().parse_args(["--model_mode", "3", "--out_dir", str(reason_run["out"]),
+                                                "--dim", DIM, "--n_layers", "1", "--tokenizer_path", tokenizer_dir(),
+                                                "--device", "cpu"])
     net, tok = eval_model.load_model(eargs)
     args = srv.get_parser().parse_args(["--model_mode", "3"])
     assert srv.serves_reasoning(args) and not srv.serves_reasoning(srv.get_parser().parse_args([]))
@@ -393,7 +399,8 @@ def test_server_reasoning_content(reason_run):
     content = "".join(d.content or "" for d in deltas)
     assert (reasoning, content) == (THINK, ANSWER)
     # reasoning first, then the answer: every delta carries one of them, the other null
-    kinds = [("r" if getattr(d, "reasoning_content", None) else "a") for d in deltas if d.content or getattr(d, "reasoning_content", None)]
+    kinds = [("r" if getattr(d, "reasoning_content", None) else "a") for d in deltas
+             if d.content or getattr(d, "reasoning_content", None)]
     assert kinds == sorted(kinds, reverse=True) and "r" in kinds and "a" in kinds
     assert chunks[-1].choices[0].finish_reason == "stop"
 

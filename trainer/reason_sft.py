@@ -27,7 +27,7 @@ from trainer.stages import Stage, add_aux_loss
 
 def _bytes_to_unicode():
     """GPT-2's byte <-> printable-character table, which byte-level BPE vocabularies are spelled in."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs = bs[:]
     n = 0
     for b in range(256):
