@@ -801,7 +801,8 @@ class Session:
             raise AssertionError(f"lm-eval's parser rejects the options (exit {e.code})")
         if getattr(a, "include_path", None):
             assert os.path.isdir(os.path.join(ROOT, a.include_path)), f"--include_path {a.include_path}: no folder"
-        kv = dict(x.split("=", 1) for x in ",".join(a.model_args or []).split(",") if "=" in x)
+        kv = a.model_args if isinstance(a.model_args, dict) else \
+            dict(x.split("=", 1) for x in ",".join(a.model_args or []).split(",") if "=" in x)
         assert a.model == "hf" and "pretrained" in kv, "expected --model hf --model_args pretrained=FOLDER,..."
         assert "device" not in kv, "device= in --model_args clashes with lm-eval's --device (pass --device)"
         cfg_path = os.path.join(self.path(kv["pretrained"]), "config.json")
