@@ -1,5 +1,6 @@
 """scripts/chat_openai_api.py against the real server (scripts/serve_openai_api.py in a subprocess,
 serving tests/tiny_chat.py's overfit model with --reasoning 1)."""
+import io
 import re
 import subprocess
 import sys
@@ -29,29 +30,40 @@ def server(tmp_path_factory):
 
 
 def client(*args, stdin):
+    """The script itself, as a person runs it (a subprocess, stdin piped)."""
     return subprocess.run([sys.executable, str(CLIENT), *args], input=stdin, capture_output=True, text=True,
                           timeout=120, env=child_env())
 
 
-def test_client_chats_with_the_server(server):
+def client_inproc(capsys, monkeypatch, *args, stdin):
+    """Its cli() in this process (no second interpreter to start): (exit code, stdout, stderr)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import chat_openai_api
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = chat_openai_api.cli(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_client_chats_with_the_server(server, capsys, monkeypatch):
     alone = client("--base_url", server, "--temperature", "0", "--history", "0", stdin=f"{Q_PLAIN}\n{Q_MD}\n{Q_THINK}\n")
     assert alone.returncode == 0, alone.stderr
     assert alone.stdout == (f"[Q]: {Q_PLAIN}\n[A]: {A_PLAIN}\n\n[Q]: {Q_MD}\n[A]: {A_MD}\n\n"
                             f"[Q]: {Q_THINK}\n[Think]: {THINK}\n[A]: {ANSWER}\n\n[Q]: \n"), alone.stdout
     # whole answers; a question longer than the model's context is refused in one line, the chat goes on
     huge = "DPO " * 40000
-    whole = client("--base_url", server, "--temperature", "0", "--history", "0", "--stream", "0",
-                   stdin=f"{Q_PLAIN}\n{huge}\n{Q_THINK}\n")
-    assert whole.returncode == 0, whole.stderr
-    assert whole.stdout == (f"[Q]: {Q_PLAIN}\n[A]: {A_PLAIN}\n\n[Q]: {huge}\n"
-                            f"[Q]: {Q_THINK}\n[Think]: {THINK}\n[A]: {ANSWER}\n\n[Q]: \n")
-    [line] = whole.stderr.strip().split("\n")
+    code, out, err = client_inproc(capsys, monkeypatch, "--base_url", server, "--temperature", "0", "--history", "0",
+                                   "--stream", "0", stdin=f"{Q_PLAIN}\n{huge}\n{Q_THINK}\n")
+    assert code == 0, err
+    assert out == f"[Q]: {Q_PLAIN}\n[A]: {A_PLAIN}\n\n[Q]: {huge}\n[Q]: {Q_THINK}\n[Think]: {THINK}\n[A]: {ANSWER}\n\n[Q]: \n"
+    [line] = err.strip().split("\n")
     assert line.startswith("error: the server answered 400:") and "context" in line, line
     # --history 2 (the default) sends the first exchange with the second question: a conversation
     # this model never saw, so its second answer is no longer the one it learnt for the question alone
-    hist = client("--base_url", server, "--temperature", "0", "--max_tokens", "32", stdin=f"{Q_PLAIN}\n{Q_MD}\n")
-    assert hist.returncode == 0, hist.stderr
-    first, second = re.findall(r"^\[A\]: (.*)$", hist.stdout, re.M)
+    code, out, err = client_inproc(capsys, monkeypatch, "--base_url", server, "--temperature", "0", "--max_tokens", "32",
+                                   stdin=f"{Q_PLAIN}\n{Q_MD}\n")
+    assert code == 0, err
+    first, second = re.findall(r"^\[A\]: (.*)$", out, re.M)
     assert first == A_PLAIN and second != A_MD
 
 
@@ -62,8 +74,9 @@ def test_client_history_keeps_whole_exchanges():
     assert c.recent(msgs, 0) == [] and c.recent(msgs, 2) == msgs[-2:] and c.recent(msgs, 3) == msgs[-2:]
 
 
-def test_client_without_a_server_is_one_line_exit_2():
-    p = client("--base_url", f"http://127.0.0.1:{free_port()}/v1", stdin=f"{Q_PLAIN}\n")
-    assert p.returncode == 2, p.stderr
-    [line] = p.stderr.strip().split("\n")
+def test_client_without_a_server_is_one_line_exit_2(capsys, monkeypatch):
+    code, out, err = client_inproc(capsys, monkeypatch, "--base_url", f"http://127.0.0.1:{free_port()}/v1",
+                                   stdin=f"{Q_PLAIN}\n")
+    assert code == 2, err
+    [line] = err.strip().split("\n")
     assert "cannot reach the server" in line and "serve_openai_api.py" in line
