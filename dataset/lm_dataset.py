@@ -1,68 +1,60 @@
-"""MiniMind's JSONL data sets, tokenized once into memory-mapped token files.
+"""MiniMind's data sets on 🤗 datasets: checked and tokenized once by `Dataset.map` into Arrow columns.
 
-File formats (one JSON object per line, MiniMind's):
+Fields (MiniMind's JSONL, one object per line; the same columns in Parquet files and saved datasets):
     pretrain  {"text": "..."}
     SFT       {"conversations": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
     DPO       {"chosen": [messages], "rejected": [messages]}
+A data path is a JSONL or .parquet file, a `Dataset.save_to_disk` folder, or a glob / folder of shards.
 
-Why a token cache instead of Python lists: MiniMind's pretrain file is ~1.6 GB and its SFT files
-several GB; holding them as Python strings costs several times their size in RAM, in every rank and
-every DataLoader worker. Here the file is streamed once, every line is validated (errors name the file
-and the 1-based line), tokenized in worker processes, and written to flat binary files:
+JSONL is read as lines, never by pyarrow's JSON reader (it infers a schema and fails without a line
+number): `Dataset.map(batched=True, with_indices=True, num_proc=N)` runs over the lines' byte spans,
+parses and checks each line (errors name the file and 1-based line, or row), renders and tokenizes it,
+and writes the columns <stream>_ids (list<uint16>) and, for SFT/DPO, <stream>_mask (list<uint8>) and
+<stream>_first (first target). The map's output files are the cache, memory-mapped (`Dataset.from_file`)
+and shared by every process through the page cache: <data dir>/.minimind_cache/, or $MINIMIND_DATA_CACHE
+when set (a read-only data folder). Their key is an explicit
+fingerprint, not a dill hash: the file's absolute path, size, mtime and first/last 64 KiB, the
+tokenizer's vocabulary, merges, chat template and special ids, FORMAT_VERSION and the stage. Editing the
+file or switching tokenizer builds a new cache (the old one is deleted); later epochs, runs and DDP
+ranks reuse it (Trainer.dataset: rank 0 builds, then the others load; a file lock covers other
+processes). Tokens are stored untruncated: one cache serves every max_length. datasets runs offline.
 
-    <data dir>/.minimind_cache/<file name>.<kind>.<key>.<stream>.tokens.bin   uint16 (uint32 if vocab > 65535)
-                                                          .<stream>.mask.bin     uint8, 1 = training target
-                                                          .<stream>.offsets.npy  int64, sample boundaries
-                                                          .<stream>.first.npy    first target of each sample
-                                                   .<key>.meta.json                written last = cache complete
-(<stream> is "text" for pretraining, "conversations" for SFT, "chosen"/"rejected" for DPO; pretraining
-has no mask: every token but the opening <|im_start|> is a target)
-
-which are opened with np.memmap: resident memory is the pages actually touched, shared between
-processes by the OS page cache. The cache lives beside the data (the folder holds its own .gitignore),
-or under $MINIMIND_DATA_CACHE / ~/.cache/minimind/data when that folder is not writable. The key hashes
-the file's absolute path, size, mtime and first/last 64 KiB, the tokenizer (vocabulary, merges, chat
-template, special ids) and this module's format version, so editing the file or switching tokenizer
-rebuilds it, while later epochs, resumed runs and the other DDP ranks reuse it. Tokens are stored
-untruncated, so one cache serves every max_length.
-
-Distributed use: constructors are safe to call on every rank at once. The first process to take the
-cache's file lock builds it (atomic renames, meta file last); the others wait on the lock and then
-memory-map the finished files. A data error found while building is recorded, so waiting ranks raise
-the same DataError instead of re-tokenizing the whole file.
-
-Loss masks (SFT and DPO): the conversation is rendered with the tokenizer's own chat template; each
-assistant turn must appear in the rendering as "<|im_start|>assistant\\n{content}<|im_end|>". The
-rendering is cut at those boundaries and tokenized piece by piece, so the targets are exactly the
-content tokens and the closing <|im_end|> of every assistant turn: never the system/user turns, the
-"<|im_start|>assistant\\n" header or padding. Cutting there also matches inference, where the prompt
-ends with the header and the model generates the content as new tokens. Tokens after the last target
-are dropped (they carry no loss). A sample that has no target left after truncation to max_length is
-dropped and counted in `num_dropped` (it would contribute 0/0 to a masked mean); every truncated
-sample is counted in `num_truncated`; both appear in `summary()`, printed once on stderr by rank 0.
+Loss masks (SFT and DPO): the conversation is rendered with the tokenizer's own chat template, in which
+each assistant turn must appear as "<|im_start|>assistant\\n{content}<|im_end|>"; the rendering is cut
+there and tokenized piece by piece, so the targets are exactly each answer's content tokens and its
+closing <|im_end|> (never system/user turns, the header or padding), as the model generates them at
+inference. Tokens after the last target are dropped. A sample with no target left within max_length is
+dropped (`num_dropped`), truncated ones are counted (`num_truncated`): `summary()`, printed by rank 0.
+Streaming (--streaming 1) is dataset/streaming.py.
 """
-import gc
+import glob
 import hashlib
-import itertools
 import json
 import os
 import sys
 import tempfile
 import time
-from collections import deque
+import weakref
+from contextlib import ExitStack
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 ASSISTANT_HEADER = IM_START + "assistant\n"
 ROLES = ("system", "user", "assistant")
 CACHE_DIRNAME = ".minimind_cache"
-_CHUNK_BYTES = 1 << 20      # lines handed to a tokenizing worker at a time
-_CHUNK_LINES = 2048
 _PARALLEL_MIN_BYTES = 16 << 20   # below this, worker start-up costs more than it saves
+SHARD_EXTS = (".jsonl", ".json", ".parquet")
+
+
+def hf_datasets():
+    """🤗 datasets, imported on first use (it takes a second or two) and kept off the network."""
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import datasets
+    return datasets
 
 
 class DataError(ValueError):
@@ -92,12 +84,22 @@ def data_error(path, line, expected, got, todo):
 
 
 # ----------------------------------------------------------------------------------------------
-# Parsing and validation (pure functions; they run in tokenizing worker processes)
+# Parsing and validation (pure functions; they run in the map's worker processes)
+
+def _json_problem(e, text):
+    """json's message, said plainly: "unterminated string starting at column 10", "the line ends
+    before the JSON object does (column 15)", "expecting ',' delimiter at column 12"."""
+    if e.msg.startswith("Unterminated string"):
+        return f"unterminated string starting at column {e.colno}"
+    if e.pos >= len(text.rstrip()):
+        return f"the line ends before the JSON object does (column {e.colno})"
+    return f"{e.msg[0].lower()}{e.msg[1:].removesuffix(' at')} at column {e.colno}"
+
 
 def _parse_line(raw, path, lineno):
     """bytes -> dict, or None for a blank line (tolerated, e.g. a trailing newline)."""
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as e:
         raise data_error(path, lineno, "UTF-8 text", f"an invalid byte at column {e.start + 1}",
                          "re-save the file as UTF-8") from None
@@ -108,8 +110,7 @@ def _parse_line(raw, path, lineno):
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise data_error(path, lineno, "one JSON object per line",
-                         f"invalid JSON ({e.msg} at column {e.colno})",
+        raise data_error(path, lineno, "one JSON object per line", f"invalid JSON ({_json_problem(e, text)})",
                          "fix or delete this line") from None
     if not isinstance(obj, dict):
         raise data_error(path, lineno, "a JSON object per line", _type_name(obj),
@@ -191,112 +192,23 @@ def _chat_segments(tok, messages, field, path, lineno):
     return pieces
 
 
+def _pretrain_text(obj, path, lineno):
+    text = _field(obj, "text", path, lineno, PRETRAIN.example)
+    if not isinstance(text, str):
+        raise data_error(path, lineno, '"text" to be a string', _type_name(text),
+                         f"lines of this file must look like {PRETRAIN.example}")
+    return text
+
+
 def _encode_batch(tok, texts):
     backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None:  # the Rust tokenizer directly: same ids, half the overhead
-        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    if backend is not None:  # the Rust tokenizer directly: same ids, a fraction of the overhead
+        return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
     return tok(texts, add_special_tokens=False)["input_ids"]
 
 
-def _flatten(seqs, dtype):
-    lengths = np.fromiter((len(s) for s in seqs), np.int64, len(seqs))
-    flat = np.fromiter(itertools.chain.from_iterable(seqs), dtype, int(lengths.sum()))
-    return flat, lengths
-
-
-class _Kind:
-    """What a file kind looks like: its streams (token sequences per line) and its line check."""
-
-    def __init__(self, name, streams, example):
-        self.name, self.streams, self.example = name, streams, example
-
-
-PRETRAIN = _Kind("pretrain", ("text",), '{"text": "..."}')
-SFT = _Kind("sft", ("conversations",), '{"conversations": [{"role": "user", "content": "..."}, '
-            '{"role": "assistant", "content": "..."}]}')
-DPO = _Kind("dpo", ("chosen", "rejected"), '{"chosen": [messages], "rejected": [messages]}')
-_KINDS = {k.name: k for k in (PRETRAIN, SFT, DPO)}
-
-_WORKER_TOK = None
-
-
-def _builder_tokenizer(tok):
-    """A private copy for building, with a small BPE word cache: the default one (10k words) grows
-    to ~100 MB on Chinese text, where a "word" is a whole run of characters, and saves little time."""
-    import copy
-    try:
-        tok = copy.deepcopy(tok)
-        tok.backend_tokenizer.model._resize_cache(1000)
-    except Exception:
-        pass  # a tokenizer without that knob: correct anyway, only the cache is bigger
-    return tok
-
-
-def _init_worker(tok):
-    global _WORKER_TOK
-    _WORKER_TOK = tok
-    # one tokenizer thread per worker process; the processes are the parallelism
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-
-
-def _encode_chunk(kind_name, path, first_line, lines, dtype_str, tok=None):
-    """Validate and tokenize consecutive raw lines.
-
-    Returns {stream: (tokens, mask, lengths, first)}: flat token ids, flat target mask (None for
-    pretraining), per-sample lengths, per-sample index of the first target token (None for pretraining).
-    """
-    tok = tok if tok is not None else _WORKER_TOK
-    kind, dtype = _KINDS[kind_name], np.dtype(dtype_str)
-    objs = []
-    for k, raw in enumerate(lines):
-        obj = _parse_line(raw, path, first_line + k)
-        if obj is not None:
-            objs.append((first_line + k, obj))
-    if kind is PRETRAIN:
-        texts = []
-        for lineno, obj in objs:
-            text = _field(obj, "text", path, lineno, kind.example)
-            if not isinstance(text, str):
-                raise data_error(path, lineno, '"text" to be a string', _type_name(text),
-                                 f"lines of this file must look like {kind.example}")
-            texts.append(text)
-        bos, eos = tok.bos_token_id, tok.eos_token_id
-        parts = []
-        for batch in _sub_batches(texts, len):
-            ids = [[bos, *x, eos] for x in _encode_batch(tok, batch)]
-            tokens, lengths = _flatten(ids, dtype)
-            parts.append((tokens, None, lengths, None))
-        return {"text": _concat(parts)}
-    convs = {s: [] for s in kind.streams}
-    for lineno, obj in objs:
-        for s in kind.streams:
-            messages = _check_messages(_field(obj, s, path, lineno, kind.example), s, path, lineno)
-            convs[s].append(_chat_segments(tok, messages, s, path, lineno))
-    out = {}
-    for s, samples in convs.items():
-        parts = []
-        for batch in _sub_batches(samples, lambda pieces: sum(len(t) for t, _ in pieces)):
-            encoded = iter(_encode_batch(tok, [t for pieces in batch for t, _ in pieces]))
-            ids, masks = [], []
-            for pieces in batch:
-                seq, m = [], []
-                for _, target in pieces:
-                    piece = next(encoded)
-                    seq.extend(piece)
-                    m.extend([target] * len(piece))
-                ids.append(seq)
-                masks.append(m)
-            tokens, lengths = _flatten(ids, dtype)
-            mask, _ = _flatten(masks, np.uint8)
-            first = np.fromiter((m.index(1) for m in masks), np.int64, len(masks))
-            parts.append((tokens, mask, lengths, first))
-        out[s] = _concat(parts)
-    return out
-
-
 def _sub_batches(items, size, budget=1 << 16):
-    """Slices of items of about `budget` characters: the tokenizer's per-token objects (Python ints,
-    Rust encodings) then stay a few MB, whatever the chunk size."""
+    """Slices of items of about `budget` characters: the tokenizer's per-token objects stay a few MB."""
     start, total = 0, 0
     for k, item in enumerate(items):
         total += size(item)
@@ -307,20 +219,139 @@ def _sub_batches(items, size, budget=1 << 16):
         yield items[start:]
 
 
-def _concat(parts):
-    if not parts:
-        return (np.zeros(0, np.uint16), None, np.zeros(0, np.int64), None)
-    return tuple(None if p[0] is None else np.concatenate(p) for p in zip(*parts))
+class _Kind:
+    """A stage's data: its fields ("streams", one token sequence each) and what a line looks like."""
+
+    def __init__(self, name, streams, example):
+        self.name, self.streams, self.example = name, streams, example
+
+
+PRETRAIN = _Kind("pretrain", ("text",), '{"text": "..."}')
+SFT = _Kind("sft", ("conversations",), '{"conversations": [{"role": "user", "content": "..."}, '
+            '{"role": "assistant", "content": "..."}]}')
+DPO = _Kind("dpo", ("chosen", "rejected"), '{"chosen": [messages], "rejected": [messages]}')
+_KINDS = {k.name: k for k in (PRETRAIN, SFT, DPO)}
+_SMALL_CACHE = weakref.WeakSet()
+
+
+def _small_bpe_cache(tok):
+    """A small BPE word cache: the default one (10k words) grows to ~100 MB on Chinese text, where a
+    "word" is a whole run of characters, and saves little time. Once per tokenizer copy (process)."""
+    if tok not in _SMALL_CACHE:
+        try:
+            tok.backend_tokenizer.model._resize_cache(1000)
+        except Exception:
+            pass  # a tokenizer without that knob: correct anyway, only the cache is bigger
+        _SMALL_CACHE.add(tok)
+
+
+def _concat(parts, type_):
+    import pyarrow as pa
+    return pa.concat_arrays(parts) if parts else pa.array([], type_)
+
+
+def _encode_chunk(batch, indices, kind, path, tok, dtype, lines, own_tok):
+    """The map function: validate and tokenize a batch of rows into a pyarrow Table.
+
+    Rows are JSONL line spans (`lines`: "start"/"end" byte offsets, read from the file here and parsed
+    with their 1-based line number) or rows of a Parquet / saved table (numbered 1-based too).
+    """
+    import pyarrow as pa
+    kind, ids_type, mask_type = _KINDS[kind], pa.list_(pa.from_numpy_dtype(np.dtype(dtype))), pa.list_(pa.uint8())
+    if own_tok:  # a copy made for building (never the caller's tokenizer)
+        _small_bpe_cache(tok)
+    objs = []
+    if lines:  # JSONL: one read for the batch's lines
+        s0 = batch["start"][0]
+        with open(path, "rb") as f:
+            f.seek(s0)
+            blob = f.read(batch["end"][-1] - s0)
+        for i, s, e in zip(indices, batch["start"], batch["end"]):
+            obj = _parse_line(blob[s - s0:e - s0], path, i + 1)
+            if obj is not None:
+                objs.append((i + 1, obj))
+    else:  # a table: its columns are the fields (a struct's missing key reads as None)
+        for j, i in enumerate(indices):
+            obj = {k: v[j] for k, v in batch.items()}
+            for s in kind.streams:
+                if isinstance(obj.get(s), list):
+                    obj[s] = [{k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m
+                              for m in obj[s]]
+            objs.append((i + 1, obj))
+    cols = {}
+    if kind is PRETRAIN:
+        texts = [_pretrain_text(obj, path, lineno) for lineno, obj in objs]
+        bos, eos = tok.bos_token_id, tok.eos_token_id
+        ids = [pa.array([[bos, *x, eos] for x in _encode_batch(tok, b)], ids_type) for b in _sub_batches(texts, len)]
+        return pa.table({"text_ids": _concat(ids, ids_type)})
+    for s in kind.streams:
+        samples = [_chat_segments(tok, _check_messages(_field(obj, s, path, lineno, kind.example),
+                                                       s, path, lineno), s, path, lineno)
+                   for lineno, obj in objs]
+        ids, masks, first = [], [], []
+        for b in _sub_batches(samples, lambda pieces: sum(len(t) for t, _ in pieces)):
+            encoded = iter(_encode_batch(tok, [t for pieces in b for t, _ in pieces]))
+            seqs, ms = [], []
+            for pieces in b:
+                seq, m = [], []
+                for _, target in pieces:
+                    piece = next(encoded)
+                    seq.extend(piece)
+                    m.extend([target] * len(piece))
+                seqs.append(seq)
+                ms.append(m)
+                first.append(m.index(1))
+            ids.append(pa.array(seqs, ids_type))
+            masks.append(pa.array(ms, mask_type))
+        cols[f"{s}_ids"], cols[f"{s}_mask"] = _concat(ids, ids_type), _concat(masks, mask_type)
+        cols[f"{s}_first"] = pa.array(first, pa.int32())
+    return pa.table(cols)
 
 
 # ----------------------------------------------------------------------------------------------
-# The token cache
+# Inputs and the cache
+
+def resolve_sources(path, what="a JSONL file"):
+    """--data_path -> [(file or folder, "jsonl" | "parquet" | "saved")], shards sorted by name."""
+    if glob.has_magic(path):
+        files = sorted(f for f in glob.glob(path) if os.path.isfile(f) or _is_saved(f))
+        if not files:
+            raise data_error(path, None, "files matching this pattern", "none", "check the pattern")
+    elif not os.path.exists(path):
+        raise data_error(path, None, what, "no such file",
+                         "check the path, or download/generate the data first")
+    elif os.path.isdir(path) and not _is_saved(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(SHARD_EXTS))
+        if not files:
+            raise data_error(path, None, f"{what}, a saved dataset or a folder of .jsonl/.parquet shards",
+                             "a folder without them", "pass the file, or a folder that holds the shards")
+    else:
+        files = [path]
+    out = []
+    for f in files:
+        if not os.path.isdir(f) and os.path.getsize(f) == 0:
+            raise data_error(f, None, "at least one JSON line", "an empty file",
+                             "check the file was fully written")
+        out.append((f, "saved" if os.path.isdir(f) else "parquet" if f.endswith(".parquet") else "jsonl"))
+    return out
+
+
+def _size(path):
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    return os.path.getsize(path)
+
+
+def _is_saved(path):
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, f))
+                                       for f in ("state.json", "dataset_dict.json"))
+
 
 def tokenizer_fingerprint(tok):
     """A hash of everything about a tokenizer that changes token ids or masks."""
     h = hashlib.sha256(type(tok).__name__.encode())
     backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None:
+    if backend is not None:  # vocabulary, merges, normalizer, pre-tokenizer, added/special tokens
         h.update(backend.to_str().encode())
     else:
         h.update(json.dumps(sorted(tok.get_vocab().items())).encode())
@@ -330,6 +361,9 @@ def tokenizer_fingerprint(tok):
 
 
 def _file_signature(path):
+    """Path, size, mtime and the first/last 64 KiB of a file (of each file of a saved dataset)."""
+    if os.path.isdir(path):
+        return [_file_signature(os.path.join(path, f)) for f in sorted(os.listdir(path))]
     st = os.stat(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:  # cheap content check against edits that keep size and mtime
@@ -339,14 +373,6 @@ def _file_signature(path):
             h.update(f.read())
     return {"source": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "sample_sha256": h.hexdigest()}
-
-
-def _fallback_cache_dir():
-    env = os.environ.get("MINIMIND_DATA_CACHE")
-    if env:
-        return env
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "minimind", "data")
 
 
 def _usable_dir(d):
@@ -367,20 +393,21 @@ def _is_rank0():
     return os.environ.get("RANK", "0") in ("", "0")
 
 
+def _cache_files(d, stem):
+    """The map's output files if a complete set (_R_of_N for R = 0..N-1) is there, else None."""
+    files = set(glob.glob(os.path.join(glob.escape(d), glob.escape(stem) + ".tokens_*_of_*.arrow")))
+    for n in sorted({int(f[-11:-6]) for f in files}):
+        want = [os.path.join(d, f"{stem}.tokens_{r:05d}_of_{n:05d}.arrow") for r in range(n)]
+        if files.issuperset(want):
+            return want
+    return None
+
+
 class TokenCache:
-    """Flat memory-mapped tokens (+ masks) of one JSONL file, built once under a file lock."""
+    """The tokenized Arrow table of a data path: one memory-mapped cache per source file, concatenated."""
 
     def __init__(self, path, tok, kind, cache_dir=None, num_proc=None):
-        path = os.fspath(path)
-        self.path, self.kind = path, _KINDS[kind] if isinstance(kind, str) else kind
-        if not os.path.exists(path):
-            raise data_error(path, None, "a JSONL file", "no such file",
-                             "check the path, or download/generate the data first")
-        if os.path.isdir(path):
-            raise data_error(path, None, "a JSONL file", "a directory", "pass the file inside it")
-        if os.path.getsize(path) == 0:
-            raise data_error(path, None, "at least one JSON line", "an empty file",
-                             "check the file was fully written")
+        self.path, self.kind = os.fspath(path), _KINDS[kind] if isinstance(kind, str) else kind
         for name in ("bos_token_id", "eos_token_id"):
             if getattr(tok, name, None) is None:
                 raise DataError(f"{getattr(tok, 'name_or_path', 'tokenizer')}: expected a tokenizer "
@@ -388,217 +415,151 @@ class TokenCache:
         if self.kind is not PRETRAIN and not getattr(tok, "chat_template", None):
             raise DataError(f"{getattr(tok, 'name_or_path', 'tokenizer')}: expected a tokenizer with "
                             "a chat template, got none; use --tokenizer_path ./model")
-        sig = _file_signature(path)
+        sources = resolve_sources(self.path)
         self.dtype = np.dtype(np.uint16 if len(tok) <= 1 << 16 else np.uint32)
-        key_src = json.dumps([FORMAT_VERSION, self.kind.name, sig, tokenizer_fingerprint(tok),
-                              self.dtype.str], sort_keys=True)
-        key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
-        self.stem = f"{os.path.basename(path)}.{self.kind.name}.{key}"
-        dirs = [cache_dir] if cache_dir else [
-            os.path.join(os.path.dirname(os.path.abspath(path)), CACHE_DIRNAME), _fallback_cache_dir()]
-        self.dir = next((d for d in dirs if os.path.exists(self._file(d, "meta.json"))), None)
-        self.built = False
-        if self.dir is None:
-            self.dir = next((d for d in dirs if _usable_dir(d)), None)
-            if self.dir is None:
-                raise DataError(f"{path}: expected a writable cache folder, got none of {dirs}; "
-                                "set MINIMIND_DATA_CACHE to a writable folder")
-            self._build_locked(tok, sig, num_proc)
-        with open(self._file(self.dir, "meta.json")) as f:
-            self.meta = json.load(f)
-        self._arrays = {}
-
-    def _file(self, d, suffix):
-        return os.path.join(d, f"{self.stem}.{suffix}")
-
-    def _build_locked(self, tok, sig, num_proc):
-        from filelock import FileLock, Timeout  # installed with `datasets`; works on every OS
-
-        lock = FileLock(self._file(self.dir, "lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            if _is_rank0():
-                print(f"waiting for another process to finish tokenizing {self.path} ...",
-                      file=sys.stderr, flush=True)
-            lock.acquire()
-        try:
-            err = self._file(self.dir, "error.json")
-            if os.path.exists(err):  # a rank before us found bad data: same answer, no rebuild
-                with open(err) as f:
-                    e = json.load(f)
-                raise DataError(e["message"], e["path"], e["line"])
-            if os.path.exists(self._file(self.dir, "meta.json")):
-                return
-            try:
-                self._build(tok, sig, num_proc)
-            except DataError as e:
-                _atomic_write_text(err, json.dumps({"message": str(e), "path": e.path,
-                                                    "line": e.line}))
-                raise
-            self.built = True
-            self._evict_stale(sig)
-        finally:
-            lock.release()
-
-    def _build(self, tok, sig, num_proc):
-        t0 = time.time()
-        streams = self.kind.streams
-        size = sig["size"]
         if num_proc is None:
+            size = sum(_size(f) for f, _ in sources)
             num_proc = 1 if size < _PARALLEL_MIN_BYTES else min(os.cpu_count() or 1, 8)
-        tok = _builder_tokenizer(tok)
-        tmp = {}  # final name -> temporary name; renamed only when everything is written
-        outs = {}
-        for s in streams:
-            for part in ("tokens.bin", "mask.bin") if self.kind is not PRETRAIN else ("tokens.bin",):
-                final = self._file(self.dir, f"{s}.{part}")
-                tmp[final] = f"{final}.tmp{os.getpid()}"
-                outs[(s, part)] = open(tmp[final], "wb")
-        lengths = {s: [] for s in streams}
-        firsts = {s: [] for s in streams}
-        n_tokens = {s: 0 for s in streams}
+        tok_key = tokenizer_fingerprint(tok)
+        parts, self.built = [], False
+        for src in sources:
+            parts.append(self._open(src, tok, tok_key, cache_dir, num_proc))
+        hf = hf_datasets()
+        self.data = parts[0] if len(parts) == 1 else hf.concatenate_datasets(parts)
+        if len(self.data) == 0:
+            raise data_error(self.path, None, "at least one JSON line", "only blank lines",
+                             "check the file was fully written")
+        self._cols = {}
 
-        def write(result):
-            for s, (tokens, mask, lens, first) in result.items():
-                outs[(s, "tokens.bin")].write(tokens.tobytes())
-                if mask is not None:
-                    outs[(s, "mask.bin")].write(mask.tobytes())
-                lengths[s].append(lens)
-                if first is not None:
-                    firsts[s].append(first)
-                n_tokens[s] += len(tokens)
+    def _open(self, src, tok, tok_key, cache_dir, num_proc):
+        hf = hf_datasets()
+        path, _ = src
+        key = hashlib.sha256(json.dumps([FORMAT_VERSION, self.kind.name, _file_signature(path), tok_key,
+                                         self.dtype.str], sort_keys=True).encode()).hexdigest()[:16]
+        where = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:8]
+        base = f"{os.path.basename(os.path.normpath(path))}.{self.kind.name}.{where}"
+        stem = f"{base}-{key}"
+        d = cache_dir or os.environ.get("MINIMIND_DATA_CACHE") or os.path.join(
+            os.path.dirname(os.path.abspath(path)), CACHE_DIRNAME)
+        if not _cache_files(d, stem):
+            from filelock import FileLock
+            if not _usable_dir(d):
+                raise DataError(f"{path}: expected a writable cache folder, got {d}; "
+                                "set MINIMIND_DATA_CACHE to a writable folder")
+            with FileLock(os.path.join(d, stem + ".lock")):  # one process builds, the others wait
+                if not _cache_files(d, stem):
+                    self._build(src, tok, os.path.join(d, stem + ".tokens"), key, num_proc)
+                    self.built = True
+                    for f in os.listdir(d):  # earlier versions of this file, or another tokenizer
+                        if f.startswith(base + "-") and not f.startswith(stem + "."):
+                            os.remove(os.path.join(d, f))
+        if not hasattr(self, "dir"):
+            self.dir, self.stem = d, stem
+        parts = [hf.Dataset.from_file(f) for f in _cache_files(d, stem)]
+        return parts[0] if len(parts) == 1 else hf.concatenate_datasets(parts)
 
-        from tqdm import tqdm
-        bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"tokenizing {os.path.basename(self.path)}",
-                   disable=size < (64 << 20) or not _is_rank0(), mininterval=2.0)
-        pool = None
-        try:
-            if num_proc > 1:
-                import multiprocessing as mp
-                from concurrent.futures import ProcessPoolExecutor
-                ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-                # forked workers share the parent's heap copy-on-write; keep their garbage collector
-                # from touching (and so copying) every page of it
-                gc.freeze()
-                pool = ProcessPoolExecutor(num_proc, mp_context=ctx, initializer=_init_worker,
-                                           initargs=(tok,))
-            pending = deque()  # bounded, so a multi-GB file is never queued in memory
-            for first_line, lines, nbytes in _read_chunks(self.path):
-                if pool is None:
-                    write(_encode_chunk(self.kind.name, self.path, first_line, lines, self.dtype.str, tok))
-                else:
-                    pending.append(pool.submit(_encode_chunk, self.kind.name, self.path, first_line,
-                                               lines, self.dtype.str))
-                    while len(pending) > 2 * num_proc:
-                        write(pending.popleft().result())
-                bar.update(nbytes)
-            while pending:
-                write(pending.popleft().result())
-            for f in outs.values():
-                f.close()
-            n = None
-            for s in streams:
-                lens = np.concatenate(lengths[s]) if lengths[s] else np.zeros(0, np.int64)
-                n = len(lens)
-                offsets = np.zeros(n + 1, np.int64)
-                np.cumsum(lens, out=offsets[1:])
-                final = self._file(self.dir, f"{s}.offsets.npy")
-                tmp[final] = f"{final}.tmp{os.getpid()}.npy"
-                np.save(tmp[final], offsets)
-                if firsts[s]:
-                    final = self._file(self.dir, f"{s}.first.npy")
-                    tmp[final] = f"{final}.tmp{os.getpid()}.npy"
-                    np.save(tmp[final], np.concatenate(firsts[s]))
-            if not n:
-                raise data_error(self.path, None, "at least one JSON line", "only blank lines",
-                                 "check the file was fully written")
-            for final, t in tmp.items():
-                os.replace(t, final)
-        except BaseException:
-            for f in outs.values():
-                f.close()
-            for t in tmp.values():
-                if os.path.exists(t):
-                    os.remove(t)
-            raise
-        finally:
-            bar.close()
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-            if num_proc > 1:
-                gc.unfreeze()
-        meta = dict(sig, version=FORMAT_VERSION, kind=self.kind.name, dtype=self.dtype.str,
-                    num_samples=n, num_tokens=n_tokens, build_seconds=round(time.time() - t0, 2))
-        _atomic_write_text(self._file(self.dir, "meta.json"), json.dumps(meta, indent=1))
-
-    def _evict_stale(self, sig):
-        """Remove caches of earlier versions of the same file (same tokenizer or not)."""
-        prefix = f"{os.path.basename(self.path)}.{self.kind.name}."
-        try:
-            names = os.listdir(self.dir)
-        except OSError:
-            return
-        for name in names:
-            if not (name.startswith(prefix) and name.endswith(".meta.json")) or name.startswith(self.stem):
-                continue
-            try:
-                with open(os.path.join(self.dir, name)) as f:
-                    old = json.load(f)
-                if old.get("source") != sig["source"] or (old.get("size"), old.get("mtime_ns")) == (
-                        sig["size"], sig["mtime_ns"]):
-                    continue  # another file, or the same file with another tokenizer
-                old_stem = name[: -len(".meta.json")]
-                for other in names:
-                    if other.startswith(old_stem + "."):
-                        os.remove(os.path.join(self.dir, other))
-            except (OSError, ValueError):
-                pass
+    def _build(self, src, tok, prefix, key, num_proc):
+        import copy
+        hf = hf_datasets()
+        path, typ = src
+        t0 = time.time()
+        size = _size(path)
+        big = size >= 1 << 20
+        # datasets' progress bar for big files only, on rank 0
+        (hf.enable_progress_bars if _is_rank0() and size >= 64 << 20 else hf.disable_progress_bars)()
+        with ExitStack() as stack:
+            if typ == "jsonl":  # rows = the lines' byte spans; the map reads and parses them
+                import datasets.table
+                spans = datasets.table.InMemoryTable.from_pydict(dict(zip(("start", "end"), _line_spans(path))))
+                rows = hf.Dataset(spans, fingerprint=key + "-lines")
+            elif typ == "parquet":  # as Arrow in a temporary folder, deleted once tokenized
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(dir=os.path.dirname(prefix)))
+                rows = hf.Dataset.from_parquet(path, cache_dir=tmp)
+            else:
+                rows = hf.load_from_disk(path)
+                if isinstance(rows, hf.DatasetDict):
+                    if "train" not in rows:
+                        raise data_error(path, None, 'a saved Dataset (or a DatasetDict with a "train" '
+                                         'split)', f"splits {sorted(rows)}", "save the split to train on")
+                    rows = rows["train"]
+            if len(rows) == 0:
+                raise data_error(path, None, "at least one row", "none", "check the file was fully written")
+            n = min(num_proc, len(rows))
+            rows.map(_encode_chunk, batched=True, batch_size=256, with_indices=True, num_proc=n if n > 1 else None,
+                     remove_columns=rows.column_names,
+                     # a big build tokenizes with a copy that gets a small BPE cache (_small_bpe_cache)
+                     fn_kwargs=dict(kind=self.kind.name, path=path, tok=copy.deepcopy(tok) if big else tok,
+                                    dtype=self.dtype.str, lines=typ == "jsonl", own_tok=big),
+                     cache_file_name=prefix + (".arrow" if n > 1 else "_00000_of_00001.arrow"),
+                     new_fingerprint=key, desc=f"tokenizing {os.path.basename(path)}")
+        print(f"tokenized {path} in {time.time() - t0:.1f}s -> {prefix}_*.arrow", file=sys.stderr, flush=True)
 
     # -- reading ------------------------------------------------------------------------------
-    def array(self, stream, part):
-        """Memory-mapped arrays, opened lazily so that pickling (DataLoader workers) stays cheap."""
-        a = self._arrays.get((stream, part))
-        if a is None:
-            f = self._file(self.dir, f"{stream}.{part}")
-            if part.endswith(".npy"):
-                a = np.load(f, mmap_mode="r")
-            else:
-                dtype = self.dtype if part == "tokens.bin" else np.uint8
-                a = np.memmap(f, dtype=dtype, mode="r")
-            self._arrays[(stream, part)] = a
-        return a
+    def column(self, name):
+        """A list column as numpy views of the memory-mapped Arrow buffers, opened on first use."""
+        col = self._cols.get(name)
+        if col is None:
+            col = self._cols[name] = _Lists(self.data.data.table.column(name))
+        return col
 
-    def sequence_lengths(self, stream):
-        return np.diff(np.asarray(self.array(stream, "offsets.npy")))
+    def array(self, name):
+        return self.data.data.table.column(name).to_numpy()
 
-    def __getstate__(self):
+    def __getstate__(self):  # DataLoader workers get the file paths, not the tokens
         state = dict(self.__dict__)
-        state["_arrays"] = {}
+        state["_cols"] = {}
         return state
 
 
-def _atomic_write_text(path, text):
-    t = f"{path}.tmp{os.getpid()}"
-    with open(t, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(t, path)
-
-
-def _read_chunks(path):
-    """Yield (first line number, [raw lines], bytes) of about _CHUNK_BYTES each."""
+def _line_spans(path):
+    """Byte offsets (start, end) of every line: newline positions found 4 MiB at a time."""
+    starts, pos = [np.zeros(1, np.int64)], 0
     with open(path, "rb") as f:
-        lines, nbytes, first = [], 0, 1
-        for lineno, raw in enumerate(f, 1):
-            lines.append(raw)
-            nbytes += len(raw)
-            if nbytes >= _CHUNK_BYTES or len(lines) >= _CHUNK_LINES:
-                yield first, lines, nbytes
-                lines, nbytes, first = [], 0, lineno + 1
-        if lines:
-            yield first, lines, nbytes
+        while block := f.read(4 << 20):
+            starts.append(np.flatnonzero(np.frombuffer(block, np.uint8) == 10) + (pos + 1))
+            pos += len(block)
+    starts = np.concatenate(starts)
+    if starts[-1] == pos:  # the file ends with a newline: no line after it
+        starts = starts[:-1]
+    return starts, np.append(starts[1:], pos)
+
+
+class _Lists:
+    """One list<int> column of a chunked Arrow table, read without copies: rows, or spans of the
+    concatenated values (the packed token stream)."""
+
+    def __init__(self, column):
+        self.parts = [(c.offsets.to_numpy(), c.values.to_numpy()) for c in column.chunks]
+        self.first_row = np.cumsum([0] + [len(o) - 1 for o, _ in self.parts])
+        self.first_value = np.cumsum([0] + [int(o[-1] - o[0]) for o, _ in self.parts])
+        self.total = int(self.first_value[-1])
+        self._starts = None
+
+    def lengths(self):
+        return np.concatenate([np.diff(o) for o, _ in self.parts] or [np.zeros(0, np.int64)]).astype(np.int64)
+
+    def row(self, i):
+        k = int(np.searchsorted(self.first_row, i, "right")) - 1
+        offsets, values = self.parts[k]
+        j = i - self.first_row[k]
+        return values[offsets[j]:offsets[j + 1]]
+
+    def span(self, a, b):
+        out = []
+        k = int(np.searchsorted(self.first_value, a, "right")) - 1
+        while a < b and k < len(self.parts):
+            offsets, values = self.parts[k]
+            lo = offsets[0] + a - self.first_value[k]
+            out.append(values[lo:lo + min(b, self.first_value[k + 1]) - a])
+            a, k = self.first_value[k + 1], k + 1
+        return out[0] if len(out) == 1 else np.concatenate(out) if out else np.zeros(0, np.int64)
+
+    def starts(self):
+        """Where each row starts in the concatenated values (n + 1 offsets, int64)."""
+        if self._starts is None:
+            self._starts = np.zeros(self.first_row[-1] + 1, np.int64)
+            np.cumsum(self.lengths(), out=self._starts[1:])
+        return self._starts
 
 
 def _load_tokenizer(tokenizer):
@@ -637,6 +598,12 @@ class _Base(Dataset):
             parts.append(f"{self.num_dropped} dropped (no target token left within max_length)")
         return ", ".join(parts)
 
+    def _open(self, data_path, tokenizer, max_length, kind, cache_dir, num_proc):
+        tokenizer = _load_tokenizer(tokenizer)
+        self.max_length = _check_max_length(max_length)
+        self.cache = TokenCache(data_path, tokenizer, kind, cache_dir, num_proc)
+        return tokenizer
+
     def _report(self, verbose):
         if verbose and (self.num_truncated or self.num_dropped) and _is_rank0():
             print(self.summary(), file=sys.stderr, flush=True)
@@ -647,18 +614,15 @@ class PretrainDataset(_Base):
 
     def __init__(self, data_path, tokenizer, max_length=512, *, cache_dir=None, num_proc=None,
                  verbose=True):
-        tokenizer = _load_tokenizer(tokenizer)
-        self.max_length = _check_max_length(max_length)
-        self.cache = TokenCache(data_path, tokenizer, PRETRAIN, cache_dir, num_proc)
-        full = self.cache.sequence_lengths("text")
+        self._open(data_path, tokenizer, max_length, PRETRAIN, cache_dir, num_proc)
+        full = self.cache.column("text_ids").lengths()
         self.num_truncated = int((full > self.max_length).sum())
         self.lengths = np.minimum(full, self.max_length) - 1
         self._report(verbose)
 
     def __getitem__(self, i):
         i = range(len(self))[i]  # negative indices; IndexError past the end
-        start = int(self.cache.array("text", "offsets.npy")[i])
-        ids = _long(self.cache.array("text", "tokens.bin")[start:start + self.lengths[i] + 1])
+        ids = _long(self.cache.column("text_ids").row(i)[:self.lengths[i] + 1])
         return ids[:-1], ids[1:], torch.ones(len(ids) - 1, dtype=torch.long)
 
 
@@ -674,46 +638,40 @@ class PackedPretrainDataset(_Base):
 
     def __init__(self, data_path, tokenizer, max_length=512, *, cache_dir=None, num_proc=None,
                  verbose=True):
-        tokenizer = _load_tokenizer(tokenizer)
-        self.max_length = _check_max_length(max_length)
-        self.cache = TokenCache(data_path, tokenizer, PRETRAIN, cache_dir, num_proc)
+        tokenizer = self._open(data_path, tokenizer, max_length, PRETRAIN, cache_dir, num_proc)
         self.bos_id = tokenizer.bos_token_id
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else tokenizer.eos_token_id
-        self.num_tokens = int(self.cache.meta["num_tokens"]["text"])
+        self.num_tokens = self.cache.column("text_ids").total
         rows = -(-(self.num_tokens - 1) // self.max_length)
         self.lengths = np.full(rows, self.max_length, dtype=np.int64)
 
     def __getitem__(self, r):
-        if r < 0:
-            r += len(self)
-        if not 0 <= r < len(self):
-            raise IndexError(r)
+        r = range(len(self))[r]  # negative indices; IndexError past the end
         L = self.max_length
         start = r * L
-        tokens = self.cache.array("text", "tokens.bin")
+        col = self.cache.column("text_ids")
         row = np.full(L + 1, self.pad_id, dtype=np.int64)
-        chunk = tokens[start:start + L + 1]
+        chunk = col.span(start, start + L + 1)
         row[:len(chunk)] = chunk
         mask = np.zeros(L, dtype=np.int64)
         mask[:len(chunk) - 1] = 1
-        offsets = self.cache.array("text", "offsets.npy")
+        offsets = col.starts()
         lo, hi = np.searchsorted(offsets, [start + 1, start + L + 1])
-        mask[np.asarray(offsets[lo:hi]) - (start + 1)] = 0  # targets that open a new document
+        mask[offsets[lo:hi] - (start + 1)] = 0  # targets that open a new document
         row = torch.from_numpy(row)
         return row[:-1], row[1:], torch.from_numpy(mask)
 
 
 class _ChatBase(_Base):
-    def _select(self, streams, tokenizer, data_path, kind, cache_dir, num_proc):
+    def _select(self, streams, tokenizer, max_length, data_path, kind, cache_dir, num_proc):
         """Per stream: length kept and whether a target survives truncation; keep samples where all do."""
-        self.cache = TokenCache(data_path, tokenizer, kind, cache_dir, num_proc)
+        self._open(data_path, tokenizer, max_length, kind, cache_dir, num_proc)
         L = self.max_length
         keep, truncated, kept_len = None, None, []
         for s in streams:
-            full = self.cache.sequence_lengths(s)
-            first = np.load(self.cache._file(self.cache.dir, f"{s}.first.npy"))
-            ok = first < L  # position of the first target token must fit in the kept ids
+            full = self.cache.column(f"{s}_ids").lengths()
+            ok = self.cache.array(f"{s}_first") < L  # the first target must fit in the kept ids
             keep = ok if keep is None else keep & ok
             tr = full > L
             truncated = tr if truncated is None else truncated | tr
@@ -729,9 +687,8 @@ class _ChatBase(_Base):
                              f"{L}", "none", "raise max_length (--max_seq_len)")
 
     def _item(self, stream, j, n):
-        start = int(self.cache.array(stream, "offsets.npy")[j])
-        ids = _long(self.cache.array(stream, "tokens.bin")[start:start + n])
-        mask = _long(self.cache.array(stream, "mask.bin")[start + 1:start + n])
+        ids = _long(self.cache.column(f"{stream}_ids").row(j)[:n])
+        mask = _long(self.cache.column(f"{stream}_mask").row(j)[1:n])
         return ids[:-1], ids[1:], mask
 
 
@@ -741,9 +698,7 @@ class SFTDataset(_ChatBase):
 
     def __init__(self, jsonl_path, tokenizer, max_length=512, *, cache_dir=None, num_proc=None,
                  verbose=True):
-        tokenizer = _load_tokenizer(tokenizer)
-        self.max_length = _check_max_length(max_length)
-        self._select(("conversations",), tokenizer, jsonl_path, SFT, cache_dir, num_proc)
+        self._select(("conversations",), tokenizer, max_length, jsonl_path, SFT, cache_dir, num_proc)
         self._report(verbose)
 
     def __getitem__(self, i):
@@ -756,9 +711,7 @@ class DPODataset(_ChatBase):
 
     def __init__(self, file_path, tokenizer, max_length=1024, *, cache_dir=None, num_proc=None,
                  verbose=True):
-        tokenizer = _load_tokenizer(tokenizer)
-        self.max_length = _check_max_length(max_length)
-        self._select(("chosen", "rejected"), tokenizer, file_path, DPO, cache_dir, num_proc)
+        self._select(("chosen", "rejected"), tokenizer, max_length, file_path, DPO, cache_dir, num_proc)
         self._report(verbose)
 
     def __getitem__(self, i):
@@ -807,4 +760,4 @@ def dpo_collate(pad_id):
 
 
 __all__ = ["DataError", "PretrainDataset", "PackedPretrainDataset", "SFTDataset", "DPODataset",
-           "pad_collate", "dpo_collate", "TokenCache", "tokenizer_fingerprint"]
+           "pad_collate", "dpo_collate", "TokenCache", "tokenizer_fingerprint", "resolve_sources"]

@@ -1,14 +1,20 @@
-"""Peak memory of building and reading the token cache, against the size of the JSONL file.
+"""Build time, peak memory, reopening and a DataLoader epoch of the data sets, against the file's size;
+optionally side by side with another checkout of the code (--compare_with, e.g. a git worktree of an
+earlier commit), interleaved in the same run.
 
 Generates a MiniMind-format JSONL file of --size_mb (pretrain {"text"} or SFT {"conversations"}),
-then, each in a fresh subprocess so the peaks do not mix:
-  build  - construct the dataset with no cache (stream, validate, tokenize, write the memmaps)
-  reuse  - construct it again (cache hit) and read --reads random items
+then, for each implementation (old, new: one after the other, in the same order each time), each in a
+fresh subprocess so the peaks do not mix:
+  build  - construct the data set with no cache (validate, tokenize, write the cache)
+  reuse  - construct it again (a cache hit: "open") and read --reads random items
+  epoch  - one DataLoader epoch over the cache: shuffled, batches of 32, padded by the project's collate
+           (pretraining: PackedPretrainDataset rows, the training default; SFT: SFTDataset)
   lists  - (--compare_lists) MiniMind's way: json.loads every line into a Python list
-Peak RSS is VmHWM (ru_maxrss, but not inherited over exec); "growth" is how much the peak rose above the peak after imports (torch,
-transformers, the tokenizer). Tokenizing worker processes (--num_proc > 1; forked, so their RSS
-counts the parent's shared pages) are sampled every 0.5 s for the sum of their Private_Dirty. Reading memory-maps the cache: pages touched count
-in RSS but are file-backed page cache (RssFile), not allocations (RssAnon); both are shown at the end.
+Peak RSS is VmHWM (ru_maxrss, but not inherited over exec); "growth" is how much the peak rose above
+the peak after imports (torch, transformers, datasets, the tokenizer). Tokenizing worker processes
+(--num_proc > 1; forked, so their RSS counts the parent's shared pages) are sampled every 0.5 s for the
+sum of their Private_Dirty. Reading memory-maps the cache: pages touched count in RSS but are
+file-backed page cache (RssFile), not allocations (RssAnon); both are shown at the end.
 
     python scripts/bench_data_memory.py --size_mb 300 --kind pretrain --compare_lists
 """
@@ -62,13 +68,19 @@ def sample():
         workers_peak[0] = max(workers_peak[0], children_anon_mb())
         time.sleep(0.5)
 threading.Thread(target=sample, daemon=True).start()
-mode, path, kind, tok_path, max_length, reads, num_proc = {args!r}
+mode, path, kind, tok_path, max_length, reads, num_proc, cache_dir = {args!r}
 import numpy as np, torch
 from transformers import AutoTokenizer
-from dataset.lm_dataset import PretrainDataset, SFTDataset
+from dataset.lm_dataset import PackedPretrainDataset, PretrainDataset, SFTDataset, pad_collate
+try:
+    import datasets  # a fixed cost of the library (the new code imports it on first use), not of the data
+except ImportError:
+    pass
 tok = AutoTokenizer.from_pretrained(tok_path)
+torch.set_num_threads(1)
 base = rss_mb()  # peak so far: imports and tokenizer
 t0 = time.time()
+out = {{}}
 if mode == "lists":  # what MiniMind's loaders do
     samples = []
     with open(path, encoding="utf-8") as f:
@@ -76,17 +88,26 @@ if mode == "lists":  # what MiniMind's loaders do
             samples.append(json.loads(line))
     n = len(samples)
 else:
-    cls = PretrainDataset if kind == "pretrain" else SFTDataset
-    ds = cls(path, tok, max_length, num_proc=num_proc, verbose=False)
+    cls = (PackedPretrainDataset if mode == "epoch" else PretrainDataset) if kind == "pretrain" else SFTDataset
+    ds = cls(path, tok, max_length, num_proc=num_proc, verbose=False, cache_dir=cache_dir)
     n = len(ds)
     assert ds.cache.built == (mode == "build"), "cache state not as expected"
+    out["open_seconds"] = round(time.time() - t0, 3)
     if reads:
         rng = np.random.default_rng(0)
-        tokens = 0
+        tokens, t1 = 0, time.time()
         for i in rng.integers(0, n, reads):
             tokens += len(ds[int(i)][0])
+        out["read_us"] = round((time.time() - t1) / reads * 1e6, 1)
+    if mode == "epoch":
+        loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, collate_fn=pad_collate(0),
+                                             generator=torch.Generator().manual_seed(0))
+        t1, batches = time.time(), 0
+        for X, Y, M in loader:
+            batches += 1
+        out.update(epoch_seconds=round(time.time() - t1, 2), batches=batches)
 elapsed = time.time() - t0
-print(json.dumps(dict(mode=mode, samples=n, seconds=round(elapsed, 2), rss_after_imports_mb=round(base, 1),
+print(json.dumps(dict(out, mode=mode, samples=n, seconds=round(elapsed, 2), rss_after_imports_mb=round(base, 1),
                       peak_rss_mb=round(rss_mb(), 1), growth_mb=round(rss_mb() - base, 1),
                       end_rss_anon_mb=round(status_mb("RssAnon"), 1), end_rss_file_mb=round(status_mb("RssFile"), 1),
                       workers_peak_private_mb=round(workers_peak[0], 1))))
@@ -122,11 +143,12 @@ def generate(path, size_mb, kind, seed=0):
     return os.path.getsize(path)
 
 
-def run_child(mode, path, kind, tok_path, max_length, reads, num_proc):
-    code = _CHILD.format(root=ROOT, args=(mode, path, kind, tok_path, max_length, reads, num_proc))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+def run_child(mode, path, kind, tok_path, max_length, reads, num_proc, root=ROOT, cache_dir=None):
+    code = _CHILD.format(root=root, args=(mode, path, kind, tok_path, max_length, reads, num_proc, cache_dir))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
     if out.returncode != 0:
-        raise RuntimeError(f"{mode} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{mode} ({root}) failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -137,37 +159,59 @@ def default_tokenizer():
     sys.exit("no tokenizer found: pass --tokenizer_path")
 
 
+def _dir_mb(d):
+    return round(sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f != ".gitignore") / 2 ** 20, 1)
+
+
+def _line(name, mode, r, size):
+    extra = ""
+    if "open_seconds" in r and mode != "build":
+        extra += f"  open {r['open_seconds']:.2f}s"
+    if "read_us" in r:
+        extra += f"  {r['read_us']:.0f} us/item"
+    if "epoch_seconds" in r:
+        extra += f"  epoch {r['epoch_seconds']:.1f}s ({r['batches']} batches)"
+    return (f"{name:4s} {mode:6s} {r['seconds']:7.1f}s  peak RSS {r['peak_rss_mb']:7.1f} MiB  growth "
+            f"{r['growth_mb']:7.1f} MiB ({r['growth_mb'] * 2**20 / size:.1%} of file)  RssAnon/RssFile "
+            f"{r['end_rss_anon_mb']:.0f}/{r['end_rss_file_mb']:.0f} MiB  workers' private peak "
+            f"{r['workers_peak_private_mb']:.1f} MiB  samples {r['samples']}{extra}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size_mb", type=int, default=300)
-    ap.add_argument("--kind", choices=("pretrain", "sft"), default="pretrain")
+    ap.add_argument("--kind", choices=("pretrain", "sft", "both"), default="pretrain")
     ap.add_argument("--tokenizer_path", default=None)
     ap.add_argument("--max_length", type=int, default=512)
     ap.add_argument("--reads", type=int, default=20000, help="random items read after a cache hit")
     ap.add_argument("--num_proc", type=int, default=None, help="tokenizing processes (default: auto)")
     ap.add_argument("--compare_lists", action="store_true", help="also load it MiniMind's way")
+    ap.add_argument("--compare_with", default=None, metavar="DIR",
+                    help="another checkout of this repository (e.g. `git worktree add /tmp/old COMMIT`), "
+                         "measured first in every step")
     ap.add_argument("--workdir", default=None, help="where to write the file (default: a temp dir)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     tok_path = args.tokenizer_path or default_tokenizer()
-    with tempfile.TemporaryDirectory(dir=args.workdir) as d:
-        path = os.path.join(d, f"{args.kind}.jsonl")
-        t0 = time.time()
-        size = generate(path, args.size_mb, args.kind)
-        print(f"generated {path}: {size / 2**20:.1f} MiB in {time.time() - t0:.1f}s", flush=True)
-        results = {"file_mb": round(size / 2 ** 20, 1), "kind": args.kind, "tokenizer": tok_path}
-        for mode in ("build", "reuse") + (("lists",) if args.compare_lists else ()):
-            r = run_child(mode, path, args.kind, tok_path, args.max_length,
-                          args.reads if mode == "reuse" else 0, args.num_proc)
-            results[mode] = r
-            print(f"{mode:6s} {r['seconds']:7.1f}s  peak RSS {r['peak_rss_mb']:7.1f} MiB  growth "
-                  f"{r['growth_mb']:7.1f} MiB ({r['growth_mb'] * 2**20 / size:.1%} of file)  RssAnon/RssFile "
-                  f"{r['end_rss_anon_mb']:.0f}/{r['end_rss_file_mb']:.0f} MiB  workers' private peak "
-                  f"{r['workers_peak_private_mb']:.1f} MiB  samples {r['samples']}", flush=True)
-        cache = os.path.join(d, ".minimind_cache")
-        results["cache_mb"] = round(sum(os.path.getsize(os.path.join(cache, f))
-                                        for f in os.listdir(cache)) / 2 ** 20, 1)
-        print(f"cache on disk: {results['cache_mb']} MiB")
+    impls = ([("old", os.path.abspath(args.compare_with))] if args.compare_with else []) + [("new", ROOT)]
+    results = {"impls": dict(impls), "tokenizer": tok_path, "num_proc": args.num_proc or "auto"}
+    for kind in (("pretrain", "sft") if args.kind == "both" else (args.kind,)):
+        with tempfile.TemporaryDirectory(dir=args.workdir) as d:
+            path = os.path.join(d, f"{kind}.jsonl")
+            t0 = time.time()
+            size = generate(path, args.size_mb, kind)
+            print(f"generated {path}: {size / 2**20:.1f} MiB in {time.time() - t0:.1f}s", flush=True)
+            res = results[kind] = {"file_mb": round(size / 2 ** 20, 1)}
+            for mode in ("build", "reuse", "epoch") + (("lists",) if args.compare_lists else ()):
+                for name, root in impls if mode != "lists" else impls[-1:]:
+                    cache = os.path.join(d, f"cache_{name}")
+                    r = run_child(mode, path, kind, tok_path, args.max_length,
+                                  args.reads if mode == "reuse" else 0, args.num_proc, root, cache)
+                    res.setdefault(name, {})[mode] = r
+                    print(_line(name, mode, r, size), flush=True)
+            for name, _ in impls:
+                res[name]["cache_mb"] = _dir_mb(os.path.join(d, f"cache_{name}"))
+                print(f"{name:4s} cache on disk: {res[name]['cache_mb']} MiB", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -348,6 +348,19 @@ def test_bad_line_names_file_and_line(tmp_path, mm_tok, kind, bad, expected):
     assert isinstance(e.value, ValueError)
 
 
+@pytest.mark.parametrize("line,reason", [
+    ('{"text": "unterminated', "invalid JSON (unterminated string starting at column 10)"),
+    ('{"text": "ok"', "invalid JSON (the line ends before the JSON object does (column 14))"),
+    ('{"text": "a" "b"}', "invalid JSON (expecting ',' delimiter at column 14)"),
+    ('{"text": "tab\there"}', "invalid JSON (invalid control character at column 14)"),
+])
+def test_json_errors_say_what_is_wrong(tmp_path, mm_tok, line, reason):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"text": "fine"}, line])
+    with pytest.raises(DataError) as e:
+        PretrainDataset(path, mm_tok, 64)
+    assert str(e.value) == f"{path}:2: expected one JSON object per line, got {reason}; fix or delete this line"
+
+
 def test_invalid_utf8(tmp_path, mm_tok):
     path = tmp_path / "p.jsonl"
     path.write_bytes(b'{"text": "ok"}\n{"text": "\xff\xfe"}\n')
@@ -447,17 +460,17 @@ def test_tokenizer_change_invalidates(tmp_path, mm_tok):
     assert "Be brief" in tok.decode(b[0][0]) and "Be brief" not in mm_tok.decode(a[0][0])
 
 
-def test_error_is_recorded_for_other_ranks(tmp_path, mm_tok, monkeypatch):
+def test_bad_file_leaves_no_cache_and_fails_the_same_way(tmp_path, mm_tok):
     path = write_jsonl(tmp_path / "p.jsonl", [{"text": "ok"}, "{oops"])
     with pytest.raises(DataError, match=":2: ") as first:
         PretrainDataset(path, mm_tok, 64)
-    monkeypatch.setattr(lm, "_encode_chunk", _must_not_tokenize)
-    with pytest.raises(DataError) as again:
+    assert not any(n.endswith(".arrow") for n in os.listdir(tmp_path / ".minimind_cache"))
+    with pytest.raises(DataError) as again:  # checked again, never loaded half-built
         PretrainDataset(path, mm_tok, 64)
     assert str(again.value) == str(first.value) and again.value.line == 2
 
 
-def test_fallback_cache_dir_when_data_dir_not_writable(tmp_path, mm_tok, monkeypatch):
+def test_cache_dir_from_environment_when_data_dir_not_writable(tmp_path, mm_tok, monkeypatch):
     path = write_jsonl(tmp_path / "p.jsonl", [{"text": "x"}])
     beside = str(tmp_path / ".minimind_cache")
     real = lm._usable_dir
@@ -466,6 +479,9 @@ def test_fallback_cache_dir_when_data_dir_not_writable(tmp_path, mm_tok, monkeyp
     ds = PretrainDataset(path, mm_tok, 64)
     assert ds.cache.dir == str(tmp_path / "home_cache") and len(ds) == 1
     assert not os.path.exists(beside)
+    monkeypatch.delenv("MINIMIND_DATA_CACHE")
+    with pytest.raises(DataError, match="expected a writable cache folder.*set MINIMIND_DATA_CACHE"):
+        PretrainDataset(path, mm_tok, 64)
 
 
 def _build_in_child(args):
@@ -531,3 +547,64 @@ def test_bundled_demo_data_loads(tmp_path, tok):
         assert m.any()
         if len(x) < 511:  # not truncated: the last target closes the last answer
             assert y[m.bool()][-1] == tok.eos_token_id
+
+
+# ---------------------------------------------------------------------------------------------
+# More inputs: Parquet, save_to_disk folders, globs and folders of shards
+
+def test_parquet_saved_dataset_and_shards_give_the_same_items(tmp_path, mm_tok):
+    """The demo SFT and DPO files converted in the test: every form gives the JSONL file's items."""
+    import shutil
+
+    from dataset.lm_dataset import hf_datasets
+    hf = hf_datasets()
+    demo = os.path.join(ROOT, "dataset", "demo")
+    for name, cls, L in (("sft.jsonl", SFTDataset, 512), ("dpo.jsonl", DPODataset, 1024)):
+        if not os.path.exists(os.path.join(demo, name)):
+            pytest.skip("dataset/demo not generated")
+        stem = name.split(".")[0]
+        d = tmp_path / stem
+        os.makedirs(d / "shards")
+        shutil.copy(os.path.join(demo, name), d / name)
+        with open(d / name, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        table = hf.Dataset.from_list(rows)
+        table.to_parquet(str(d / f"{stem}.parquet"))
+        table.save_to_disk(str(d / "saved"))
+        for k in range(3):  # shards of a third each, named so that sorting keeps the order
+            write_jsonl(d / "shards" / f"{stem}_{k}.jsonl", rows[k * len(rows) // 3:(k + 1) * len(rows) // 3])
+        ref = cls(str(d / name), mm_tok, L)
+        for path in (d / f"{stem}.parquet", d / "saved", d / "shards", d / "shards" / f"{stem}_*.jsonl"):
+            ds = cls(str(path), mm_tok, L, verbose=False)
+            assert ds.cache.built == (not str(path).endswith("*.jsonl")), path  # the glob: same shards
+            assert len(ds) == len(ref) and np.array_equal(ds.lengths, ref.lengths), path
+            for i in (0, len(ref) // 2, len(ref) - 1):
+                a, b = ref[i], ds[i]
+                if isinstance(a, dict):
+                    a, b = [a[k] for k in sorted(a)], [b[k] for k in sorted(b)]
+                assert all(torch.equal(torch.as_tensor(x), torch.as_tensor(y)) for x, y in zip(a, b)), path
+        assert not cls(str(d / f"{stem}.parquet"), mm_tok, L).cache.built  # cached like a JSONL file
+    assert [f for f in os.listdir(tmp_path / "sft" / CACHE) if not f.endswith((".arrow", ".lock"))] == [".gitignore"]
+
+
+CACHE = lm.CACHE_DIRNAME
+
+
+def test_parquet_row_errors_and_patterns_without_files(tmp_path, mm_tok):
+    from dataset.lm_dataset import hf_datasets
+    rows = [{"conversations": [U, A]}, {"conversations": [U, {"role": "robot", "content": "x"}]}]
+    path = str(tmp_path / "s.parquet")
+    hf_datasets().Dataset.from_list(rows).to_parquet(path)
+    with pytest.raises(DataError, match=r"s\.parquet:2: expected message 2 of \"conversations\" to have role"):
+        SFTDataset(path, mm_tok, 64)
+    with pytest.raises(DataError, match="expected files matching this pattern, got none"):
+        SFTDataset(str(tmp_path / "nothing_*.jsonl"), mm_tok, 64)
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(DataError, match="a folder without them"):
+        SFTDataset(str(tmp_path / "empty"), mm_tok, 64)
+
+
+def test_datasets_runs_offline():
+    from dataset.lm_dataset import hf_datasets
+    hf = hf_datasets()
+    assert os.environ["HF_DATASETS_OFFLINE"] == "1" and hf.config.HF_HUB_OFFLINE
