@@ -15,7 +15,8 @@ run on every node (same flags everywhere); only global rank 0 logs, saves and ta
 
 Resume: every --save_interval steps, next to the weights ({out_dir}/{save_weight}_{dim}[_moe].pth),
 {save_weight}_{dim}[_moe]_resume.pth holds the full-precision model, optimizer, scaler, position
-(epoch, batches done, step), RNG states of every rank, the wandb run id, the stage's own state
+(epoch, batches done, step), RNG states (and with --streaming the stream's position) of every rank,
+the wandb run id, the stage's own state
 (DPO: the reference log-probs) and the configuration it belongs to. The batch order is a pure
 function of (seed, epoch, world size, batch size), so a resumed run regenerates it and skips
 what was done: on CPU in float32 its later losses equal an uninterrupted run's.
@@ -37,7 +38,7 @@ from trainer.checkpoint import (SaveError, atomic_save_many, load_weights, made_
                                 remove_stale_temps, resume_path, torch_load, unwrap, weight_path)
 from trainer.errors import Interrupted, UserError
 from trainer.faults import StepGuard, agree, continue_hint, interrupt_message, plural, remedies, saved_phrase
-from trainer.sampler import LengthGroupedBatchSampler, ShardedEvalSampler
+from trainer.sampler import LengthGroupedBatchSampler, ShardedEvalSampler, StreamSampler
 from trainer.schedule import get_lr
 
 RESUME_FORMAT = 1
@@ -248,6 +249,8 @@ class Trainer:
               "learning_rate": a.learning_rate, "warmup_iters": a.warmup_iters, "grad_clip": a.grad_clip,
               "seed": a.seed, "world_size": self.world_size, "group_by_length": bool(a.group_by_length),
               "dtype": str(self.dtype).replace("torch.", "")}
+        if getattr(a, "streaming", False):
+            fp["streaming"] = True
         for k, v in stage.fingerprint().items():
             fp[k] = v
         return fp
@@ -285,6 +288,8 @@ class Trainer:
         failed save stops all ranks with rank 0's line."""
         # every rank's RNG goes into the file: gathered collectively, written by rank 0
         rng = _rng_state()
+        if getattr(self, "stream", None) is not None:  # --streaming: where this rank's stream is
+            rng["data"] = self.stream.state_dict()
         if self.ddp:
             gathered = [None] * self.world_size
             dist.all_gather_object(gathered, rng)
@@ -373,8 +378,10 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, model, train_ds, collate, stage, val_ds=None):
         a = self.args
-        sampler = LengthGroupedBatchSampler(train_ds.lengths, a.batch_size, self.rank, self.world_size,
-                                            seed=a.seed, group_by_length=a.group_by_length)
+        self.stream = train_ds if getattr(train_ds, "streaming", False) else None
+        sampler = StreamSampler(train_ds, a.batch_size, self.world_size) if self.stream is not None else \
+            LengthGroupedBatchSampler(train_ds.lengths, a.batch_size, self.rank, self.world_size,
+                                      seed=a.seed, group_by_length=a.group_by_length)
         batches_per_epoch = len(sampler)
         steps_per_epoch = -(-batches_per_epoch // a.accumulation_steps)
         total_steps = a.epochs * steps_per_epoch
@@ -400,6 +407,8 @@ class Trainer:
             start_epoch, start_batch, step = resume["epoch"], resume["batch"], resume["step"]
             rngs = resume["rng"]
             _set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+            if self.stream is not None:
+                self.stream.load_state_dict(rngs[self.rank]["data"])
             self.wandb_id = resume.get("wandb_id")
             self.step, self.saved_step, self.saved_paths = step, step, self.out_paths(stage)
             if step >= total_steps:
@@ -434,9 +443,10 @@ class Trainer:
             if first >= batches_per_epoch:
                 continue
             sampler.set_epoch(epoch, first)
-            loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=CountingCollate(collate),
-                                num_workers=a.num_workers, pin_memory=self.device.type == "cuda",
-                                generator=torch.Generator())  # leave the global RNG alone
+            loader = sampler.loader(train_ds, CountingCollate(collate)) if self.stream is not None else \
+                DataLoader(train_ds, batch_sampler=sampler, collate_fn=CountingCollate(collate),
+                           num_workers=a.num_workers, pin_memory=self.device.type == "cuda",
+                           generator=torch.Generator())  # leave the global RNG alone
             b = first
             for batch, ntok in loader:
                 group_start = b - b % a.accumulation_steps

@@ -7,7 +7,13 @@ DistributedSampler, and a resumed run regenerates the plan and skips what it alr
 Length grouping: random megabatches of `group` global batches are sorted by length and cut into
 batches, so each batch holds similar lengths and pads little once collated to its longest
 item; the batches are then shuffled so long and short ones alternate through the epoch.
+
+--streaming 1 (StreamSampler): the data set is an endless, resumable stream (dataset/streaming.py);
+an epoch is the number of batches one pass is estimated to give, and its batches are simply the
+stream's next ones, read in the training process.
 """
+import itertools
+
 import numpy as np
 import torch
 
@@ -77,3 +83,25 @@ class ShardedEvalSampler:
 
     def __len__(self):
         return len(self.batches)
+
+
+class StreamSampler:
+    """The epoch plan of a streaming data set: len(ds) estimated rows per pass -> batches per rank."""
+
+    def __init__(self, ds, batch_size, world_size=1):
+        self.batch_size = int(batch_size)
+        self.batches = max(1, len(ds) // (self.batch_size * int(world_size)))
+        self.start = 0
+
+    def set_epoch(self, epoch, start_batch=0):
+        self.start = int(start_batch)  # the stream's position (resume file) says where it is
+
+    def __len__(self):
+        return self.batches
+
+    def loader(self, ds, collate):
+        """This epoch's remaining batches: the next ones of the stream (no workers: the position is
+        this process's)."""
+        from torch.utils.data import DataLoader
+        return itertools.islice(DataLoader(ds, batch_size=self.batch_size, collate_fn=collate),
+                                self.batches - self.start)
