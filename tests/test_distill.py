@@ -242,6 +242,20 @@ def test_kl_falls_agreement_rises_on_demo_data_and_wandb(ckpts, small_sft, tmp_p
     assert by_step[40]["agreement"] == pytest.approx(agree[40], abs=1e-4)
     assert by_step[40]["val/kl"] == pytest.approx(vkl[40], abs=1e-4)
 
+    # scripts/demo.py --distill scores students the same way (scripts/demo_distill.py): the distilled
+    # student agrees with the teacher far more than the untrained one it started as
+    import argparse
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import demo_distill
+    shutil.copy(ckpts / "full_sft_32.pth", out)
+    a = argparse.Namespace(out_dir=str(out), dim=64, n_layers=1, threads=1, max_seq_len=48)
+    s = argparse.Namespace(out_dir=str(out), dim=32)
+    agree = demo_distill.teacher_agreement(a, s, {"val": str(small_sft / "val.jsonl")})
+    # (the .pth is float16, the run's own validation saw float32 weights)
+    assert agree["full_dist"]["val"]["agreement"] == pytest.approx(vagree[40], abs=0.02)
+    assert agree["full_dist"]["val"]["kl"] == pytest.approx(vkl[40], rel=0.05)
+    assert agree["full_dist"]["val"]["agreement"] > agree["full_sft"]["val"]["agreement"] + 0.1
+
     # resuming with another alpha is refused in one line, naming the flag (after the data summaries)
     with pytest.raises(SystemExit) as e:
         run_main(train_distillation.main, argv + ["--alpha", "0.5", "--from_resume", "1"])
