@@ -17,6 +17,7 @@ MADE_BY = {
     "full_sft": "train_full_sft.py",
     "rlhf": "train_dpo.py",
     "reason": "train_distill_reason.py",
+    "full_dist": "train_distillation.py",
 }
 
 
