@@ -20,14 +20,15 @@ DEMO = os.path.join(ROOT, "scripts", "demo.py")
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import demo  # noqa: E402
 
-# Reduced demo: the full demo's model and learning rates, a third of its passes. Every value is
+# Reduced demo: the full demo's model and learning rates, a third of its passes (the reasoning stage:
+# half the passes at twice the rate). Every value is
 # given so a change of the demo's defaults cannot silently change this test. One thread keeps
 # the run fast on a busy machine and its floating-point sums in a fixed order.
 REDUCED = ["--dim", "128", "--n_layers", "2", "--max_seq_len", "128", "--threads", "1", "--seed", "1337",
            "--pretrain_epochs", "8", "--pretrain_batch", "8", "--pretrain_lr", "3e-3",
            "--sft_epochs", "4", "--sft_batch", "8", "--sft_lr", "5e-4",
            "--dpo_epochs", "1", "--dpo_batch", "8", "--dpo_lr", "2e-5",
-           "--reason_epochs", "6", "--reason_batch", "8", "--reason_lr", "1e-3"]
+           "--reason_epochs", "4", "--reason_batch", "8", "--reason_lr", "2e-3"]
 # Naming the asked attribute with a random value would be right about 1 time in 8 (~7 of 56).
 # This run answered 38/56 after SFT (seeds 1 and 2: 33 and 38), so the bound below is far above
 # chance yet leaves room for the float differences another CPU can bring to greedy decoding.
@@ -139,7 +140,8 @@ def test_reasoning_stage_reports_its_three_figures(reduced):
                                                for a, it in zip(r["reason"]["answers"], items))
     assert f"thinking states both facts of the chain: {r['chain_in_think']['count']}/{len(items)}" in proc.stdout
     assert not any(t in a["answer"] for a in r["reason"]["answers"] for t in ("<think>", "</answer>"))
-    assert r["well_formed"]["count"] >= 0.8 * len(items), r["reason"]["answers"]  # the format is learnt
+    # the format is learnt (this run: 18/20; the full demo's longer stage: 20/20; untrained: 0/20)
+    assert r["well_formed"]["count"] >= 0.7 * len(items), r["reason"]["answers"]
     assert (out / "reason_128.pth").is_file()
 
 
