@@ -1,6 +1,7 @@
-"""MiniMind's JSONL data sets (pretrain, SFT, DPO) over memory-mapped token caches."""
+"""MiniMind's data sets (pretrain, SFT, DPO) on 🤗 datasets: memory-mapped Arrow caches, and streaming."""
 from .lm_dataset import (DataError, DPODataset, PackedPretrainDataset, PretrainDataset,
                          SFTDataset, dpo_collate, pad_collate)
+from .streaming import StreamingPretrainDataset
 
 __all__ = ["DataError", "PretrainDataset", "PackedPretrainDataset", "SFTDataset", "DPODataset",
-           "pad_collate", "dpo_collate"]
+           "StreamingPretrainDataset", "pad_collate", "dpo_collate"]

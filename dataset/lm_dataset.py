@@ -27,6 +27,8 @@ inference. Tokens after the last target are dropped. A sample with no target lef
 dropped (`num_dropped`), truncated ones are counted (`num_truncated`): `summary()`, printed by rank 0.
 Streaming (--streaming 1) is dataset/streaming.py.
 """
+import bisect
+import gc
 import glob
 import hashlib
 import json
@@ -441,6 +443,7 @@ class TokenCache:
         stem = f"{base}-{key}"
         d = cache_dir or os.environ.get("MINIMIND_DATA_CACHE") or os.path.join(
             os.path.dirname(os.path.abspath(path)), CACHE_DIRNAME)
+        data = None
         if not _cache_files(d, stem):
             from filelock import FileLock
             if not _usable_dir(d):
@@ -448,15 +451,17 @@ class TokenCache:
                                 "set MINIMIND_DATA_CACHE to a writable folder")
             with FileLock(os.path.join(d, stem + ".lock")):  # one process builds, the others wait
                 if not _cache_files(d, stem):
-                    self._build(src, tok, os.path.join(d, stem + ".tokens"), key, num_proc)
+                    data = self._build(src, tok, os.path.join(d, stem + ".tokens"), key, num_proc)
                     self.built = True
                     for f in os.listdir(d):  # earlier versions of this file, or another tokenizer
                         if f.startswith(base + "-") and not f.startswith(stem + "."):
                             os.remove(os.path.join(d, f))
         if not hasattr(self, "dir"):
             self.dir, self.stem = d, stem
-        parts = [hf.Dataset.from_file(f) for f in _cache_files(d, stem)]
-        return parts[0] if len(parts) == 1 else hf.concatenate_datasets(parts)
+        if data is None:  # the map's result is these files, opened once
+            parts = [hf.Dataset.from_file(f) for f in _cache_files(d, stem)]
+            data = parts[0] if len(parts) == 1 else hf.concatenate_datasets(parts)
+        return data
 
     def _build(self, src, tok, prefix, key, num_proc):
         import copy
@@ -485,14 +490,17 @@ class TokenCache:
             if len(rows) == 0:
                 raise data_error(path, None, "at least one row", "none", "check the file was fully written")
             n = min(num_proc, len(rows))
-            rows.map(_encode_chunk, batched=True, batch_size=256, with_indices=True, num_proc=n if n > 1 else None,
-                     remove_columns=rows.column_names,
-                     # a big build tokenizes with a copy that gets a small BPE cache (_small_bpe_cache)
-                     fn_kwargs=dict(kind=self.kind.name, path=path, tok=copy.deepcopy(tok) if big else tok,
-                                    dtype=self.dtype.str, lines=typ == "jsonl", own_tok=big),
-                     cache_file_name=prefix + (".arrow" if n > 1 else "_00000_of_00001.arrow"),
-                     new_fingerprint=key, desc=f"tokenizing {os.path.basename(path)}")
+            if n > 1:  # forked workers: keep their garbage collector from copying the parent's heap
+                stack.callback(gc.unfreeze)
+                gc.freeze()
+            data = rows.map(  # a big build tokenizes with a copy that gets a small BPE cache
+                _encode_chunk, batched=True, with_indices=True, num_proc=n if n > 1 else None,
+                remove_columns=rows.column_names, cache_file_name=prefix + (".arrow" if n > 1 else "_00000_of_00001.arrow"),
+                fn_kwargs=dict(kind=self.kind.name, path=path, tok=copy.deepcopy(tok) if big else tok,
+                               dtype=self.dtype.str, lines=typ == "jsonl", own_tok=big),
+                new_fingerprint=key, desc=f"tokenizing {os.path.basename(path)}")
         print(f"tokenized {path} in {time.time() - t0:.1f}s -> {prefix}_*.arrow", file=sys.stderr, flush=True)
+        return data
 
     # -- reading ------------------------------------------------------------------------------
     def column(self, name):
@@ -531,6 +539,7 @@ class _Lists:
     def __init__(self, column):
         self.parts = [(c.offsets.to_numpy(), c.values.to_numpy()) for c in column.chunks]
         self.first_row = np.cumsum([0] + [len(o) - 1 for o, _ in self.parts])
+        self._first_row = self.first_row.tolist()  # for bisect: a row's lookup is the hot path
         self.first_value = np.cumsum([0] + [int(o[-1] - o[0]) for o, _ in self.parts])
         self.total = int(self.first_value[-1])
         self._starts = None
@@ -539,9 +548,9 @@ class _Lists:
         return np.concatenate([np.diff(o) for o, _ in self.parts] or [np.zeros(0, np.int64)]).astype(np.int64)
 
     def row(self, i):
-        k = int(np.searchsorted(self.first_row, i, "right")) - 1
+        k = bisect.bisect_right(self._first_row, i) - 1
         offsets, values = self.parts[k]
-        j = i - self.first_row[k]
+        j = i - self._first_row[k]
         return values[offsets[j]:offsets[j + 1]]
 
     def span(self, a, b):
