@@ -539,8 +539,8 @@ class _Lists:
     def __init__(self, column):
         self.parts = [(c.offsets.to_numpy(), c.values.to_numpy()) for c in column.chunks]
         self.first_row = np.cumsum([0] + [len(o) - 1 for o, _ in self.parts])
-        self._first_row = self.first_row.tolist()  # for bisect: a row's lookup is the hot path
         self.first_value = np.cumsum([0] + [int(o[-1] - o[0]) for o, _ in self.parts])
+        self._first_row, self._first_value = self.first_row.tolist(), self.first_value.tolist()  # for bisect
         self.total = int(self.first_value[-1])
         self._starts = None
 
@@ -554,13 +554,13 @@ class _Lists:
         return values[offsets[j]:offsets[j + 1]]
 
     def span(self, a, b):
-        out = []
-        k = int(np.searchsorted(self.first_value, a, "right")) - 1
+        out, first = [], self._first_value
+        k = bisect.bisect_right(first, a) - 1
         while a < b and k < len(self.parts):
             offsets, values = self.parts[k]
-            lo = offsets[0] + a - self.first_value[k]
-            out.append(values[lo:lo + min(b, self.first_value[k + 1]) - a])
-            a, k = self.first_value[k + 1], k + 1
+            lo = int(offsets[0]) + a - first[k]
+            out.append(values[lo:lo + min(b, first[k + 1]) - a])
+            a, k = first[k + 1], k + 1
         return out[0] if len(out) == 1 else np.concatenate(out) if out else np.zeros(0, np.int64)
 
     def starts(self):
