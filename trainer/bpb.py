@@ -13,19 +13,7 @@ import json
 import math
 
 import torch
-
-
-def _byte_decoder():
-    """GPT-2's byte-to-unicode table, inverted: the printable character each byte is stored as -> byte."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
+from transformers.convert_slow_tokenizer import bytes_to_unicode  # GPT-2's byte <-> character table
 
 
 def token_byte_lengths(tokenizer) -> torch.Tensor:
@@ -37,7 +25,7 @@ def token_byte_lengths(tokenizer) -> torch.Tensor:
     decoder = (json.loads(backend.to_str()).get("decoder") or {}) if backend is not None else {}
     table = torch.zeros(n, dtype=torch.int64)
     if decoder.get("type") == "ByteLevel":
-        to_byte = _byte_decoder()
+        to_byte = {c: b for b, c in bytes_to_unicode().items()}
         for i, tok in enumerate(tokenizer.convert_ids_to_tokens(list(range(n)))):
             if i in special or tok is None:
                 continue

@@ -19,23 +19,11 @@ import math
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from transformers.convert_slow_tokenizer import bytes_to_unicode  # GPT-2's byte <-> character table
 
 from trainer.checkpoint import unwrap
 from trainer.reasoning import is_well_formed, tag_spans
 from trainer.stages import Stage, add_aux_loss
-
-
-def _bytes_to_unicode():
-    """GPT-2's byte <-> printable-character table, which byte-level BPE vocabularies are spelled in."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
 
 
 def token_bytes_table(tokenizer):
@@ -47,7 +35,7 @@ def token_bytes_table(tokenizer):
     byte_level = backend is not None and type(backend.decoder).__name__ == "ByteLevel"
     table = [b""] * n
     if byte_level:
-        dec = {c: b for b, c in _bytes_to_unicode().items()}
+        dec = {c: b for b, c in bytes_to_unicode().items()}
         for i, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(n)))):
             if i in added:
                 table[i] = added[i].encode("utf-8")
