@@ -13,6 +13,8 @@ MiniMind's JSONL formats:
   dpo.jsonl       {"chosen": [...], "rejected": [...]}  right/polite vs wrong/rude
   heldout.jsonl   questions whose facts are only in pretrain.jsonl, with answer keywords
   README.md       the world and the formats
+  lora_{identity,domain}[_heldout].jsonl  the LoRA sets (scripts/demo_lora_data.py): a new identity,
+                  facts no other stage saw, and phrasings of their questions the sets never use
   reason.jsonl, reason_heldout.jsonl  2-hop questions in DeepSeek-R1's <think>/<answer> format, and
                   held-out ones (scripts/demo_reason_data.py)
   lm_eval/demo_world_{train,test}.jsonl  4-way multiple choice about every fact (test: the held-out
@@ -32,6 +34,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from demo_lora_data import lora_readme, make_lora_sets  # noqa: E402  (the LoRA sets)
 from demo_reason_data import make_reason_sets, reason_readme  # noqa: E402  (the reasoning sets)
 
 SEED = 1234
@@ -491,6 +494,10 @@ def main(argv=None):
         "heldout": make_heldout(random.Random(args.seed + 5), facts, held),
     }
     mc = make_mc(random.Random(args.seed + 6), facts, held)
+    # the LoRA sets (scripts/demo_lora_data.py), which replay the SFT set
+    words = [w for group in (COUNTRIES, CITIES, CHARACTERS, COLOURS, FOODS, SPECIES, JOBS) for pair in group for w in pair]
+    homes = {f["entity"]: f["value"] for f in facts if f["attr"] == "home"}
+    lora = make_lora_sets(random.Random(args.seed + 10), outputs["sft"], words, CHARACTERS, homes, CITIES)
     reason = make_reason_sets(random.Random(args.seed + 20), facts, answer,
                               {a: ATTRS[a]["pool"] for a in ATTRS}, CHITCHAT)
     try:
@@ -499,10 +506,14 @@ def main(argv=None):
         os.makedirs(os.path.join(args.out_dir, "lm_eval"), exist_ok=True)
         for split, rows in mc.items():
             write_jsonl(os.path.join(args.out_dir, "lm_eval", f"demo_world_{split}.jsonl"), rows)
+        for name, rows in lora.items():
+            if not name.startswith("_"):
+                write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), rows)
         for name in ("reason", "reason_heldout"):
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), reason[name])
         with open(os.path.join(args.out_dir, "README.md"), "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}) + reason_readme(reason))
+            fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}) + lora_readme(lora)
+                     + reason_readme(reason))
     except OSError as e:
         print(f"{e.filename}: cannot write ({e.strerror}); pass a writable --out_dir", file=sys.stderr)
         return 2

@@ -28,7 +28,8 @@ REDUCED = ["--dim", "128", "--n_layers", "2", "--max_seq_len", "128", "--threads
            "--pretrain_epochs", "8", "--pretrain_batch", "8", "--pretrain_lr", "3e-3",
            "--sft_epochs", "4", "--sft_batch", "8", "--sft_lr", "5e-4",
            "--dpo_epochs", "1", "--dpo_batch", "8", "--dpo_lr", "2e-5",
-           "--reason_epochs", "4", "--reason_batch", "8", "--reason_lr", "2e-3"]
+           "--reason_epochs", "4", "--reason_batch", "8", "--reason_lr", "2e-3",
+           "--lora_epochs", "2", "--lora_batch", "8", "--lora_lr", "3e-3"]
 # Naming the asked attribute with a random value would be right about 1 time in 8 (~7 of 56).
 # This run answered 38/56 after SFT (seeds 1 and 2: 33 and 38), so the bound below is far above
 # chance yet leaves room for the float differences another CPU can bring to greedy decoding.
@@ -143,6 +144,25 @@ def test_reasoning_stage_reports_its_three_figures(reduced):
     # the format is learnt (this run: 18/20; the full demo's longer stage: 20/20; untrained: 0/20)
     assert r["well_formed"]["count"] >= 0.7 * len(items), r["reason"]["answers"]
     assert (out / "reason_128.pth").is_file()
+
+
+@pytest.mark.slow
+def test_lora_stage_reports_with_and_without(reduced):
+    """Both adapters were trained by train_lora.py and asked with and without: they answer what the
+    DPO model cannot, and the summary prints each set's figures."""
+    out, proc, results = reduced
+    sets = results["lora"]["sets"]
+    assert set(sets) == {"identity", "domain"}
+    for name, s in sets.items():
+        assert os.path.isfile(s["adapter"]) and s["adapter"].startswith(str(out / "lora"))
+        assert s["heldout_with"]["right"] > s["heldout_without"]["right"], (name, s["heldout_with"], s["heldout_without"])
+        assert s["base_without"]["right"] == results["heldout"]["DPO"]["right"]
+        assert 0 <= s["base_with"]["right"] <= s["base_with"]["total"] == results["heldout"]["DPO"]["total"]
+    import demo_lora
+    for line in demo_lora.summary(results["lora"]):
+        assert line in proc.stdout
+    assert re.search(r"LoRA identity: identity hit rate \d+/12 with the adapter, \d+/12 without; base held-out "
+                     r"accuracy \d+/56 with it, \d+/56 without \(\d+% kept\)", proc.stdout), proc.stdout[-2000:]
 
 
 @pytest.mark.slow

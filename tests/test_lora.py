@@ -124,6 +124,50 @@ def test_applied_equals_merged(run):
         assert torch.equal(logits(applied), logits(base(run["out"])))
 
 
+def test_targets_by_name_path_or_all_and_a_one_layer_adapter(run, tmp_path):
+    from trainer.lora import add_lora, lora_state_dict, resolve_targets
+    net = base(run["out"])
+    assert resolve_targets(net, "q_proj,o_proj") == [f"model.layers.{i}.self_attn.{m}" for i in range(LAYERS)
+                                                     for m in ("o_proj", "q_proj")]
+    assert len(resolve_targets(net, "all")) == LAYERS * 7  # q k v o gate up down
+    assert resolve_targets(net, "1.mlp.down_proj") == ["model.layers.1.mlp.down_proj"]
+    pm = add_lora(net, 4, 8.0, "1.mlp.down_proj,1.self_attn.o_proj")
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.2)
+    want = logits(pm)
+    path = str(tmp_path / "one_layer_64.pth")
+    torch.save(lora_state_dict(pm), path)
+    assert sorted(torch.load(path, weights_only=True)) == [
+        "model.layers.1.mlp.down_proj.lora.A.weight", "model.layers.1.mlp.down_proj.lora.B.weight",
+        "model.layers.1.self_attn.o_proj.lora.A.weight", "model.layers.1.self_attn.o_proj.lora.B.weight"]
+    # an adapter of chosen layers is not mistaken for one of a shallower base
+    assert torch.allclose(logits(apply_lora(base(run["out"]), path)), want, atol=1e-5, rtol=0)
+
+
+def test_demo_lora_sets(tmp_path):
+    """The bundled LoRA sets are the generator's, and their held-out questions are new to them."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_demo_data.py"), "--out_dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    demo_dir = os.path.join(ROOT, "dataset", "demo")
+    heldout = [json.loads(line)["question"] for line in open(os.path.join(demo_dir, "heldout.jsonl"), encoding="utf-8")]
+    for name in ("identity", "domain"):
+        for f in (f"lora_{name}.jsonl", f"lora_{name}_heldout.jsonl"):
+            with open(tmp_path / f, "rb") as a, open(os.path.join(demo_dir, f), "rb") as b:
+                assert a.read() == b.read(), f"dataset/demo/{f} is not what scripts/make_demo_data.py writes"
+        rows = [json.loads(line) for line in open(os.path.join(demo_dir, f"lora_{name}.jsonl"), encoding="utf-8")]
+        held = [json.loads(line) for line in open(os.path.join(demo_dir, f"lora_{name}_heldout.jsonl"), encoding="utf-8")]
+        asked = {m["content"] for r in rows for m in r["conversations"] if m["role"] == "user"}
+        assert held and not {h["question"] for h in held} & asked, "a held-out phrasing is in the training set"
+        assert not set(heldout) & asked, "a LoRA set asks a held-out question of the base corpus"
+        answers = " ".join(m["content"] for r in rows for m in r["conversations"] if m["role"] == "assistant")
+        assert all(all(k in answers for k in h["keywords"]) for h in held)  # every answer is taught
+        assert {h["lang"] for h in held} == {"en", "zh"}
+
+
 # ------------------------------------------------------------------------------ MiniMind's format
 
 class MiniMindLoRA(nn.Module):

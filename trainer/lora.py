@@ -173,11 +173,14 @@ def resolve_targets(model, spec):
         return sorted(linears, key=_natural)
     wanted = [t.strip() for t in spec.split(",") if t.strip()]
     known = sorted({n.rsplit(".", 1)[-1] for n in linears})
-    unknown = [t for t in wanted if t not in known]
+
+    def picks(t, n):  # a name (q_proj) or the end of a path (1.mlp.down_proj: layer 1's only)
+        return n.rsplit(".", 1)[-1] == t if "." not in t else n.endswith("." + t)
+    unknown = [t for t in wanted if not any(picks(t, n) for n in linears)]
     if not wanted or unknown:
         raise UserError(f"--lora_targets {spec}: {'no' if not wanted else unknown[0]} is not a linear layer of the "
-                        f"blocks; choose from {','.join(known)} or 'all'")
-    return sorted((n for n in linears if n.rsplit(".", 1)[-1] in wanted), key=_natural)
+                        f"blocks; choose from {','.join(known)} (or LAYER.mlp.down_proj-style paths) or 'all'")
+    return sorted((n for n in linears if any(picks(t, n) for t in wanted)), key=_natural)
 
 
 def _peft_model(model, names, rank, alpha):
@@ -225,8 +228,16 @@ def check_fits(model, adapters, path):
             raise UserError(f"{path}: dims mismatch at {module}: the adapter maps {A.shape[1]} -> {B.shape[0]}, the "
                             f"layer {lin.in_features} -> {lin.out_features}; an adapter for {base}; pass the "
                             "--dim/--n_layers it was trained with")
-    layers = sorted({int(m.group(1)) for k in adapters for m in [re.match(r"^model\.layers\.(\d+)\.", k)] if m})
-    if layers and layers != list(range(n_layers)):
+    per_layer = {}
+    for k in adapters:
+        m = re.match(r"^model\.layers\.(\d+)\.(.+)$", k)
+        if m:
+            per_layer.setdefault(int(m.group(1)), set()).add(m.group(2))
+    layers = sorted(per_layer)
+    # The same layers on every block from 0 up, but fewer blocks than this model has: the adapter was
+    # trained on a shallower base (an adapter of chosen layers, such as 1.mlp.down_proj, is not flagged).
+    uniform = len({frozenset(v) for v in per_layer.values()}) == 1
+    if layers and (layers[-1] >= n_layers or (uniform and layers == list(range(len(layers))) and len(layers) < n_layers)):
         raise UserError(f"{path}: adapts layers {layers[0]}-{layers[-1]} (a {layers[-1] + 1}-layer base), this model "
                         f"has {n_layers} layers; pass the --n_layers it was trained with")
 
