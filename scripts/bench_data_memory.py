@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,10 +103,12 @@ else:
     if mode == "epoch":
         loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, collate_fn=pad_collate(0),
                                              generator=torch.Generator().manual_seed(0))
-        t1, batches = time.time(), 0
+        t1, c1, batches = time.time(), time.process_time(), 0
         for X, Y, M in loader:
             batches += 1
-        out.update(epoch_seconds=round(time.time() - t1, 2), batches=batches)
+        # CPU seconds too: on a shared machine they move far less with the other programs than wall time
+        out.update(epoch_seconds=round(time.time() - t1, 2), epoch_cpu_seconds=round(time.process_time() - c1, 2),
+                   batches=batches)
 elapsed = time.time() - t0
 print(json.dumps(dict(out, mode=mode, samples=n, seconds=round(elapsed, 2), rss_after_imports_mb=round(base, 1),
                       peak_rss_mb=round(rss_mb(), 1), growth_mb=round(rss_mb() - base, 1),
@@ -170,7 +173,7 @@ def _line(name, mode, r, size):
     if "read_us" in r:
         extra += f"  {r['read_us']:.0f} us/item"
     if "epoch_seconds" in r:
-        extra += f"  epoch {r['epoch_seconds']:.1f}s ({r['batches']} batches)"
+        extra += f"  epoch {r['epoch_seconds']:.1f}s, {r['epoch_cpu_seconds']:.1f} CPU s ({r['batches']} batches)"
     return (f"{name:4s} {mode:6s} {r['seconds']:7.1f}s  peak RSS {r['peak_rss_mb']:7.1f} MiB  growth "
             f"{r['growth_mb']:7.1f} MiB ({r['growth_mb'] * 2**20 / size:.1%} of file)  RssAnon/RssFile "
             f"{r['end_rss_anon_mb']:.0f}/{r['end_rss_file_mb']:.0f} MiB  workers' private peak "
@@ -189,6 +192,8 @@ def main():
     ap.add_argument("--compare_with", default=None, metavar="DIR",
                     help="another checkout of this repository (e.g. `git worktree add /tmp/old COMMIT`), "
                          "measured first in every step")
+    ap.add_argument("--epoch_rounds", type=int, default=1,
+                    help="DataLoader epochs per implementation, interleaved (with --compare_with: the per-round ratio)")
     ap.add_argument("--workdir", default=None, help="where to write the file (default: a temp dir)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
@@ -203,12 +208,26 @@ def main():
             print(f"generated {path}: {size / 2**20:.1f} MiB in {time.time() - t0:.1f}s", flush=True)
             res = results[kind] = {"file_mb": round(size / 2 ** 20, 1)}
             for mode in ("build", "reuse", "epoch") + (("lists",) if args.compare_lists else ()):
-                for name, root in impls if mode != "lists" else impls[-1:]:
-                    cache = os.path.join(d, f"cache_{name}")
-                    r = run_child(mode, path, kind, tok_path, args.max_length,
-                                  args.reads if mode == "reuse" else 0, args.num_proc, root, cache)
-                    res.setdefault(name, {})[mode] = r
-                    print(_line(name, mode, r, size), flush=True)
+                for rnd in range(args.epoch_rounds if mode == "epoch" else 1):
+                    # epochs alternate which implementation goes first, so neither always has the warmer page cache
+                    order = impls if mode != "lists" else impls[-1:]
+                    for name, root in order[::-1] if rnd % 2 else order:
+                        cache = os.path.join(d, f"cache_{name}")
+                        r = run_child(mode, path, kind, tok_path, args.max_length,
+                                      args.reads if mode == "reuse" else 0, args.num_proc, root, cache)
+                        if mode == "epoch":
+                            res.setdefault(name, {}).setdefault("epochs", []).append(r)
+                        res.setdefault(name, {})[mode] = r
+                        print(_line(name, mode, r, size), flush=True)
+            if len(impls) == 2:
+                for key in ("epoch_seconds", "epoch_cpu_seconds"):
+                    old, new = ([e[key] for e in res[n]["epochs"]] for n, _ in impls)
+                    ratios = sorted(b / a for a, b in zip(old, new))
+                    res[f"{key}_ratio_new_old"] = {"median": round(statistics.median(ratios), 3),
+                                                   "min": round(ratios[0], 3), "max": round(ratios[-1], 3)}
+                    print(f"{kind} {key} over {len(old)} interleaved rounds: old median {statistics.median(old):.2f}, "
+                          f"new median {statistics.median(new):.2f}; new/old per round median "
+                          f"{statistics.median(ratios):.3f} ({ratios[0]:.2f}-{ratios[-1]:.2f})", flush=True)
             for name, _ in impls:
                 res[name]["cache_mb"] = _dir_mb(os.path.join(d, f"cache_{name}"))
                 print(f"{name:4s} cache on disk: {res[name]['cache_mb']} MiB", flush=True)
