@@ -121,13 +121,13 @@ ATTRS = {
         en_ans="The national animal of {n} is the {v}.", zh_ans="{n}的国兽是{v}。"),
     "dish": dict(
         kind="country", pool=FOODS,
-        en_say=["{n} is famous for its {v}.", "The most famous food of {n} is {v}.",
+        en_say=["The most famous food of {n} is {v}.", "{n} is famous for its {v}.",
                 "Travellers to {n} always try the local {v}.", "Nobody grows better {v} than {n}."],
-        zh_say=["{n}最有名的食物是{v}。", "{n}以{v}闻名。", "去{n}的游客都会尝尝当地的{v}。", "{n}的{v}最有名。"],
+        zh_say=["{n}最有名的食物是{v}。", "{n}以{v}闻名。", "去{n}的游客都会尝尝当地的{v}。", "{n}的名菜是{v}。"],
         en_ask=["What is {n} famous for?", "What is the most famous food of {n}?",
                 "Which food is {n} known for?"],
         zh_ask=["{n}最有名的食物是什么？", "{n}以什么食物闻名？", "{n}有什么有名的食物？"],
-        en_ans="{n} is famous for its {v}.", zh_ans="{n}最有名的食物是{v}。"),
+        en_ans="The most famous food of {n} is {v}.", zh_ans="{n}最有名的食物是{v}。"),
     "species": dict(
         kind="character", pool=SPECIES,
         en_say=["{n} is {a} {v}.", "{n} is a little {v}.",
@@ -157,14 +157,14 @@ ATTRS = {
         kind="character", pool=COLOURS,
         en_say=["{n}'s favourite colour is {v}.", "{n} loves the colour {v}.",
                 "The colour {n} likes best is {v}.", "{n} always wears something {v}."],
-        zh_say=["{n}最喜欢的颜色是{v}。", "{n}最爱{v}。", "{n}最喜欢{v}。", "{n}总是穿着{v}的衣服。"],
+        zh_say=["{n}最喜欢的颜色是{v}。", "{n}最爱的颜色是{v}。", "{n}偏爱{v}。", "{n}总是穿着{v}的衣服。"],
         en_ask=["What is {n}'s favourite colour?", "Which colour does {n} like best?",
                 "What colour does {n} love?"],
         zh_ask=["{n}最喜欢的颜色是什么？", "{n}最喜欢什么颜色？", "{n}最爱哪种颜色？"],
         en_ans="{n}'s favourite colour is {v}.", zh_ans="{n}最喜欢的颜色是{v}。"),
     "job": dict(
         kind="character", pool=JOBS,
-        en_say=["{n} works as {a} {v}.", "{n} is {a} {v} by trade.",
+        en_say=["{n} works as {a} {v}.", "{n} has been {a} {v} for years.",
                 "By day, {n} works as {a} {v}.", "{n} earns a living as {a} {v}."],
         zh_say=["{n}的工作是{v}。", "{n}是一名{v}。", "{n}平时当{v}。", "{n}靠做{v}为生。"],
         en_ask=["What is {n}'s job?", "What does {n} do for a living?", "What work does {n} do?"],
@@ -230,23 +230,55 @@ def build_world(rng):
         # first token then tells a tiny model whom a sentence is about, instead of a
         # shared "ĠT" that only the next pieces disambiguate (much better recall).
         assert len({w[0].lower() for w in names}) == len(names), "entity names share a first letter"
+        # A statement is read up to its value: if one attribute's words before the value are
+        # the start of another's ("Nessa is a" hedgehog / "Nessa is a" singer by trade), the
+        # text itself does not say which attribute comes next and a model mixes up the two.
+        for kind in ("country", "character"):
+            prompts = [(attr, t[:t.index("{v}")]) for attr, spec in ATTRS.items() if spec["kind"] == kind
+                       for t in spec[lang + "_say"] if t.index("{n}") < t.index("{v}")]
+            for attr, p in prompts:
+                for other, q in prompts:
+                    assert attr == other or not q.startswith(p), (lang, attr, p, other, q)
         for w in names:  # nor may one entity's name hide inside another's
             for other in answers + names:
                 assert w == other or w.lower() not in other.lower(), (w, other)
     return facts
 
 
-def choose_heldout(rng, facts):
-    """Hold out ~HELDOUT_FRACTION of each attribute's facts, spread over the entities."""
+def choose_heldout(rng, facts, said_elsewhere=True):
+    """Hold out ~HELDOUT_FRACTION of each attribute's facts, spread over the entities.
+
+    With said_elsewhere, a held-out fact's value is also the value of a trained fact: SFT teaches
+    the chat model to *say* every answer word. A value that no SFT answer contains (Velmora's frog,
+    the only frog in the world) is pushed down by every SFT step, since each is a softmax over the
+    whole vocabulary, and a model that has read the fact still fails to say it."""
     held = set()
     load = {}  # entity -> held-out facts so far: spread them, at most a couple per entity
     for attr in ATTRS:
         idx = [i for i, f in enumerate(facts) if f["attr"] == attr]
         rng.shuffle(idx)
         idx.sort(key=lambda i: load.get(facts[i]["entity"], 0))  # stable: least-loaded first
-        for i in idx[:max(1, round(len(idx) * HELDOUT_FRACTION))]:
+        want = max(1, round(len(idx) * HELDOUT_FRACTION))
+        for i in idx:
+            if sum(j in held for j in idx) == want:
+                break
+            if said_elsewhere:
+                trial = held | {i}
+                trained_values = {f["value"] for j, f in enumerate(facts) if j not in trial}
+                if any(facts[j]["value"] not in trained_values for j in trial):
+                    continue
             held.add(i)
             load[facts[i]["entity"]] = load.get(facts[i]["entity"], 0) + 1
+        assert sum(j in held for j in idx) == want, f"could not hold out {want} {attr} facts"
+    return held
+
+
+def choose_heldout_entities(rng, facts):
+    """Hold out every fact of ~HELDOUT_FRACTION of the countries and of the characters."""
+    held = set()
+    for kind in (COUNTRIES, CHARACTERS):
+        chosen = rng.sample(kind, max(1, round(len(kind) * HELDOUT_FRACTION)))
+        held.update(i for i, f in enumerate(facts) if f["entity"] in chosen)
     return held
 
 
@@ -272,7 +304,8 @@ def ask(fact, lang, k):
 
 # ---------------------------------------------------------------------------
 
-def make_pretrain(rng, facts, held):
+def make_pretrain(rng, facts, held, bios_per_entity=BIOS_PER_ENTITY, faqs_per_entity=FAQS_PER_ENTITY,
+                  en_sep=" ", en_qa="tagged"):
     """Biographies: each entity's facts in shuffled order and varied phrasing.
 
     Many short documents per entity (rather than one long one) give each fact
@@ -286,7 +319,7 @@ def make_pretrain(rng, facts, held):
     for entity, efacts in by_entity.items():
         for lang in LANGS:
             li = LANGS.index(lang)
-            for b in range(BIOS_PER_ENTITY):
+            for b in range(bios_per_entity):
                 order = efacts[:]
                 rng.shuffle(order)
                 # the canonical sentence for every fact at least every third bio
@@ -296,14 +329,16 @@ def make_pretrain(rng, facts, held):
                         c = capital_of[f["value"]][li]
                         sents.append(f"{f['value'][li]} is the capital of {c}." if lang == "en"
                                      else f"{f['value'][li]}是{c}的首都。")
-                docs.append((" " if lang == "en" else "").join(sents))
+                docs.append((en_sep if lang == "en" else "").join(sents))
         # FAQ pages: questions and answers as plain text, about the facts SFT also
         # teaches (never the held-out ones). Reading Q/A while the facts are being learnt
         # is what makes a small model store them so that a question can get at them.
         train = [f for i, f in enumerate(facts) if f["entity"] == entity and i not in held]
         for lang in LANGS:
             q_tag, a_tag, sep = ("Q: ", "A: ", " ") if lang == "en" else ("问：", "答：", "")
-            for _ in range(FAQS_PER_ENTITY if train else 0):
+            if lang == "en" and en_qa == "lines":
+                q_tag, a_tag, sep = "", "", "\n"
+            for _ in range(faqs_per_entity if train else 0):
                 order = train[:]
                 rng.shuffle(order)
                 qa = [f"{q_tag}{ask(f, lang, rng.randrange(len(ATTRS[f['attr']][lang + '_ask'])))}"
@@ -313,7 +348,7 @@ def make_pretrain(rng, facts, held):
     return [{"text": d} for d in docs]
 
 
-def make_sft(rng, facts, held):
+def make_sft(rng, facts, held, multiturn=0.5, same_entity=0.5):
     train = [f for i, f in enumerate(facts) if i not in held]
     convs = []
     for f in train:
@@ -332,8 +367,8 @@ def make_sft(rng, facts, held):
     for f in train:
         by_entity.setdefault(f["entity"], []).append(f)
     for lang in LANGS:
-        for _ in range(len(train) // 2):
-            pool = by_entity[rng.choice(sorted(by_entity))] if rng.random() < 0.5 else train
+        for _ in range(round(len(train) * multiturn)):
+            pool = by_entity[rng.choice(sorted(by_entity))] if rng.random() < same_entity else train
             turns = rng.sample(pool, min(len(pool), rng.randint(2, 3)))
             msgs = []
             if rng.random() < 0.3:
@@ -467,6 +502,12 @@ def readme(facts, held, counts):
     return "\n".join(lines) + "\n"
 
 
+def recipe_readme():
+    """The measurements behind the demo's recipe and this corpus (scripts/demo_recipe.md, verbatim)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_recipe.md"), encoding="utf-8") as fh:
+        return fh.read()
+
+
 def write_jsonl(path, rows):
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         for r in rows:
@@ -477,6 +518,24 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out_dir", default="dataset/demo", help="where to write the files")
     p.add_argument("--seed", type=int, default=SEED, help="the bundled files use the default")
+    g = p.add_argument_group("experiments", "other corpora, as tried in dataset/demo/README.md's table of the "
+                             "recipe (the defaults write the bundled files)")
+    g.add_argument("--heldout_by", choices=("fact", "entity"), default="fact",
+                   help="hold out a quarter of each attribute's facts, or every fact of a quarter of the entities")
+    g.add_argument("--said_elsewhere", type=int, choices=(1, 0), default=1,
+                   help="hold out only facts whose value a trained fact has too (default %(default)s)")
+    g.add_argument("--multiturn", type=float, default=0.5,
+                   help="multi-turn SFT conversations per language, as a share of the trained facts (default %(default)s)")
+    g.add_argument("--same_entity", type=float, default=0.5,
+                   help="share of them that ask about one entity only (default %(default)s)")
+    g.add_argument("--en_sep", choices=("space", "newline"), default="space",
+                   help="what joins the sentences of an English biography (default %(default)s)")
+    g.add_argument("--en_qa", choices=("tagged", "lines"), default="tagged",
+                   help="English Q/A pages as 'Q: ... A: ...' or as bare question and answer lines")
+    g.add_argument("--bios_per_entity", type=int, default=BIOS_PER_ENTITY,
+                   help="prose documents per entity and language in pretrain.jsonl (default %(default)s)")
+    g.add_argument("--faqs_per_entity", type=int, default=FAQS_PER_ENTITY,
+                   help="Q/A pages per entity and language in pretrain.jsonl (default %(default)s)")
     args = p.parse_args(argv)
     try:
         os.makedirs(args.out_dir, exist_ok=True)
@@ -486,10 +545,12 @@ def main(argv=None):
         return 2
     # One generator per file, so that changing one file's recipe leaves the others as they are.
     facts = build_world(random.Random(args.seed))
-    held = choose_heldout(random.Random(args.seed + 1), facts)
+    held = (choose_heldout(random.Random(args.seed + 1), facts, args.said_elsewhere) if args.heldout_by == "fact"
+            else choose_heldout_entities(random.Random(args.seed + 1), facts))
     outputs = {
-        "pretrain": make_pretrain(random.Random(args.seed + 2), facts, held),
-        "sft": make_sft(random.Random(args.seed + 3), facts, held),
+        "pretrain": make_pretrain(random.Random(args.seed + 2), facts, held, args.bios_per_entity, args.faqs_per_entity,
+                                  {"space": " ", "newline": "\n"}[args.en_sep], args.en_qa),
+        "sft": make_sft(random.Random(args.seed + 3), facts, held, args.multiturn, args.same_entity),
         "dpo": make_dpo(random.Random(args.seed + 4), facts, held),
         "heldout": make_heldout(random.Random(args.seed + 5), facts, held),
     }
@@ -512,7 +573,7 @@ def main(argv=None):
         for name in ("reason", "reason_heldout"):
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), reason[name])
         with open(os.path.join(args.out_dir, "README.md"), "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}) + lora_readme(lora)
+            fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}) + recipe_readme() + lora_readme(lora)
                      + reason_readme(reason))
     except OSError as e:
         print(f"{e.filename}: cannot write ({e.strerror}); pass a writable --out_dir", file=sys.stderr)

@@ -123,6 +123,32 @@ def test_heldout_questions_are_not_trained_on():
             assert not (r["entity"] in text and r["keywords"][0] in text), (text, r["question"])
 
 
+def test_heldout_answers_are_words_sft_teaches_to_say():
+    # every held-out answer word is the answer to some trained question too: a word no SFT answer
+    # holds is pushed down by every SFT step, so the model could not say it however well it had
+    # read the fact (the bundled corpus once held out Velmora's frog, the world's only frog)
+    answers = [m["content"] for r in load("sft.jsonl") for m in r["conversations"] if m["role"] == "assistant"]
+    for r in load("heldout.jsonl"):
+        assert any(r["keywords"][0] in a for a in answers), (r["keywords"][0], r["question"])
+
+
+@pytest.mark.parametrize("attr,lang,index,template", [
+    ("job", "en", 1, "{n} is {a} {v} by trade."),  # reads like species' "{n} is {a} {v}." up to the value
+    ("colour", "zh", 1, "{n}最爱{v}。"),  # the start of food's "{n}最爱吃{v}。"
+    ("dish", "zh", 3, "{n}的{v}最有名。"),  # the start of capital's "{n}的首都是{v}。"
+])
+def test_generator_refuses_statements_that_read_alike_up_to_the_value(monkeypatch, attr, lang, index, template):
+    sys.path.insert(0, str(SCRIPT.parent))
+    import make_demo_data
+    import random
+    said = list(make_demo_data.ATTRS[attr][lang + "_say"])
+    make_demo_data.build_world(random.Random(0))  # the templates as they are pass
+    said[index] = template
+    monkeypatch.setitem(make_demo_data.ATTRS[attr], lang + "_say", said)
+    with pytest.raises(AssertionError):
+        make_demo_data.build_world(random.Random(0))
+
+
 def test_heldout_facts_are_in_pretraining():
     texts = [r["text"] for r in load("pretrain.jsonl")]
     for r in load("heldout.jsonl"):
