@@ -159,7 +159,7 @@ def get_parser():
     g.add_argument("--distill", action="store_true",
                    help="also distil the SFT model into a student of --student_dim and compare it with the same "
                         "student trained by plain SFT for the same steps (held-out accuracy, agreement; adds "
-                        "about a quarter of the demo's time, most of it the student's pretraining)")
+                        "about 60%% to the demo's time, most of it the student's pretraining)")
     g.add_argument("--student_dim", type=positive_int, default=None,
                    help="the student's hidden size, a multiple of 8 (default: half of --dim; same --n_layers)")
     return p
