@@ -452,7 +452,7 @@ def make_mc(rng, facts, held):
     return out
 
 
-def readme(facts, held, counts):
+def readme(facts, held, counts, said_elsewhere=True):
     lines = [
         "# Demo corpus: a small invented world",
         "",
@@ -465,6 +465,9 @@ def readme(facts, held, counts):
         "states them, but nothing asks about them -- no SFT or DPO sample, no Q/A page. `heldout.jsonl`",
         "asks about them, so a model that answers it after SFT has recalled what it read in pretraining",
         "and learnt in SFT how to answer a question, not the answers themselves.",
+        *(["Each held-out value is also the value of some trained fact (a held-out capital is the home",
+           "city of a character SFT asks about), so SFT has taught the chat model to say every answer word."]
+          if said_elsewhere else []),
         "",
         "`pretrain.jsonl` holds two kinds of documents: short biographies of each entity (its facts in",
         "shuffled order and varied wording), and Q/A pages (`Q: ... A: ...`, `问：...答：...`) about the",
@@ -573,7 +576,8 @@ def main(argv=None):
         for name in ("reason", "reason_heldout"):
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), reason[name])
         with open(os.path.join(args.out_dir, "README.md"), "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}) + recipe_readme() + lora_readme(lora)
+            fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}, args.said_elsewhere)
+                     + recipe_readme() + lora_readme(lora)
                      + reason_readme(reason))
     except OSError as e:
         print(f"{e.filename}: cannot write ({e.strerror}); pass a writable --out_dir", file=sys.stderr)
