@@ -319,7 +319,7 @@ def make_pretrain(rng, facts, held, bios_per_entity=BIOS_PER_ENTITY, faqs_per_en
     for entity, efacts in by_entity.items():
         for lang in LANGS:
             li = LANGS.index(lang)
-            for b in range(bios_per_entity):
+            for b in range(bios_per_entity[li] if isinstance(bios_per_entity, tuple) else bios_per_entity):
                 order = efacts[:]
                 rng.shuffle(order)
                 # the canonical sentence for every fact at least every third bio
@@ -517,6 +517,14 @@ def write_jsonl(path, rows):
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
+def bios_count(v):
+    """--bios_per_entity: N, or EN,ZH."""
+    parts = [int(x) for x in v.split(",")]
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or EN,ZH (positive integers), got {v!r}")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out_dir", default="dataset/demo", help="where to write the files")
@@ -535,8 +543,9 @@ def main(argv=None):
                    help="what joins the sentences of an English biography (default %(default)s)")
     g.add_argument("--en_qa", choices=("tagged", "lines"), default="tagged",
                    help="English Q/A pages as 'Q: ... A: ...' or as bare question and answer lines")
-    g.add_argument("--bios_per_entity", type=int, default=BIOS_PER_ENTITY,
-                   help="prose documents per entity and language in pretrain.jsonl (default %(default)s)")
+    g.add_argument("--bios_per_entity", type=bios_count, default=BIOS_PER_ENTITY,
+                   help="prose documents per entity and language in pretrain.jsonl, or EN,ZH for the two "
+                        "languages apart (default %(default)s)")
     g.add_argument("--faqs_per_entity", type=int, default=FAQS_PER_ENTITY,
                    help="Q/A pages per entity and language in pretrain.jsonl (default %(default)s)")
     args = p.parse_args(argv)
