@@ -19,35 +19,11 @@ import math
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers.convert_slow_tokenizer import bytes_to_unicode  # GPT-2's byte <-> character table
 
+from trainer.bpb import token_bytes_table
 from trainer.checkpoint import unwrap
 from trainer.reasoning import is_well_formed, tag_spans
 from trainer.stages import Stage, add_aux_loss
-
-
-def token_bytes_table(tokenizer):
-    """[bytes of token id i]: exact for byte-level BPE (ours, MiniMind's, GPT-2's); other
-    tokenizers get each token decoded alone (exact unless a token splits a character)."""
-    n = len(tokenizer)
-    added = {i: t.content for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()}
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    byte_level = backend is not None and type(backend.decoder).__name__ == "ByteLevel"
-    table = [b""] * n
-    if byte_level:
-        dec = {c: b for b, c in bytes_to_unicode().items()}
-        for i, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(n)))):
-            if i in added:
-                table[i] = added[i].encode("utf-8")
-            elif piece is not None:
-                try:
-                    table[i] = bytes(dec[c] for c in piece)
-                except KeyError:
-                    table[i] = piece.encode("utf-8")
-    else:
-        for i in range(n):
-            table[i] = added[i].encode("utf-8") if i in added else tokenizer.decode([i]).encode("utf-8")
-    return table
 
 
 def _runs(mask):
