@@ -258,9 +258,9 @@ def choose_heldout(rng, facts, said_elsewhere=True):
         idx = [i for i, f in enumerate(facts) if f["attr"] == attr]
         rng.shuffle(idx)
         idx.sort(key=lambda i: load.get(facts[i]["entity"], 0))  # stable: least-loaded first
-        want = max(1, round(len(idx) * HELDOUT_FRACTION))
+        want, taken = max(1, round(len(idx) * HELDOUT_FRACTION)), 0
         for i in idx:
-            if sum(j in held for j in idx) == want:
+            if taken == want:
                 break
             if said_elsewhere:
                 trial = held | {i}
@@ -268,8 +268,9 @@ def choose_heldout(rng, facts, said_elsewhere=True):
                 if any(facts[j]["value"] not in trained_values for j in trial):
                     continue
             held.add(i)
+            taken += 1
             load[facts[i]["entity"]] = load.get(facts[i]["entity"], 0) + 1
-        assert sum(j in held for j in idx) == want, f"could not hold out {want} {attr} facts"
+        assert taken == want, f"could not hold out {want} {attr} facts"
     return held
 
 
