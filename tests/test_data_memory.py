@@ -5,26 +5,20 @@ Building has a fixed cost (tokenizer threads and buffers, ~20 MB) that would hid
 small file, so this measures two files and compares: memory per MB of data must be near zero while
 loading the lines into Python lists (MiniMind's way) costs more than a MB per MB.
 """
-import importlib.util
 import os
+import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_MB, BIG_MB = 2, int(os.environ.get("MINIMIND_MEMTEST_MB", "20"))
+sys.path.insert(0, ROOT)
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_data_memory", os.path.join(ROOT, "scripts", "bench_data_memory.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from benchmarks import data_memory as bench  # noqa: E402
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
 def test_memory_does_not_grow_with_file_size(tmp_path):
-    bench = _bench()
     tok = next((d for d in (os.path.join(ROOT, "model"),
                             os.path.join(ROOT, "..", "shared", "minimind_tokenizer"))
                 if os.path.exists(os.path.join(d, "tokenizer.json"))), None)
