@@ -20,8 +20,9 @@ import os
 import numpy as np
 import torch
 
-from dataset.lm_dataset import (DataError, _check_max_length, _encode_batch, _load_tokenizer, _parse_line,
-                                _pretrain_text, _is_rank0, data_error, hf_datasets, resolve_sources)
+from dataset.lm_dataset import _check_max_length, _load_tokenizer
+from dataset.sources import DataError, _parse_line, _pretrain_text, data_error, resolve_sources
+from dataset.token_cache import _encode_batch, _is_rank0, hf_datasets
 
 PIECE_BYTES = 64 << 20  # a JSONL file is cut into line-aligned pieces of about this size
 SAMPLE_BYTES = 1 << 20  # the head of the data tokenized to estimate the tokens per pass

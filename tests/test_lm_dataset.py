@@ -1,4 +1,5 @@
-"""dataset/lm_dataset.py: loss masks to the token, bad input, collates, packing, the token cache."""
+"""dataset/lm_dataset.py, sources.py and token_cache.py: loss masks to the token, bad input,
+collates, packing, the token cache."""
 import json
 import multiprocessing as mp
 import os
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import dataset.lm_dataset as lm
-from dataset.lm_dataset import (DataError, DPODataset, PackedPretrainDataset, PretrainDataset,
-                                SFTDataset, dpo_collate, pad_collate)
+import dataset.token_cache as token_cache
+from dataset.lm_dataset import (DPODataset, PackedPretrainDataset, PretrainDataset, SFTDataset, dpo_collate,
+                                pad_collate)
+from dataset.sources import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKENIZER_DIRS = {
@@ -256,7 +258,7 @@ def test_packed_covers_every_target_exactly_once(tmp_path, mm_tok, L):
 def test_packed_and_plain_share_one_token_file(tmp_path, mm_tok, monkeypatch):
     path = write_jsonl(tmp_path / "p.jsonl", [{"text": "abc"}] * 5)
     a = PretrainDataset(path, mm_tok, 8)
-    monkeypatch.setattr(lm, "_encode_chunk", _must_not_tokenize)
+    monkeypatch.setattr(token_cache, "_encode_chunk", _must_not_tokenize)
     b = PackedPretrainDataset(path, mm_tok, 4)
     assert a.cache.built and not b.cache.built
     assert b.cache.stem == a.cache.stem
@@ -423,8 +425,8 @@ def test_cache_reused_then_invalidated_by_edit(tmp_path, mm_tok, monkeypatch):
     first = SFTDataset(path, mm_tok, 64)
     assert first.cache.built and first.cache.dir == str(tmp_path / ".minimind_cache")
     assert open(tmp_path / ".minimind_cache" / ".gitignore").read().strip().endswith("*")
-    real = lm._encode_chunk
-    monkeypatch.setattr(lm, "_encode_chunk", _must_not_tokenize)
+    real = token_cache._encode_chunk
+    monkeypatch.setattr(token_cache, "_encode_chunk", _must_not_tokenize)
     again = SFTDataset(path, mm_tok, 128)  # another max_length: same cache
     assert not again.cache.built and len(again) == 3
     assert all(torch.equal(a, b) for a, b in zip(first[2], again[2]))
@@ -432,7 +434,7 @@ def test_cache_reused_then_invalidated_by_edit(tmp_path, mm_tok, monkeypatch):
     write_jsonl(path, [GOOD["sft"]] * 4)
     with pytest.raises(AssertionError, match="tokenized again"):
         SFTDataset(path, mm_tok, 64)
-    monkeypatch.setattr(lm, "_encode_chunk", real)
+    monkeypatch.setattr(token_cache, "_encode_chunk", real)
     edited = SFTDataset(path, mm_tok, 64)
     assert edited.cache.built and len(edited) == 4 and edited.cache.stem != first.cache.stem
     left = os.listdir(tmp_path / ".minimind_cache")
@@ -473,8 +475,8 @@ def test_bad_file_leaves_no_cache_and_fails_the_same_way(tmp_path, mm_tok):
 def test_cache_dir_from_environment_when_data_dir_not_writable(tmp_path, mm_tok, monkeypatch):
     path = write_jsonl(tmp_path / "p.jsonl", [{"text": "x"}])
     beside = str(tmp_path / ".minimind_cache")
-    real = lm._usable_dir
-    monkeypatch.setattr(lm, "_usable_dir", lambda d: d != beside and real(d))
+    real = token_cache._usable_dir
+    monkeypatch.setattr(token_cache, "_usable_dir", lambda d: d != beside and real(d))
     monkeypatch.setenv("MINIMIND_DATA_CACHE", str(tmp_path / "home_cache"))
     ds = PretrainDataset(path, mm_tok, 64)
     assert ds.cache.dir == str(tmp_path / "home_cache") and len(ds) == 1
@@ -556,7 +558,7 @@ def test_parquet_saved_dataset_and_shards_give_the_same_items(tmp_path, mm_tok):
     """The demo SFT and DPO files converted in the test: every form gives the JSONL file's items."""
     import shutil
 
-    from dataset.lm_dataset import hf_datasets
+    from dataset.token_cache import hf_datasets
     hf = hf_datasets()
     demo = os.path.join(ROOT, "dataset", "demo")
     for name, cls, L in (("sft.jsonl", SFTDataset, 512), ("dpo.jsonl", DPODataset, 1024)):
@@ -587,11 +589,11 @@ def test_parquet_saved_dataset_and_shards_give_the_same_items(tmp_path, mm_tok):
     assert [f for f in os.listdir(tmp_path / "sft" / CACHE) if not f.endswith((".arrow", ".lock"))] == [".gitignore"]
 
 
-CACHE = lm.CACHE_DIRNAME
+CACHE = token_cache.CACHE_DIRNAME
 
 
 def test_parquet_row_errors_and_patterns_without_files(tmp_path, mm_tok):
-    from dataset.lm_dataset import hf_datasets
+    from dataset.token_cache import hf_datasets
     rows = [{"conversations": [U, A]}, {"conversations": [U, {"role": "robot", "content": "x"}]}]
     path = str(tmp_path / "s.parquet")
     hf_datasets().Dataset.from_list(rows).to_parquet(path)
@@ -605,6 +607,6 @@ def test_parquet_row_errors_and_patterns_without_files(tmp_path, mm_tok):
 
 
 def test_datasets_runs_offline():
-    from dataset.lm_dataset import hf_datasets
+    from dataset.token_cache import hf_datasets
     hf = hf_datasets()
     assert os.environ["HF_DATASETS_OFFLINE"] == "1" and hf.config.HF_HUB_OFFLINE

@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset.streaming as streaming  # noqa: E402
-from dataset.lm_dataset import DataError, PackedPretrainDataset  # noqa: E402
+from dataset.lm_dataset import PackedPretrainDataset  # noqa: E402
+from dataset.sources import DataError  # noqa: E402
 from dataset.streaming import StreamingPretrainDataset  # noqa: E402
 from test_lm_dataset import write_jsonl  # noqa: E402
 from test_train_common import tokenizer_dir  # noqa: E402

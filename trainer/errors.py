@@ -19,9 +19,9 @@ class Interrupted(KeyboardInterrupt):
 def user_error_types():
     types = [UserError]
     # DataError lives in the dataset package; only a program that imported it can raise it.
-    lm = sys.modules.get("dataset.lm_dataset")
-    if lm is not None and isinstance(getattr(lm, "DataError", None), type):
-        types.append(lm.DataError)
+    sources = sys.modules.get("dataset.sources")
+    if sources is not None and isinstance(getattr(sources, "DataError", None), type):
+        types.append(sources.DataError)
     return tuple(types)
 
 

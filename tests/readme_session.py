@@ -1,74 +1,29 @@
-"""README.md cannot rot: every command in it is run here (or, where it cannot run here, checked).
+"""The sandboxed session that runs README.md's commands in order, with one check per kind of command.
 
-Convention. Every line of a ```bash block is one command (a trailing backslash continues it on
-the next line; blank lines and lines starting with # are skipped). ```python blocks are client
-snippets run against the README's server; ```json blocks are data-format examples, each line fed
-to the data set class it documents; ```text blocks are not run. Any other fence is an error.
-
-The README reads as one session typed in a fresh clone, top to bottom, so the commands run in
-order, in a sandbox copy of the repo where ./dataset holds tiny stand-ins (cut from the demo
-corpus) of MiniMind's files. Each command line is kept verbatim; small-scale flags are APPENDED
-(argparse keeps the last value), e.g. `--n_layers 1 --max_seq_len 64 --epochs 1 --device cpu`.
-`--dim` is left alone, so checkpoint names (out/full_sft_768.pth, which `mv` renames) stay the
-README's.
-
-How each kind of command is checked:
-- python SCRIPT ...      run (exit 0, plus what it promises: a checkpoint saved, an answer, ...).
-                         Python scripts run in a fork of a process that has already imported
-                         torch and transformers (same interpreter, argv, cwd, env, stdin), which
-                         saves seconds of imports per command; pipes (printf ... | python ...)
-                         feed the left side's output as stdin.
-- torchrun (one node)    the torchrun options are parsed by torchrun's own parser and the script
-                         runs as one process (the scripts work either way); the first such
-                         command also runs under real torchrun with 2 processes (gloo).
-- torchrun (multi-node)  torchrun's parser and the script's parser accept every option.
-- mv / rm                run in the sandbox; the source must have existed.
-- server + curl/python   the server runs in the background on a free port; curl and the openai
-                         snippet are sent to it (port rewritten), and so is a question from
-                         scripts/chat_openai_api.py (--base_url appended).
-- streamlit run PAGE     Streamlit's options must be its config options and the page's own flags
-                         (after --) must parse; the page's runs (AppTest, Chromium) are
-                         tests/test_web_demo.py.
-- lm_eval --model hf      lm-eval's parser takes the options; the folder is one the README wrote.
-- pip / pytest / wandb sync / ollama / vllm
-                         files and options they name must exist (requirements files, what
-                         .ci/run runs, offline-run folders, the Modelfile and its GGUF, the
-                         Llama folder); the packages they pin must be the ones the code names.
-- scripts/demo.py, scripts/bench*.py, scripts/eval_benchmarks.py
-                         their parser accepts the README's flags; the runs themselves are
-                         tests/test_demo.py, tests/test_bench.py, tests/test_data_memory.py and
-                         tests/test_eval_benchmarks.py.
-A command that fits none of these fails the test: add a check before adding such a command.
-
-The flag tables are compared with each script's argparse (every flag listed, no stale flag,
-every literal default equal), every --flag the prose names must exist, relative links must
-resolve, and the tokenizer's compression table must be what the documented command prints.
+classify says which check a command gets; copy_repo and make_stand_ins build the sandbox (the repo as
+a fresh clone has it, with tiny stand-ins of MiniMind's data files); Session runs the steps once, in
+order, and keeps their results. The convention is in tests/test_readme_commands.py's docstring.
 """
-import argparse
-import functools
 import glob
 import io
 import json
 import os
 import re
-import select
 import shlex
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from contextlib import redirect_stdout
 
-import pytest
+from fork_server import TIMEOUT, ForkServer
+from readme_parsing import (ROOT, _ci_runs, _importable, read_readme, script_key, split_env, split_pipe, steps,
+                            tokens, torchrun_split)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(ROOT, "README.md")
 SHARED_TOKENIZER = os.path.normpath(os.path.join(ROOT, "..", "shared", "minimind_tokenizer"))
 DEFAULT_PORT = "127.0.0.1:8998"
-TIMEOUT = 600
 
 # Flags appended to a project script's command line to make it tiny (the README text stays verbatim).
 TRAIN_SMALL = ["--n_layers", "1", "--max_seq_len", "64", "--batch_size", "4", "--accumulation_steps", "1",
@@ -107,113 +62,6 @@ STAND_INS = {"pretrain": ("pretrain.jsonl", 24), "sft": ("sft.jsonl", 16), "dpo"
              "r1_": ("reason.jsonl", 16), "lora_": ("lora_identity.jsonl", 24)}
 
 
-# ------------------------------------------------------------------------------ reading README
-
-def read_readme():
-    with open(README, encoding="utf-8") as f:
-        return f.read()
-
-
-def fences(text):
-    """[(lang, first_line_number, body)] for every ``` block."""
-    out, lines, i = [], text.split("\n"), 0
-    while i < len(lines):
-        m = re.match(r"^(\s*)```(\S*)\s*$", lines[i])
-        if m:
-            indent, lang, start, body = m.group(1), m.group(2), i + 2, []
-            i += 1
-            while i < len(lines) and not re.match(r"^\s*```\s*$", lines[i]):
-                line = lines[i]
-                body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
-                i += 1
-            if i == len(lines):
-                raise AssertionError(f"README.md:{start - 1}: ``` block never closed")
-            out.append((lang, start, "\n".join(body)))
-        i += 1
-    return out
-
-
-class Step:
-    def __init__(self, kind, line, text):
-        self.kind, self.line, self.text = kind, line, text
-
-    def __repr__(self):
-        return f"README.md:{self.line}: {self.text[:70]}"
-
-
-def steps(text=None):
-    """The README's commands and snippets, in order."""
-    text = read_readme() if text is None else text
-    out = []
-    for lang, start, body in fences(text):
-        if lang == "bash":
-            pending, pending_line = "", None
-            for n, line in enumerate(body.split("\n"), start):
-                s = line.strip()
-                if not pending and (not s or s.startswith("#")):
-                    continue
-                if pending_line is None:
-                    pending_line = n
-                if s.endswith("\\"):
-                    pending += s[:-1] + " "
-                    continue
-                out.append(Step("bash", pending_line, (pending + s).strip()))
-                pending, pending_line = "", None
-            assert not pending, f"README.md:{pending_line}: a command ends with a backslash"
-        elif lang == "python":
-            out.append(Step("python", start, body))
-        elif lang == "json":
-            for n, line in enumerate(body.split("\n"), start):
-                if line.strip():
-                    out.append(Step("json", n, line.strip()))
-    return out
-
-
-def tokens(cmd):
-    """shlex tokens with shell operators as separate tokens; comments dropped."""
-    lex = shlex.shlex(cmd, posix=True, punctuation_chars="|&;<>")
-    lex.whitespace_split = True
-    lex.commenters = "#"
-    return list(lex)
-
-
-def split_env(toks):
-    env = {}
-    while toks and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", toks[0]):
-        k, v = toks[0].split("=", 1)
-        env[k] = v
-        toks = toks[1:]
-    return env, toks
-
-
-def split_pipe(cmd):
-    """(left command or None, right tokens) for `A | B`; more pipes or other operators: error."""
-    toks = tokens(cmd)
-    ops = [t for t in toks if set(t) <= set("|&;<>")]
-    if not ops:
-        return None, toks
-    assert ops == ["|"], f"unsupported shell operators {ops} in: {cmd}"
-    i = toks.index("|")
-    return shlex.join(toks[:i]), toks[i + 1:]
-
-
-def script_key(path):
-    """Repo-relative script path ('scripts/demo.py', 'train_dpo.py') or None."""
-    p = os.path.normpath(path)
-    if os.path.isabs(p) or p.startswith(".."):
-        return None
-    return p.replace(os.sep, "/") if os.path.isfile(os.path.join(ROOT, p)) else None
-
-
-def torchrun_split(toks):
-    """torchrun tokens -> (torchrun options, script, script args), by torchrun's own parser."""
-    from torch.distributed.run import get_args_parser
-    a = get_args_parser().parse_args(toks)
-    i = len(toks) - len(a.training_script_args) - 1
-    assert toks[i] == a.training_script
-    return toks[:i], a.training_script, list(a.training_script_args), a
-
-
 def classify(step):
     """What kind of check a step gets; raises for a command this test does not know."""
     if step.kind == "python":
@@ -239,7 +87,7 @@ def classify(step):
             return "serve"
         if key == "scripts/chat_openai_api.py":
             return "chat_client"
-        assert key in SMALL, f"{step}: {key} has no small-scale flags in tests/test_readme.py"
+        assert key in SMALL, f"{step}: {key} has no small-scale flags in tests/readme_session.py"
         return "python"
     if head == "torchrun":
         _, script, _, a = torchrun_split(toks[1:])
@@ -263,124 +111,12 @@ def classify(step):
         return "vllm"
     if head == "lm_eval":
         return "lm_eval"
-    raise AssertionError(f"{step}: tests/test_readme.py does not know how to check this command; "
+    raise AssertionError(f"{step}: tests/readme_session.py does not know how to check this command; "
                          "add a check for it (or rephrase the README)")
 
 
-# ------------------------------------------------------------------------------ the fork server
-
-FORK_SERVER = r'''
-import atexit, json, os, runpy, sys, traceback
-import numpy, torch, tokenizers, transformers
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationMixin,
-                          PreTrainedModel, TextIteratorStreamer)
-import transformers.cache_utils, transformers.modeling_outputs
-import argparse
-
-
-class _Parsed(Exception):
-    pass
-
-
-def _parse_only(self, args=None, namespace=None):
-    ns, unknown = self.parse_known_args(args, namespace)
-    print("PARSED " + json.dumps(unknown), flush=True)
-    raise _Parsed
-
-
-def child(req):
-    os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update(req["env"])
-    fd = os.open(req["stdin"], os.O_RDONLY)
-    os.dup2(fd, 0)
-    out = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    sys.stdin = open(0, "r", encoding="utf-8", closefd=False)
-    sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)
-    script = req["argv"][0]
-    sys.argv = list(req["argv"])
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
-    if req.get("parse_only"):
-        argparse.ArgumentParser.parse_args = _parse_only
-    code = 0
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except _Parsed:
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        if not isinstance(e.code, int) and e.code is not None:
-            print(e.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    try:
-        import threading
-        threading._shutdown()
-        atexit._run_exitfuncs()
-    except BaseException:
-        traceback.print_exc()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-for line in sys.stdin:
-    req = json.loads(line)
-    if req["op"] == "run":
-        pid = os.fork()
-        if pid == 0:
-            try:
-                child(req)
-            finally:
-                os._exit(70)
-        print(json.dumps({"pid": pid}), flush=True)
-    elif req["op"] == "wait":
-        _, status = os.waitpid(req["pid"], 0)
-        print(json.dumps({"rc": os.waitstatus_to_exitcode(status)}), flush=True)
-'''
-
-
-class ForkServer:
-    def __init__(self, cwd):
-        self.proc = subprocess.Popen([sys.executable, "-c", FORK_SERVER], cwd=cwd, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
-
-    def _ask(self, req, timeout=None):
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        if timeout is not None:
-            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-            if not ready:
-                return None
-        line = self.proc.stdout.readline()
-        assert line, "the fork server died"
-        return json.loads(line)
-
-    def start(self, argv, cwd, env, stdin_path, log_path, parse_only=False):
-        return self._ask(dict(op="run", argv=argv, cwd=cwd, env=env, stdin=stdin_path, log=log_path,
-                              parse_only=parse_only))["pid"]
-
-    def wait(self, pid, timeout=TIMEOUT):
-        reply = self._ask(dict(op="wait", pid=pid), timeout)
-        if reply is None:  # too slow: kill it, then collect the reply the server still sends
-            os.kill(pid, signal.SIGKILL)
-            self.proc.stdout.readline()
-            return None
-        return reply["rc"]
-
-    def close(self):
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        except Exception:
-            self.proc.kill()
-
-
-# ------------------------------------------------------------------------------ the sandbox
+# ------------------------------------------------------------------------------
+# the sandbox
 
 def copy_repo(dst):
     """The code of the repo (no git, checkpoints, caches or real data), as a fresh clone has it."""
@@ -404,7 +140,7 @@ def make_stand_ins(sandbox, text):
     names |= {"pretrain_hq.jsonl", "sft_mini_512.jsonl", "dpo.jsonl", "lora_identity.jsonl"}  # the scripts' defaults
     for name in sorted(names):
         src = next((v for k, v in STAND_INS.items() if name.startswith(k)), None)
-        assert src, f"README names dataset/{name}: no stand-in for it in tests/test_readme.py"
+        assert src, f"README names dataset/{name}: no stand-in for it in tests/readme_session.py"
         with open(os.path.join(ROOT, "dataset", "demo", src[0]), encoding="utf-8") as f:
             lines = f.readlines()[:src[1]]
         with open(os.path.join(sandbox, "dataset", name), "w", encoding="utf-8") as f:
@@ -825,349 +561,3 @@ def _flag(argv, name, default=None):
         elif t.startswith(name + "="):
             val = t.split("=", 1)[1]
     return val
-
-
-def _importable(mod):
-    import importlib.util
-    return importlib.util.find_spec(mod) is not None
-
-
-def _ci_runs(cmd):
-    """Whether .ci/run runs `cmd` (python3 == python, `python3 -m pip` == `pip`, -q ignored)."""
-    def norm(c):
-        t = [x for x in shlex.split(c) if x != "-q"]
-        t = ["python" if x == "python3" else x for x in t]
-        if t[:3] == ["python", "-m", "pip"]:
-            t = ["pip"] + t[3:]
-        return t
-    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
-        lines = [l.strip() for l in f if l.strip() and not l.strip().startswith("#")]
-    return any(norm(l) == norm(cmd) for l in lines)
-
-
-# ------------------------------------------------------------------------------ tests: commands
-
-STEPS = steps()
-
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    s = Session(tmp_path_factory.mktemp("readme"))
-    yield s
-    s.stop_server()
-    s.fork.close()
-
-
-def test_readme_has_the_commands_it_must():
-    cmds = [s.text for s in STEPS if s.kind == "bash"]
-    for must in (
-        "pip install -r requirements.txt",
-        "python scripts/demo.py",
-        "pip install -r requirements-test.txt",
-        "python -m pytest -q",
-        "torchrun --nproc_per_node 2 train_pretrain.py --n_layers 16 --dim 768 --use_wandb",
-        'torchrun --nproc_per_node 2 train_full_sft.py --data_path "./dataset/sft_512.jsonl" --n_layers 16 --dim 768 --use_wandb',
-        "python eval_model.py --model_mode 1 --n_layers 16 --dim 768",
-        "torchrun --nproc_per_node 2 train_dpo.py --n_layers 16 --dim 768 --batch_size 4 --use_wandb",
-        "mv out/full_sft_768.pth out/pretrain_768.pth",
-    ):
-        assert must in cmds, f"README lost the command: {must}"
-    assert any("--from_weight full_sft --save_weight full_sft_2048" in c for c in cmds)
-    assert any("--from_resume 1" in c for c in cmds)
-    assert any(c.startswith("WANDB_MODE=offline ") for c in cmds)
-    assert any(c.startswith("wandb sync ") for c in cmds)
-    assert any("--nnodes" in c and "--node_rank" in c for c in cmds)
-
-
-# The chat command scripts/demo.py prints at its end (tests/test_demo.py checks it prints this one).
-DEMO_CHAT = "python eval_model.py --out_dir out/demo --dim 128 --n_layers 2 --model_mode 2 --device cpu"
-
-
-def test_quickstart_is_two_commands_the_demo_chat_then_the_ci_test_command():
-    text = read_readme()
-    m = re.search(r"^## Quickstart\n(.*?)^## ", text, re.M | re.S)
-    assert m, "no '## Quickstart' section"
-    blocks = [b for lang, _, b in fences(m.group(1)) if lang == "bash"]
-    assert [b.split("\n") for b in blocks] == [
-        ["pip install -r requirements.txt", "python scripts/demo.py"],
-        [DEMO_CHAT],
-        ["pip install -r requirements-test.txt", "python -m pytest -q"]]
-    assert _ci_runs("pip install -r requirements-test.txt") and _ci_runs("python -m pytest -q")
-
-
-def test_every_fence_has_a_known_language():
-    for lang, line, _ in fences(read_readme()):
-        assert lang in ("bash", "python", "json", "text"), \
-            f"README.md:{line - 1}: ```{lang or '(no language)'}: use bash (run by this test), python, json or text"
-
-
-def test_every_command_is_classified():
-    for s in STEPS:
-        classify(s)  # raises for a command no check knows
-    kinds = [classify(s) for s in STEPS]
-    for k in ("python", "torchrun", "multinode", "serve", "curl", "snippet", "json"):
-        assert k in kinds, f"no {k} command found: did the README's structure change?"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("index", range(len(STEPS)), ids=[f"line{s.line}" for s in STEPS])
-def test_command(session, index):
-    r = session.run_through(index)
-    if index == len(STEPS) - 1:
-        session.stop_server()
-    assert r.ok, r.msg
-    if r.skipped:
-        pytest.skip(r.msg)
-
-
-@pytest.mark.slow
-def test_first_torchrun_command_under_real_torchrun(tmp_path):
-    """The README's first torchrun command, with 2 processes on gloo, as typed (plus small flags)."""
-    step = next(s for s in STEPS if s.kind == "bash" and classify(s) == "torchrun")
-    env, toks = split_env(tokens(step.text))
-    _, script, _, _ = torchrun_split(toks[1:])
-    sandbox = str(tmp_path / "repo")
-    copy_repo(sandbox)
-    make_stand_ins(sandbox, read_readme())
-    run_env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    run_env.update(env, WANDB_MODE=env.get("WANDB_MODE", "disabled"), OMP_NUM_THREADS="1",
-                   MINIMIND_DATA_CACHE=str(tmp_path / "cache"))
-    # `torchrun` is the console script of torch.distributed.run; -m picks this interpreter's for sure
-    cmd = [sys.executable, "-m", "torch.distributed.run"] + toks[1:] + SMALL[script_key(script)]
-    p = subprocess.run(cmd, cwd=sandbox, env=run_env, capture_output=True, text=True, timeout=TIMEOUT)
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out[-4000:]
-    assert "2 process(es)" in out, out[-3000:]
-    assert re.search(r"^saved \S+\.pth \(step \d+, final\)$", out, re.M), out[-3000:]
-
-
-# ------------------------------------------------------------------------------ tests: flag tables
-
-def tables(text):
-    """[(header cells, [row cells], line)] of every Markdown table."""
-    out, lines = [], text.split("\n")
-    i = 0
-    while i < len(lines) - 1:
-        if lines[i].startswith("|") and re.match(r"^\|[\s:|-]+\|$", lines[i + 1]):
-            header, rows, start = _cells(lines[i]), [], i + 1
-            i += 2
-            while i < len(lines) and lines[i].startswith("|"):
-                rows.append(_cells(lines[i]))
-                i += 1
-            out.append((header, rows, start))
-        else:
-            i += 1
-    return out
-
-
-def _cells(line):
-    line = line.strip()[1:-1]
-    cells, cur, code = [], "", False
-    for ch in line:  # a | inside `code` does not split (`<|im_end|>`)
-        if ch == "`":
-            code = not code
-        if ch == "|" and not code:
-            cells.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    cells.append(cur.strip())
-    return cells
-
-
-def flag_tables(text=None):
-    """{script: {option strings (frozenset): (default cell, line)}} from the tables headed `flag`."""
-    out = {}
-    for header, rows, line in tables(read_readme() if text is None else text):
-        if header[0].lower() != "flag":
-            continue
-        cols = {}
-        for j, h in enumerate(header[1:], 1):
-            m = re.fullmatch(r"`([\w/.-]+\.py)`", h)
-            if m:
-                cols[j] = m.group(1)
-        assert cols, f"README.md:{line}: a flag table names no script in its header"
-        for k, row in enumerate(rows):
-            opts = frozenset(re.findall(r"`(--?[A-Za-z][\w-]*)`", row[0]))
-            assert opts, f"README.md:{line + 1 + k}: no `--flag` in the first cell: {row[0]}"
-            for j, script in cols.items():
-                cell = row[j] if j < len(row) else ""
-                if cell == "—":
-                    continue
-                per = out.setdefault(script, {})
-                assert opts not in per, f"README.md:{line + 1 + k}: {sorted(opts)} listed twice for {script}"
-                per[opts] = (cell, line + 1 + k)
-            for j, script in cols.items():
-                out.setdefault(script, {})
-    return out
-
-
-FLAG_TABLES = flag_tables()
-
-
-_ACTIONS_CODE = """
-import argparse, json, os, runpy, sys
-class Stop(Exception): pass
-def grab(self, args=None, namespace=None):
-    rows = []
-    for a in self._actions:
-        if not isinstance(a, argparse._HelpAction):
-            rows.append([a.option_strings, repr(a.default), type(a).__name__, a.required,
-                         a.help == argparse.SUPPRESS])
-    raise Stop(rows)
-argparse.ArgumentParser.parse_args = grab
-out = {}
-for script in sys.argv[1:]:
-    sys.argv = [script]
-    path0 = list(sys.path)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except Stop as e:
-        out[script] = e.args[0]
-    sys.path[:] = path0
-print("ACTIONS " + json.dumps(out))
-"""
-
-
-@functools.lru_cache(maxsize=None)
-def _all_parser_actions(scripts):
-    """{script: [(option strings, default, action kind, required, hidden)]}, read from each script's
-    argparse without running the script (all in one interpreter, to pay the imports once)."""
-    import ast
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # the CPU's defaults, whatever the machine
-    p = subprocess.run([sys.executable, "-c", _ACTIONS_CODE, *scripts], cwd=ROOT, capture_output=True,
-                       text=True, env=env, timeout=600)
-    m = re.search(r"^ACTIONS (.*)$", p.stdout, re.M)
-    assert m, f"could not read the scripts' flags:\n{p.stdout[-1000:]}\n{p.stderr[-2000:]}"
-    got = json.loads(m.group(1))
-    missing = [s for s in scripts if s not in got]
-    assert not missing, f"these scripts parse no arguments before doing work: {missing}"
-    return {s: [(frozenset(o), None if d == "None" else ast.literal_eval(d), kind, req, hid)
-                for o, d, kind, req, hid in rows] for s, rows in got.items()}
-
-
-def _parser_actions(script, hidden=False):
-    rows = _all_parser_actions(tuple(sorted(FLAG_TABLES)))[script]
-    return [r[:4] for r in rows if hidden or not r[4]]
-
-
-def _same_default(cell, default):
-    v = cell[1:-1]
-    if isinstance(default, bool):
-        s = v.strip().lower()
-        return s in ("1", "true", "0", "false") and (s in ("1", "true")) == default
-    if isinstance(default, (int, float)):
-        try:
-            return abs(float(v) - float(default)) <= 1e-12 * max(1.0, abs(float(default)))
-        except ValueError:
-            return False
-    return v == str(default)
-
-
-# Defaults that depend on the machine or on a preset: the table may describe them in words.
-DESCRIBED = {"--device", "--data_dir"}
-
-
-@pytest.mark.parametrize("script", sorted(FLAG_TABLES))
-def test_flag_table_matches_argparse(script):
-    documented = FLAG_TABLES[script]
-    actual = _parser_actions(script)
-    have = {opts for opts, *_ in actual}
-    for opts, (cell, line) in documented.items():
-        assert opts in have, (f"README.md:{line}: {script} has no flag {' / '.join(sorted(opts))} "
-                              f"(its flags: {sorted(min(o) for o in have)})")
-    for opts, default, kind, required in actual:
-        assert opts in documented, f"README: {script}'s flag {' / '.join(sorted(opts))} is not in its flag table"
-        cell, line = documented[opts]
-        literal = re.fullmatch(r"`[^`]*`", cell) is not None
-        free = (default is None or default == [] or required or kind == "_StoreTrueAction"
-                or opts & DESCRIBED)
-        if literal and not free:
-            assert _same_default(cell, default), \
-                f"README.md:{line}: {script} {min(opts)} default is {default!r}, the table says {cell}"
-        else:
-            assert literal or free, \
-                f"README.md:{line}: {script} {min(opts)} has the default {default!r}; write it as `{default}`"
-
-
-def test_every_script_with_flags_has_a_table():
-    scripts = {script_key(p) for p in re.findall(r"\b((?:scripts/)?[\w]+\.py)\b", read_readme())}
-    scripts = {s for s in scripts if s and not s.startswith(("model/", "dataset/", "trainer/", "tests/"))}
-    for s in sorted(scripts):
-        with open(os.path.join(ROOT, s), encoding="utf-8") as f:
-            if "add_argument" not in f.read() and s not in ("train_pretrain.py", "train_full_sft.py", "train_dpo.py"):
-                continue
-        assert s in FLAG_TABLES, f"README names {s} but has no flag table for it"
-
-
-def test_every_flag_named_in_the_prose_exists():
-    text = read_readme()
-    known = set()
-    for script in FLAG_TABLES:
-        for opts, *_ in _parser_actions(script, hidden=True):
-            known |= opts
-    from torch.distributed.run import get_args_parser
-    for a in get_args_parser()._actions:
-        known |= set(a.option_strings)
-    if _importable("lm_eval"):  # `lm_eval --model hf ...` commands
-        from lm_eval._cli import HarnessCLI
-        for a in HarnessCLI()._subparsers.choices["run"]._actions:
-            known |= set(a.option_strings)
-    else:
-        known |= {"--model", "--model_args", "--trust_remote_code", "--output_path", "--log_samples"}
-    known |= {"--no-deps", "--silent", "--show-error", "--fail", "--help"}
-    for m in re.finditer(r"(?<![\w-])(--[A-Za-z][\w-]*)", text):
-        flag = m.group(1)
-        line = text.count("\n", 0, m.start()) + 1
-        assert flag in known, f"README.md:{line}: {flag} is no flag of any script (or tool) it documents"
-
-
-def test_relative_links_resolve():
-    for m in re.finditer(r"\]\(([^)#\s]+)(#[^)]*)?\)", read_readme()):
-        target = m.group(1)
-        if re.match(r"^[a-z]+://", target):
-            continue
-        assert os.path.exists(os.path.join(ROOT, target)), f"README links to {target}, which does not exist"
-
-
-def test_anchor_links_resolve():
-    text = read_readme()
-
-    def slug(h):
-        h = re.sub(r"[`*]", "", h.strip().lower())
-        h = re.sub(r"[^\w\- ]", "", h)
-        return h.replace(" ", "-")
-    anchors = {slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
-    for a in re.findall(r"\]\(#([^)]+)\)", text):
-        assert a in anchors, f"README links to #{a}: no such heading"
-
-
-def test_no_placeholder_but_the_benchmark_one():
-    text = read_readme()
-    comments = re.findall(r"<!--(.*?)-->", text, re.S)
-    assert all(c.strip() == "BENCH" for c in comments), f"unexpected HTML comments: {comments}"
-    for word in ("TODO", "TBD", "FIXME", "XXX", "lorem"):
-        assert word not in text, f"README contains {word}"
-
-
-@pytest.mark.slow
-def test_tokenizer_table_is_what_the_command_prints(session):
-    """The compression table in README equals the documented command's output (run when it can)."""
-    idx = next((i for i, s in enumerate(STEPS) if s.kind == "bash" and "tokenizer_compression.py" in s.text), None)
-    assert idx is not None, "README lost the tokenizer_compression.py command"
-    r = session.run_through(idx)
-    assert r.ok, r.msg
-    if session.compression_output is None:
-        pytest.skip(r.msg or "compression command not run")
-    printed = [(h, r) for h, r, _ in tables(session.compression_output) if h[0] == "held-out text"]
-    documented = [t for t in tables(read_readme()) if t[0][0] == "held-out text"]
-    assert printed and documented, "compression table missing"
-    (header, rows), (dh, drows, dline) = printed[0], documented[0]
-    dmap = {r[0]: dict(zip(dh, r)) for r in drows}
-    assert len(drows) == len(rows), f"README.md:{dline}: {len(drows)} rows, the command prints {len(rows)}"
-    for row in rows:
-        assert row[0] in dmap, f"README.md:{dline}: the table lacks the row {row[0]}"
-        for h, v in zip(header, row):
-            assert h in dh, f"README.md:{dline}: the table lacks the column {h}"
-            assert dmap[row[0]][h] == v, f"README.md:{dline}: {row[0]} / {h}: README {dmap[row[0]][h]}, printed {v}"

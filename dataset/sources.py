@@ -1,0 +1,187 @@
+"""The user's data files: paths resolved to sources, each stage's line format, and each line parsed
+and checked, with one-line DataErrors ("PATH:LINE: expected ..., got ...; what to do").
+
+Fields (MiniMind's JSONL, one object per line; the same columns in Parquet files and saved datasets):
+    pretrain  {"text": "..."}
+    SFT       {"conversations": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+    DPO       {"chosen": [messages], "rejected": [messages]}
+A data path is a JSONL or .parquet file, a `Dataset.save_to_disk` folder, or a glob / folder of shards.
+The parsing and checking functions are pure: they run in the token cache's map workers
+(dataset/token_cache.py) and in the streaming reader (dataset/streaming.py).
+"""
+import glob
+import json
+import os
+
+ROLES = ("system", "user", "assistant")
+SHARD_EXTS = (".jsonl", ".json", ".parquet")
+
+
+class DataError(ValueError):
+    """A problem with the user's data file: "PATH:LINE: expected ..., got ...; what to do"."""
+
+    def __init__(self, message, path=None, line=None):
+        super().__init__(message)
+        self.path, self.line = path, line
+
+    def __reduce__(self):  # survives the trip back from a worker process
+        return (DataError, (str(self), self.path, self.line))
+
+
+def _short(value, limit=60):
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _type_name(value):
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def data_error(path, line, expected, got, todo):
+    where = f"{path}:{line}" if line else f"{path}"
+    return DataError(f"{where}: expected {expected}, got {got}; {todo}", path, line)
+
+
+class _Kind:
+    """A stage's data: its fields ("streams", one token sequence each) and what a line looks like."""
+
+    def __init__(self, name, streams, example):
+        self.name, self.streams, self.example = name, streams, example
+
+
+PRETRAIN = _Kind("pretrain", ("text",), '{"text": "..."}')
+SFT = _Kind("sft", ("conversations",), '{"conversations": [{"role": "user", "content": "..."}, '
+            '{"role": "assistant", "content": "..."}]}')
+DPO = _Kind("dpo", ("chosen", "rejected"), '{"chosen": [messages], "rejected": [messages]}')
+_KINDS = {k.name: k for k in (PRETRAIN, SFT, DPO)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing and validation (pure functions; they run in the map's worker processes)
+
+def _json_problem(e, text):
+    """json's message, said plainly: "unterminated string starting at column 10", "the line ends
+    before the JSON object does (column 15)", "expecting ',' delimiter at column 12"."""
+    if e.msg.startswith("Unterminated string"):
+        return f"unterminated string starting at column {e.colno}"
+    if e.pos >= len(text.rstrip()):
+        return f"the line ends before the JSON object does (column {e.colno})"
+    return f"{e.msg[0].lower()}{e.msg[1:].removesuffix(' at')} at column {e.colno}"
+
+
+def _parse_line(raw, path, lineno):
+    """bytes -> dict, or None for a blank line (tolerated, e.g. a trailing newline)."""
+    try:
+        text = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise data_error(path, lineno, "UTF-8 text", f"an invalid byte at column {e.start + 1}",
+                         "re-save the file as UTF-8") from None
+    if lineno == 1:
+        text = text.lstrip("\ufeff")
+    if not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise data_error(path, lineno, "one JSON object per line", f"invalid JSON ({_json_problem(e, text)})",
+                         "fix or delete this line") from None
+    if not isinstance(obj, dict):
+        raise data_error(path, lineno, "a JSON object per line", _type_name(obj),
+                         "each line must be an object such as {\"text\": \"...\"}")
+    return obj
+
+
+def _field(obj, name, path, lineno, example):
+    if name not in obj:
+        raise data_error(path, lineno, f'a "{name}" field', f"keys {sorted(obj)}",
+                         f"lines of this file must look like {example}")
+    return obj[name]
+
+
+def _check_messages(value, field, path, lineno):
+    """Validate one conversation; returns [{"role", "content"}] with missing roles filled in.
+
+    A turn without "role" takes the role that alternation asks for (user after system/assistant or at
+    the start, assistant after user), as in MiniMind's early role-less SFT files. A system turn is
+    allowed first only; after it turns must alternate user/assistant, with at least one assistant.
+    """
+    if not isinstance(value, list) or not value:
+        raise data_error(path, lineno, f'"{field}" to be a non-empty list of messages',
+                         _short(value), 'write it as [{"role": "user", "content": "..."}, ...]')
+    messages, prev = [], None
+    for k, msg in enumerate(value, 1):
+        if not isinstance(msg, dict):
+            raise data_error(path, lineno, f'message {k} of "{field}" to be an object',
+                             _type_name(msg), 'write messages as {"role": ..., "content": ...}')
+        content = msg.get("content")
+        if not isinstance(content, str):
+            got = "no content" if "content" not in msg else _type_name(content)
+            raise data_error(path, lineno, f'message {k} of "{field}" to have a string "content"',
+                             got, "give every message its text")
+        want = "assistant" if prev == "user" else "user"
+        role = msg.get("role", want)
+        if role not in ROLES:
+            raise data_error(path, lineno, f'message {k} of "{field}" to have role system, user or '
+                             'assistant', f"role {_short(role)}", "fix the role")
+        if role == "system" and k != 1:
+            raise data_error(path, lineno, f'a system message only as message 1 of "{field}"',
+                             f"one as message {k}", "merge it into the first message")
+        if role != "system" and role != want:
+            raise data_error(path, lineno, f'message {k} of "{field}" to have role {want} (turns '
+                             'alternate user/assistant after an optional system message)',
+                             f"role {role}", "fix the roles or the order of the messages")
+        messages.append({"role": role, "content": content})
+        prev = role
+    if not any(m["role"] == "assistant" for m in messages):
+        raise data_error(path, lineno, f'at least one assistant message in "{field}"',
+                         "none", "add the answer the model should learn")
+    return messages
+
+
+def _pretrain_text(obj, path, lineno):
+    text = _field(obj, "text", path, lineno, PRETRAIN.example)
+    if not isinstance(text, str):
+        raise data_error(path, lineno, '"text" to be a string', _type_name(text),
+                         f"lines of this file must look like {PRETRAIN.example}")
+    return text
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+
+def resolve_sources(path, what="a JSONL file"):
+    """--data_path -> [(file or folder, "jsonl" | "parquet" | "saved")], shards sorted by name."""
+    if glob.has_magic(path):
+        files = sorted(f for f in glob.glob(path) if os.path.isfile(f) or _is_saved(f))
+        if not files:
+            raise data_error(path, None, "files matching this pattern", "none", "check the pattern")
+    elif not os.path.exists(path):
+        raise data_error(path, None, what, "no such file",
+                         "check the path, or download/generate the data first")
+    elif os.path.isdir(path) and not _is_saved(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(SHARD_EXTS))
+        if not files:
+            raise data_error(path, None, f"{what}, a saved dataset or a folder of .jsonl/.parquet shards",
+                             "a folder without them", "pass the file, or a folder that holds the shards")
+    else:
+        files = [path]
+    out = []
+    for f in files:
+        if not os.path.isdir(f) and os.path.getsize(f) == 0:
+            raise data_error(f, None, "at least one JSON line", "an empty file",
+                             "check the file was fully written")
+        out.append((f, "saved" if os.path.isdir(f) else "parquet" if f.endswith(".parquet") else "jsonl"))
+    return out
+
+
+def _size(path):
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    return os.path.getsize(path)
+
+
+def _is_saved(path):
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, f))
+                                       for f in ("state.json", "dataset_dict.json"))
+
