@@ -5,7 +5,7 @@
 reads {out_dir}/rlhf_{dim}[_moe].pth and writes {out_dir}/reason_{dim}[_moe].pth, which
 `eval_model.py --model_mode 3` chats with (the thinking shown apart from the answer). The data is
 MiniMind's SFT conversations format; the assistant contents carry the tags. --tag_weight multiplies
-the loss of exactly the target tokens that spell the four tags (trainer/reason_sft.py), so the model
+the loss of exactly the target tokens that spell the four tags (trainer/stages/reason_sft.py), so the model
 learns to emit them; the loss is the weighted mean over the answer tokens. Samples without
 well-formed tags are trained on as they are, and counted in one summary line.
 """
@@ -28,7 +28,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from dataset.lm_dataset import SFTDataset
-    from trainer.reason_sft import ReasonStage, TagWeighted, weighted_collate
+    from trainer.stages.reason_sft import ReasonStage, TagWeighted, weighted_collate
     with Trainer(args) as trainer:
         model = trainer.build_model()
         train_ds = TagWeighted(trainer.dataset(SFTDataset, args.data_path, max_length=args.max_seq_len),

@@ -3,7 +3,7 @@
     python train_distillation.py --data_path ./dataset/sft_mini_512.jsonl
 distils the teacher {out_dir}/full_sft_768.pth (768 x 16) into the student {out_dir}/full_sft_512.pth
 (512 x 8), MiniMind2's pair, and writes {out_dir}/full_dist_512.pth. The loss over the assistant tokens
-is alpha * CE + (1 - alpha) * T^2 * KL(teacher || student) (trainer/distill.py); any transformers
+is alpha * CE + (1 - alpha) * T^2 * KL(teacher || student) (trainer/stages/distill.py); any transformers
 causal LM with the student's tokenizer can teach instead (--teacher_model_path DIR).
 """
 from trainer.args import make_parser, positive_float, positive_int, str2bool
@@ -50,7 +50,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from dataset.lm_dataset import SFTDataset, pad_collate
-    from trainer.distill import DistillStage, load_teacher
+    from trainer.stages.distill import DistillStage, load_teacher
     with Trainer(args) as trainer:
         model = trainer.build_model()
         teacher = load_teacher(trainer, model)

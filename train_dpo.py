@@ -34,7 +34,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from dataset.lm_dataset import DPODataset, dpo_collate
-    from trainer.dpo import DPOStage
+    from trainer.stages.dpo import DPOStage
     with Trainer(args) as trainer:
         model = trainer.build_model()
         train_ds = trainer.dataset(DPODataset, args.data_path, max_length=args.max_seq_len)

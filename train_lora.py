@@ -8,7 +8,7 @@
 reads {out_dir}/{from_weight}_{dim}[_moe].pth (default rlhf), freezes it, and trains low-rank
 adapters on --lora_targets (peft's LoraConfig + get_peft_model). It writes only the adapter, in
 MiniMind2's format, to {out_dir}/lora/{lora_name}_{dim}[_moe].pth; the resume file beside it holds
-the adapter and its optimizer, not the base. See trainer/lora.py for the file format.
+the adapter and its optimizer, not the base. See model/lora.py for the file format.
 """
 from trainer.args import make_parser, positive_float, positive_int
 from trainer.errors import UserError, run_main
@@ -47,7 +47,8 @@ def main(argv=None):
     if args.from_weight.lower() == "none":
         raise UserError("--from_weight none: LoRA adapts a trained model; pass rlhf, full_sft or a .pth path")
     from dataset.lm_dataset import SFTDataset, pad_collate
-    from trainer.lora import LoRAStage, add_lora, check_lora_name, lora_path, trainable_line
+    from model.lora import add_lora, check_lora_name, lora_path, trainable_line
+    from trainer.stages.lora import LoRAStage
     check_lora_name(args.lora_name)
     alpha = args.lora_alpha if args.lora_alpha is not None else float(args.lora_rank)
     with Trainer(args) as trainer:

@@ -13,7 +13,7 @@ from benchmarks.models import Trainee, build_pair, fused_lm_loss
 
 def plain_distill_step_loss(teacher):
     """MiniMind's train_distillation.py: both models' full (B, T, V) logits, KL and CE over them."""
-    from trainer.distill import plain_distill_loss
+    from trainer.stages.distill import plain_distill_loss
 
     def loss(model, X, Y, M):
         with torch.no_grad():
@@ -23,8 +23,8 @@ def plain_distill_step_loss(teacher):
 
 
 def fused_distill_step_loss(teacher):
-    """The project's: trainer.distill.DistillStage.loss (hidden states, chunked KL on target rows)."""
-    from trainer.distill import DistillStage, Teacher
+    """The project's: trainer.stages.distill.DistillStage.loss (hidden states, chunked KL on target rows)."""
+    from trainer.stages.distill import DistillStage, Teacher
     stage = DistillStage(Teacher(teacher, "bench", {}), 0.0, 1.0)
     return lambda model, X, Y, M: stage.loss(model, (X, Y, M))[0]
 

@@ -1,8 +1,8 @@
 """Section dpo: effective tokens/s of one DPO epoch (real DPODataset): MiniMind's (pad both sides to
 max_seq_len, reference model forward every step, log-probs from full logits) vs the project's
 (length-grouped dpo_collate batches, reference log-probs computed once by
-trainer.dpo.compute_reference_logps -- its time is included in the epoch -- then
-trainer.dpo.DPOStage.loss); plus the project with the fused loss explicitly.
+trainer.stages.dpo.compute_reference_logps -- its time is included in the epoch -- then
+trainer.stages.dpo.DPOStage.loss); plus the project with the fused loss explicitly.
 
 Also the DPO pieces the dpo_step section shares: the data set and model, the on-the-fly and cached
 losses, the reference pass and the policy log-probs (plain and fused)."""
@@ -30,7 +30,7 @@ def plain_policy_logps(model, batch):
 
 
 def fused_policy_logps(model, batch):
-    """trainer.dpo.policy_logps through the fused loss: same (pc, pr, out) contract."""
+    """trainer.stages.dpo.policy_logps through the fused loss: same (pc, pr, out) contract."""
     from types import SimpleNamespace
 
     from trainer.fused_loss import fused_sequence_logps
@@ -66,7 +66,7 @@ def _dpo_at_scale(S, tok, workdir):
 
 def dpo_on_the_fly_loss(ref_model, beta=0.1, logps=None):
     """MiniMind's way: the frozen reference scores every batch again, each step."""
-    from trainer.dpo import policy_logps
+    from trainer.stages.dpo import policy_logps
     from trainer.losses import dpo_loss
     logps = logps or policy_logps
 
@@ -80,14 +80,14 @@ def dpo_on_the_fly_loss(ref_model, beta=0.1, logps=None):
 
 
 def cached_stage(beta=0.1):
-    from trainer.dpo import DPOStage
+    from trainer.stages.dpo import DPOStage
     st = DPOStage(beta)
     return st, (lambda m, b: st.loss(m, b)[0])
 
 
 def reference_pass(model, ds, collate, device, batch_size, fused):
-    """trainer.dpo.compute_reference_logps (its own code; routed through the fused log-probs if asked)."""
-    import trainer.dpo as tdpo
+    """trainer.stages.dpo.compute_reference_logps (its own code; routed through the fused log-probs if asked)."""
+    import trainer.stages.dpo as tdpo
     saved = tdpo.policy_logps
     if fused:
         tdpo.policy_logps = fused_policy_logps
@@ -112,7 +112,7 @@ def bench_dpo(S, device, args, log, workdir):
         st, lossf = cached_stage()
         if fused:
             def lossf(m, b, st=st):
-                import trainer.dpo as tdpo
+                import trainer.stages.dpo as tdpo
                 saved = tdpo.policy_logps
                 tdpo.policy_logps = fused_policy_logps
                 try:

@@ -1,5 +1,5 @@
 """Section dpo_step: one DPO step on the same length-grouped batches: reference forward on the fly vs
-cached (trainer.dpo.compute_reference_logps once, then DPOStage.loss)."""
+cached (trainer.stages.dpo.compute_reference_logps once, then DPOStage.loss)."""
 import copy
 
 from benchmarks.batching import project_batches

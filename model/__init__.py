@@ -1,4 +1,16 @@
-"""MiniMind2 model; importing this package registers it with transformers' Auto* classes."""
+"""The MiniMind model and everything that uses one: loading, generating, chatting, adapters, export.
+
+    model_minimind.py   MiniMindConfig, MiniMindForCausalLM (self-contained: it travels with exports)
+    loading.py          a model from a checkpoint name, a .pth, a transformers folder, a LoRA on top
+    generation.py       streamed and batched generation (ids, masks, log-probs, stop strings)
+    chat.py             prompts, history and answers of a conversation (eval_model.py, page, demo)
+    reasoning.py        the chat template's parsing: <think>/<answer>
+    lora.py             LoRA adapters (peft) in MiniMind2's file format: apply, merge, list
+    export.py           transformers (MiniMind / Llama), .pth, PEFT and GGUF outputs
+    tokenizer*.json     the tokenizer
+
+Importing this package registers MiniMind with transformers' Auto* classes.
+"""
 
 from transformers import AutoConfig, AutoModelForCausalLM
 

@@ -31,8 +31,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from scripts.convert_model import (_source_is_dir, add_source_args, checkpoint_file,  # noqa: E402
-                                   export_llama, export_minimind, load_source)
+from model.export import export_llama, export_minimind  # noqa: E402
+from model.loading import add_source_args, checkpoint_file, load_source, source_is_dir  # noqa: E402
 from trainer.args import (ArgumentParser, add_device_args, check_device, nonneg_int,  # noqa: E402
                           positive_int, resolve_dtype)
 from trainer.errors import UserError, run_main  # noqa: E402
@@ -88,7 +88,7 @@ def get_parser():
 # ------------------------------------------------------------------------------------ the model
 
 def _model_name(args):
-    if _source_is_dir(args):
+    if source_is_dir(args):
         return os.path.basename(os.path.normpath(args.model_path))
     name = os.path.basename(checkpoint_file(args))[:-len(".pth")]
     if getattr(args, "lora_name", None):
@@ -98,7 +98,7 @@ def _model_name(args):
 
 def model_folder(args, tmp):
     """(transformers folder for lm-eval's hf model, whether it needs trust_remote_code, description)."""
-    if _source_is_dir(args) and not getattr(args, "lora_name", None):
+    if source_is_dir(args) and not getattr(args, "lora_name", None):
         cfg_path = os.path.join(args.model_path, "config.json")
         if not os.path.isfile(cfg_path):
             raise UserError(f"{cfg_path}: not found; --model_path must be a transformers directory "

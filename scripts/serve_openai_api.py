@@ -31,7 +31,8 @@ if REPO not in sys.path:
 
 import torch  # noqa: E402
 
-from scripts.convert_model import add_source_args, load_source  # noqa: E402
+from model.generation import StopStrings, cut_at_stop, held_back, sampling_kwargs  # noqa: E402
+from model.loading import add_source_args, load_source  # noqa: E402
 from trainer.args import (ArgumentParser, add_device_args, check_device, positive_int,  # noqa: E402
                           resolve_dtype)
 from trainer.errors import UserError, run_main  # noqa: E402
@@ -134,48 +135,7 @@ def parse_request(body):
                 stream=stream, stop=stop, seed=seed, include_usage=bool(opts.get("include_usage")))
 
 
-def held_back(text, stops):
-    """How many trailing characters of `text` could still grow into a stop string (not sent yet)."""
-    keep = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), keep, -1):
-            if text.endswith(s[:k]):
-                keep = k
-                break
-    return keep
-
-
-def cut_at_stop(text, stops):
-    """(text before the earliest stop string, whether one was found)."""
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return (text[:min(hits)], True) if hits else (text, False)
-
-
 # ------------------------------------------------------------------------------------- generation
-
-def _stop_criteria(cancel, stops, tokenizer, prompt_len):
-    """A StoppingCriteria: stop when the client left (`cancel` set) or a stop string was produced.
-
-    Only the newest tokens are decoded each step: enough of them to hold any stop string.
-    """
-    from transformers import StoppingCriteria
-
-    tail = 4 * max((len(s) for s in stops), default=0) + 4  # a character is at most 4 byte-level tokens
-
-    class StopOnCancelOrString(StoppingCriteria):
-        hit_stop = False
-
-        def __call__(self, input_ids, scores, **kwargs):
-            done = cancel.is_set()
-            if stops and not done:
-                text = tokenizer.decode(input_ids[0, max(prompt_len, input_ids.shape[1] - tail):],
-                                        skip_special_tokens=True)
-                if any(s in text for s in stops):
-                    self.hit_stop = done = True
-            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-    return StopOnCancelOrString()
-
 
 class Engine:
     """The model, its tokenizer, and a pool of generation threads (max_parallel at a time)."""
@@ -183,7 +143,7 @@ class Engine:
     def __init__(self, model, tokenizer, name="minimind", max_tokens=2048, context=None, max_parallel=1,
                  reasoning=False):
         self.model, self.tokenizer, self.name = model, tokenizer, name
-        self.reasoning = reasoning  # split <think> into reasoning_content (trainer/reasoning.py)
+        self.reasoning = reasoning  # split <think> into reasoning_content (model/reasoning.py)
         self.max_tokens = max_tokens
         self.context = min(context or model.config.max_position_embeddings, model.config.max_position_embeddings)
         self.device = next(model.parameters()).device
@@ -233,11 +193,8 @@ class Engine:
                 from transformers import StoppingCriteriaList
                 kw = dict(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(self.device),
                           max_new_tokens=budget, streamer=streamer, stopping_criteria=StoppingCriteriaList([criteria]),
-                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
-                if req["temperature"] == 0 or req["top_p"] == 0:
-                    kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-                else:
-                    kw.update(do_sample=True, temperature=req["temperature"], top_p=req["top_p"], top_k=0)
+                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+                          **sampling_kwargs(req["temperature"], req["top_p"], top_k=0))
                 if req["seed"] is not None:
                     torch.manual_seed(req["seed"])
                 with torch.inference_mode():
@@ -252,7 +209,7 @@ class Engine:
         """Async iterator of text pieces; its last item is a dict (finish_reason, completion_tokens)."""
         from transformers import AsyncTextIteratorStreamer
         streamer = AsyncTextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        criteria = _stop_criteria(cancel, req["stop"], self.tokenizer, ids.shape[1])
+        criteria = StopStrings(req["stop"], self.tokenizer, ids.shape[1], cancel)
         self._count("waiting", 1)
         job = self.pool.submit(self._generate, ids, budget, req, streamer, cancel, criteria)
         fut = asyncio.wrap_future(job)
@@ -366,7 +323,7 @@ def create_app(engine: Engine):
                 watcher.cancel()
             message = {"role": "assistant", "content": "".join(parts)}
             if engine.reasoning:
-                from trainer.reasoning import split_reasoning
+                from model.reasoning import split_reasoning
                 message["reasoning_content"], message["content"] = split_reasoning(message["content"])
             return {
                 "id": cid, "object": "chat.completion", "created": created, "model": engine.name,
@@ -397,7 +354,7 @@ def create_app(engine: Engine):
             # engine.run then sets `cancel`, and the StoppingCriteria ends generate().
             split = None
             if engine.reasoning:
-                from trainer.reasoning import ReasoningStream
+                from model.reasoning import ReasoningStream
                 split = ReasoningStream()
             try:
                 yield sse(chunk({"role": "assistant", "content": ""}))

@@ -12,7 +12,7 @@ adapters of {out_dir}/lora that fit the chosen model, MiniMind's four sliders (h
 tokens, top_p, temperature) with its ranges and defaults, a seed (empty: a new random seed per
 reply, shown under the reply) and "Clear chat".
 
-Each reply is generated the way eval_model.py generates one (its Chat: prompt, history, sampling,
+Each reply is generated the way eval_model.py generates one (model/chat.py's Chat: prompt, history, sampling,
 a streamer that never cuts a multi-byte character), so a reply with seed S is what
 `eval_model.py --seed S` answers with the same settings. A reason model's <think> text sits in a
 collapsible block, open while it streams; answers are rendered as Markdown, HTML in them is shown
@@ -21,7 +21,6 @@ old one. Mistakes (a broken checkpoint, an adapter of another size) are one mess
 """
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import random
@@ -44,16 +43,15 @@ if not st_runtime.exists():  # imported, or run without `streamlit run`: its "no
     from streamlit import logger as st_logger
     st_logger.set_log_level("error")
 
-import eval_model  # noqa: E402
-from trainer.args import add_device_args, build_config, check_device, load_tokenizer, resolve_dtype  # noqa: E402
-from trainer.checkpoint import describe_state_dict, load_weights, made_by, read_state_dict  # noqa: E402
+from model import lora as lora_lib  # noqa: E402
+from model.chat import Chat  # noqa: E402
+from model.loading import REASON_MODE, load_dir_model, load_pth, model_size, tokenizer_for  # noqa: E402
+from model.reasoning import ReasoningStream, split_reasoning  # noqa: E402
+from trainer.args import add_device_args, check_device, resolve_dtype  # noqa: E402
+from trainer.checkpoint import describe_state_dict, read_state_dict  # noqa: E402
 from trainer.errors import UserError, one_line, run_main  # noqa: E402
-from trainer.reasoning import ReasoningStream, split_reasoning  # noqa: E402
 
-# LoRA adapters need trainer/lora.py (train_lora.py's helpers); without it the choice is "none".
-lora_lib = importlib.import_module("trainer.lora") if importlib.util.find_spec("trainer.lora") else None
 
-REPO_TOKENIZER = os.path.join(REPO, "model")
 # Checkpoint names, least to most trained (MiniMind2's names; the page opens the most trained).
 STAGE_ORDER = ["pretrain", "full_sft", "full_dist", "rlhf", "reason"]
 # MiniMind2's sliders: label, (min, max, default, step)
@@ -183,7 +181,7 @@ def discover(out_dir, model_paths):
 
 def fitting_adapters(out_dir, entry):
     """[(label, adapter dict)] of {out_dir}/lora adapters made for this model's size."""
-    if lora_lib is None or not entry.dim:
+    if not entry.dim:
         return []
     fits = [a for a in lora_lib.list_adapters(out_dir)
             if a.get("dim") == entry.dim and bool(a.get("use_moe", entry.use_moe)) == entry.use_moe]
@@ -194,8 +192,8 @@ def model_mode(entry) -> int:
     """eval_model.py's --model_mode for this model: 0 continues text, the others chat."""
     if entry.stage == "pretrain":
         return 0
-    if entry.stage == "reason" and 3 in eval_model.MODEL_MODES:
-        return 3
+    if entry.stage == "reason":
+        return REASON_MODE
     return 1
 
 
@@ -207,21 +205,12 @@ def load_entry(entry, adapter, args):
         raise UserError(entry.error)
     device = check_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    tok_path = args.tokenizer_path
     if entry.kind == "folder":
-        from scripts.convert_model import load_dir_model
         net = load_dir_model(entry.path)
-        if tok_path is None and os.path.isfile(os.path.join(entry.path, "tokenizer.json")):
-            tok_path = entry.path
     else:
-        from model import MiniMindForCausalLM
-        size = argparse.Namespace(dim=entry.dim, n_layers=entry.n_layers, use_moe=entry.use_moe)
-        net = MiniMindForCausalLM(build_config(size, **({"vocab_size": entry.vocab_size} if entry.vocab_size else {})))
-        load_weights(net, entry.path, made_by=made_by(re.sub(r"(_\d+)?(_moe)?$", "", os.path.basename(entry.path)[:-4])))
-    tokenizer = load_tokenizer(tok_path or REPO_TOKENIZER)
-    if len(tokenizer) > net.config.vocab_size:
-        raise UserError(f"{tok_path or REPO_TOKENIZER}: tokenizer has {len(tokenizer)} tokens but the model only "
-                        f"{net.config.vocab_size}; start the page with the --tokenizer_path the model was trained with")
+        net = load_pth(entry.path, model_size(entry.dim, entry.n_layers, entry.use_moe), vocab_size=entry.vocab_size)
+    tokenizer = tokenizer_for(net, args.tokenizer_path, entry.path if entry.kind == "folder" else None,
+                              fix="start the page with the --tokenizer_path the model was trained with")
     if adapter is not None:
         net = lora_lib.apply_lora(net, adapter["path"])
     return net.to(device=device, dtype=dtype).eval(), tokenizer
@@ -266,7 +255,7 @@ def draw_answer(reasoning, answer, thinking=False):
 
 
 class PageSink:
-    """The `out` eval_model's Chat streams a reply into: keeps it, splits off the thinking, redraws."""
+    """The `out` model/chat.py's Chat streams a reply into: keeps it, splits off the thinking, redraws."""
 
     def __init__(self, slot, pending):
         self.slot, self.pending = slot, pending
@@ -294,11 +283,11 @@ def generate(model, tokenizer, mode, history, question, settings, seed, sink):
     """The reply eval_model.py gives to `question` after `history` with these settings and seed."""
     gen = argparse.Namespace(model_mode=mode, history_cnt=settings["history"], max_new_tokens=settings["max_new_tokens"],
                              temperature=settings["temperature"], top_p=settings["top_p"], seed=seed, stream=1)
-    chat = eval_model.Chat(model, tokenizer, gen)
+    chat = Chat(model, tokenizer, gen)
     chat.messages = history
-    kw = chat._generate_kwargs(chat.prompt_for(question))
+    kw = chat.generate_kwargs(chat.prompt_for(question))
     torch.manual_seed(seed)  # as Chat.ask: seeded right before generate()
-    return chat._stream(kw, sink)
+    return chat.stream(kw, sink)
 
 
 # --------------------------------------------------------------------------------------- the chat
@@ -360,8 +349,7 @@ def sidebar(args, entries):
         adapters = fitting_adapters(args.out_dir, entry)
     except UserError as e:
         sb.warning(one_line(e))
-    lora_help = (f"adapters in {args.out_dir}/lora made for this model's size" if lora_lib is not None
-                 else "LoRA adapters need trainer/lora.py (train_lora.py)")
+    lora_help = f"adapters in {args.out_dir}/lora made for this model's size"
     choice = sb.selectbox("LoRA", [NO_LORA] + [a for a, _ in adapters], key="lora", help=lora_help)
     adapter = dict(adapters).get(choice)
     settings = {

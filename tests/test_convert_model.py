@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
+from model.export import permute_for_gguf  # noqa: E402
 from scripts import convert_model as cm  # noqa: E402
 from trainer.checkpoint import load_weights, save_weights  # noqa: E402
 from trainer.errors import run_main  # noqa: E402
@@ -377,8 +378,8 @@ def test_gguf_f32_tensors(gguf_files, ckpt):
     hf_q = sd["model.layers.0.self_attn.q_proj.weight"]
     assert q.shape == hf_q.shape and list(got["blk.0.attn_q.weight"].shape) == [DIM, DIM]
     assert np.array_equal(q[0], hf_q[0]) and np.array_equal(q[1], hf_q[hd // 2])
-    assert np.array_equal(q, cm.permute_for_gguf(hf_q, 8))
-    assert np.array_equal(got["blk.1.attn_k.weight"].data, cm.permute_for_gguf(sd["model.layers.1.self_attn.k_proj.weight"], 2))
+    assert np.array_equal(q, permute_for_gguf(hf_q, 8))
+    assert np.array_equal(got["blk.1.attn_k.weight"].data, permute_for_gguf(sd["model.layers.1.self_attn.k_proj.weight"], 2))
     assert np.array_equal(got["blk.0.attn_v.weight"].data, sd["model.layers.0.self_attn.v_proj.weight"])
     assert np.array_equal(got["blk.1.ffn_down.weight"].data, sd["model.layers.1.mlp.down_proj.weight"])
     assert np.array_equal(got["token_embd.weight"].data, sd["model.embed_tokens.weight"])

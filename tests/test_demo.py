@@ -17,8 +17,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "scripts", "demo.py")
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import demo  # noqa: E402
+sys.path.insert(0, ROOT)  # the demo/ package (scripts/demo.py, run below, is its entry point)
+from demo import logs, scoring  # noqa: E402
+from demo import run as demo_run  # noqa: E402
 
 # Reduced demo: the full demo's model and learning rates and its SFT, 8 of its 30 pretraining passes and
 # fewer of the later stages' (the reasoning stage: half the passes at twice the rate). Every value is
@@ -80,7 +81,7 @@ def test_every_stage_loss_falls(reduced):
         assert last < first, f"{stage}: loss did not fall ({first:.4f} -> {last:.4f})"
         # the curve in the results is the one the script logged
         with open(out / "logs" / f"{stage}.log", encoding="utf-8") as f:
-            logged = demo.parse_log(f.read().splitlines())
+            logged = logs.parse_log(f.read().splitlines())
         assert [[r["step"], r["loss"]] for r in logged] == curve
     pre = results["losses"]["pretrain"]
     assert pre[-1][1] < 0.5 * pre[0][1]  # pretraining learns a lot, not a rounding error's worth
@@ -100,8 +101,8 @@ def test_chat_answers_heldout_questions(reduced):
         assert shown[label] == (h["right"], h["total"])
         assert h["total"] == n_questions == len(h["answers"])
         # the count is the corpus's rule applied to the printed answers, not taken on trust
-        items = demo.read_heldout(os.path.join(ROOT, "dataset", "demo", "heldout.jsonl"))
-        assert h["right"] == sum(demo.is_right(a["answer"], it) for a, it in zip(h["answers"], items))
+        items = scoring.read_heldout(os.path.join(ROOT, "dataset", "demo", "heldout.jsonl"))
+        assert h["right"] == sum(scoring.is_right(a["answer"], it) for a, it in zip(h["answers"], items))
         for a in h["answers"]:
             mark = "✓" if a["right"] else "✗"
             assert f"{mark} {a['question']}  →  {a['answer']}" in proc.stdout
@@ -120,7 +121,7 @@ def test_dpo_reward_accuracy_reported(reduced):
     assert m, proc.stdout[-2000:]
     acc = float(m.group(1))
     assert acc == pytest.approx(results["dpo_reward_accuracy"], abs=0.006)
-    logged = [r["rewards/accuracies"] for r in demo.parse_log(
+    logged = [r["rewards/accuracies"] for r in logs.parse_log(
         open(out / "logs" / "dpo.log", encoding="utf-8").read().splitlines())]
     assert logged and all(0.0 <= a <= 1.0 for a in logged)
     assert acc > 0.5  # preferences are learnt: right answers win over wrong ones
@@ -128,10 +129,10 @@ def test_dpo_reward_accuracy_reported(reduced):
 
 @pytest.mark.slow
 def test_reasoning_stage_reports_its_three_figures(reduced):
-    from trainer.reasoning import is_well_formed
+    from model.reasoning import is_well_formed
     out, proc, results = reduced
     r = results["reasoning"]
-    items = demo.read_heldout(os.path.join(ROOT, "dataset", "demo", "reason_heldout.jsonl"))
+    items = scoring.read_heldout(os.path.join(ROOT, "dataset", "demo", "reason_heldout.jsonl"))
     m = re.search(r"2-hop held-out accuracy: (\d+)/(\d+) \(reason model, thinking first\), (\d+)/(\d+) "
                   r"\(DPO model asked directly\)", proc.stdout)
     w = re.search(r"well-formed <think>/<answer> tags: (\d+)/(\d+)", proc.stdout)
@@ -139,8 +140,8 @@ def test_reasoning_stage_reports_its_three_figures(reduced):
     assert [int(g) for g in m.groups()] == [r["reason"]["right"], len(items), r["dpo_direct"]["right"], len(items)]
     assert [int(g) for g in w.groups()] == [r["well_formed"]["count"], len(items)]
     # recounted from the printed answers: the corpus's rule on the answer part, the tags on the whole output
-    assert r["reason"]["right"] == sum(demo.is_right(a["answer"], it) for a, it in zip(r["reason"]["answers"], items))
-    assert r["dpo_direct"]["right"] == sum(demo.is_right(a["answer"], it)
+    assert r["reason"]["right"] == sum(scoring.is_right(a["answer"], it) for a, it in zip(r["reason"]["answers"], items))
+    assert r["dpo_direct"]["right"] == sum(scoring.is_right(a["answer"], it)
                                            for a, it in zip(r["dpo_direct"]["answers"], items))
     assert r["well_formed"]["count"] == sum(is_well_formed(a["output"]) for a in r["reason"]["answers"])
     assert r["chain_in_think"]["count"] == sum(all(" ".join(c.split()) in a["think"] for c in it["chain"])
@@ -164,8 +165,8 @@ def test_lora_stage_reports_with_and_without(reduced):
         assert s["heldout_with"]["right"] > s["heldout_without"]["right"], (name, s["heldout_with"], s["heldout_without"])
         assert s["base_without"]["right"] == results["heldout"]["DPO"]["right"]
         assert 0 <= s["base_with"]["right"] <= s["base_with"]["total"] == results["heldout"]["DPO"]["total"]
-    import demo_lora
-    for line in demo_lora.summary(results["lora"]):
+    from demo import lora_stage
+    for line in lora_stage.summary(results["lora"]):
         assert line in proc.stdout
     assert re.search(r"LoRA identity: identity hit rate \d+/12 with the adapter, \d+/12 without; base held-out "
                      r"accuracy \d+/56 with it, \d+/56 without \(\d+% kept\)", proc.stdout), proc.stdout[-2000:]
@@ -185,19 +186,19 @@ def test_loss_curve_png(reduced):
 
 
 def test_parse_step_reads_trainer_lines():
-    rec = demo.parse_step("epoch 2/3 step 17/42 loss 0.693147 lr 1.000e-06 grad_norm 0.1234 tok/s 987 "
+    rec = logs.parse_step("epoch 2/3 step 17/42 loss 0.693147 lr 1.000e-06 grad_norm 0.1234 tok/s 987 "
                           "eta 0:00:12 rewards/chosen 0.0100 rewards/accuracies 0.7500 logps/chosen -12.5000")
     assert rec["epoch"] == 2 and rec["step"] == 17 and rec["total"] == 42
     assert rec["loss"] == pytest.approx(0.693147) and rec["lr"] == pytest.approx(1e-6)
     assert rec["rewards/accuracies"] == 0.75 and rec["logps/chosen"] == -12.5
-    assert demo.parse_step("saved out/pretrain_64.pth (step 42, final)") is None
+    assert logs.parse_step("saved out/pretrain_64.pth (step 42, final)") is None
 
 
 def test_scoring_rule():
     item = {"keywords": ["Sunmar"], "distractors": ["Drask", "Olvik"]}
-    assert demo.is_right("The capital of Tarnis is sunmar.", item)
-    assert not demo.is_right("The capital of Tarnis is Drask.", item)
-    assert not demo.is_right("Sunmar or Olvik.", item)
+    assert scoring.is_right("The capital of Tarnis is sunmar.", item)
+    assert not scoring.is_right("The capital of Tarnis is Drask.", item)
+    assert not scoring.is_right("Sunmar or Olvik.", item)
 
 
 def one_line_error(proc):
@@ -219,15 +220,15 @@ def test_readme_flag_table_gives_the_demos_defaults():
         flag, default = [c.strip() for c in line.strip("|").split("|")][:2]
         rows[flag.strip("`").lstrip("-")] = default
     checked = 0
-    for key, value in demo.FULL.items():
+    for key, value in demo_run.FULL.items():
         assert key in rows, f"README's demo.py table has no --{key}"
         m = re.fullmatch(r"(\S+)(?: \(`--quick`: (\S+)\))?", rows[key])
         assert m, (key, rows[key])
         assert float(m.group(1)) == value, (key, rows[key], value)
-        quick = demo.QUICK[key]
+        quick = demo_run.QUICK[key]
         assert float(m.group(2)) == quick if m.group(2) else quick == value, (key, rows[key], quick)
         checked += 1
-    assert checked == len(demo.FULL) >= 19
+    assert checked == len(demo_run.FULL) >= 19
 
 
 def test_bad_flag_is_one_line():
@@ -256,8 +257,8 @@ def test_bad_heldout_line_is_one_line(tmp_path):
 
 
 def test_missing_package_is_a_hint(monkeypatch, capsys):
-    monkeypatch.setitem(demo.REQUIRED, "surely_not_installed_pkg", "surely-not-installed-pkg")
-    assert demo.cli(["--out_dir", "unused"]) == 2
+    monkeypatch.setitem(demo_run.REQUIRED, "surely_not_installed_pkg", "surely-not-installed-pkg")
+    assert demo_run.cli(["--out_dir", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "surely-not-installed-pkg" in err[0] and "pip install -r" in err[0]
 

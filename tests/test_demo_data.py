@@ -138,15 +138,15 @@ def test_heldout_answers_are_words_sft_teaches_to_say():
     ("dish", "zh", 3, "{n}的{v}最有名。"),  # the start of capital's "{n}的首都是{v}。"
 ])
 def test_generator_refuses_statements_that_read_alike_up_to_the_value(monkeypatch, attr, lang, index, template):
-    sys.path.insert(0, str(SCRIPT.parent))
-    import make_demo_data
+    sys.path.insert(0, str(ROOT))
+    from demo import world
     import random
-    said = list(make_demo_data.ATTRS[attr][lang + "_say"])
-    make_demo_data.build_world(random.Random(0))  # the templates as they are pass
+    said = list(world.ATTRS[attr][lang + "_say"])
+    world.build_world(random.Random(0))  # the templates as they are pass
     said[index] = template
-    monkeypatch.setitem(make_demo_data.ATTRS[attr], lang + "_say", said)
+    monkeypatch.setitem(world.ATTRS[attr], lang + "_say", said)
     with pytest.raises(AssertionError):
-        make_demo_data.build_world(random.Random(0))
+        world.build_world(random.Random(0))
 
 
 def test_heldout_facts_are_in_pretraining():

@@ -21,7 +21,7 @@ from test_train_common import tokenizer_dir  # noqa: E402
 from test_train_scripts import logged, user_error  # noqa: E402
 from trainer.checkpoint import save_weights  # noqa: E402
 from trainer.errors import run_main  # noqa: E402
-from trainer.distill import DistillStage, Teacher, plain_distill_loss  # noqa: E402
+from trainer.stages.distill import DistillStage, Teacher, plain_distill_loss  # noqa: E402
 from trainer.fused_loss import fused_distill_loss  # noqa: E402
 
 DEMO_SFT = os.path.join(ROOT, "dataset", "demo", "sft.jsonl")
@@ -246,8 +246,8 @@ def test_kl_falls_agreement_rises_on_demo_data_and_wandb(ckpts, small_sft, tmp_p
     # scripts/demo.py --distill scores students the same way (scripts/demo_distill.py): the distilled
     # student is far closer to the teacher than the untrained one it started as
     import argparse
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import demo_distill
+    sys.path.insert(0, ROOT)
+    from demo import distill_stage as demo_distill
     shutil.copy(ckpts / "full_sft_32.pth", out)
     a = argparse.Namespace(out_dir=str(out), dim=64, n_layers=1, threads=1, max_seq_len=48)
     s = argparse.Namespace(out_dir=str(out), dim=32)

@@ -29,13 +29,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install -r requirements-eval.txt)")
 pytest.importorskip("accelerate", reason="accelerate is not installed (pip install -r requirements-eval.txt)")
 
-import make_demo_data as md  # noqa: E402
+from demo import world as md  # noqa: E402
 import train_pretrain  # noqa: E402
 from scripts import convert_model as cm  # noqa: E402
 from scripts import eval_benchmarks as eb  # noqa: E402

@@ -19,6 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 import eval_model  # noqa: E402
 from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
+from model import chat as model_chat  # noqa: E402
+from model.generation import AnswerStreamer  # noqa: E402
+from model.loading import checkpoint_maker  # noqa: E402
 
 DIM, LAYERS = 64, 2
 QUESTION = "What is DPO?"
@@ -101,12 +104,12 @@ def run_inproc(capsys, monkeypatch, argv, stdin_text):
 def answers(out):
     """[(question, answer)] from a transcript of 👶:/🤖️: blocks."""
     pairs, q = [], None
-    for block in out.split(eval_model.USER_TAG)[1:]:
+    for block in out.split(model_chat.USER_TAG)[1:]:
         q, _, rest = block.partition("\n")
         if not q and not rest:  # the empty line that ended a manual session
             continue
-        assert rest.startswith(eval_model.BOT_TAG), block
-        pairs.append((q, rest[len(eval_model.BOT_TAG):].rstrip("\n")))
+        assert rest.startswith(model_chat.BOT_TAG), block
+        pairs.append((q, rest[len(model_chat.BOT_TAG):].rstrip("\n")))
     return pairs
 
 
@@ -118,18 +121,18 @@ def base_args(out_dir, tok_dir, *extra):
 
 def test_build_prompt_pretrain_is_plain_text_chat_uses_template(tokenizer):
     msgs = [{"role": "user", "content": "万有引力"}]
-    assert eval_model.build_prompt(tokenizer, msgs, 0) == tokenizer.bos_token + "万有引力"
-    chat = eval_model.build_prompt(tokenizer, msgs, 1)
+    assert model_chat.build_prompt(tokenizer, msgs, 0) == tokenizer.bos_token + "万有引力"
+    chat = model_chat.build_prompt(tokenizer, msgs, 1)
     assert "user\n万有引力" in chat and chat.rstrip().endswith("assistant")
-    assert eval_model.build_prompt(tokenizer, msgs, 2) == chat
+    assert model_chat.build_prompt(tokenizer, msgs, 2) == chat
 
 
 def test_keep_history_counts_messages_and_never_starts_with_an_answer():
     msgs = [{"role": r, "content": str(i)} for i, r in enumerate(["user", "assistant"] * 3)]
-    assert eval_model.keep_history(msgs, 0) == []
-    assert eval_model.keep_history(msgs, 2) == msgs[-2:]
-    assert eval_model.keep_history(msgs, 3) == msgs[-2:]  # the orphaned answer is dropped
-    assert eval_model.keep_history(msgs, 100) == msgs
+    assert model_chat.keep_history(msgs, 0) == []
+    assert model_chat.keep_history(msgs, 2) == msgs[-2:]
+    assert model_chat.keep_history(msgs, 3) == msgs[-2:]  # the orphaned answer is dropped
+    assert model_chat.keep_history(msgs, 100) == msgs
 
 
 # ------------------------------------------------------------------------ modes 0, 1, 2
@@ -221,7 +224,7 @@ def test_history_prompt_contains_earlier_turn(ckpts, tokenizer, capsys):
     def chat_with(history_cnt):
         args = eval_model.get_parser().parse_args(["--history_cnt", str(history_cnt), "--temperature", "0",
                                                    "--max_new_tokens", "30"])
-        return eval_model.Chat(chat_model, tokenizer, args, out=io.StringIO())
+        return model_chat.Chat(chat_model, tokenizer, args, out=io.StringIO())
 
     c = chat_with(2)
     assert c.ask(QUESTION) == ANSWER
@@ -241,14 +244,14 @@ def test_history_prompt_contains_earlier_turn(ckpts, tokenizer, capsys):
 def test_history_end_to_end(ckpts, tok_dir, capsys, monkeypatch):
     out_dir, _ = ckpts
     seen = []
-    real = eval_model.build_prompt
+    real = model_chat.build_prompt
 
     def spy(tokenizer, messages, model_mode):
         text = real(tokenizer, messages, model_mode)
         seen.append(text)
         return text
 
-    monkeypatch.setattr(eval_model, "build_prompt", spy)
+    monkeypatch.setattr(model_chat, "build_prompt", spy)
     code, out, err = run_inproc(capsys, monkeypatch,
                                 base_args(out_dir, tok_dir, "--history_cnt", "2", "--temperature", "0"),
                                 f"1\n{QUESTION}\nWhy?\n")
@@ -263,7 +266,7 @@ def test_history_end_to_end(ckpts, tok_dir, capsys, monkeypatch):
 def test_generation_uses_generate_with_the_kv_cache(ckpts, tokenizer, monkeypatch):
     _, chat_model = ckpts
     args = eval_model.get_parser().parse_args(["--temperature", "0", "--stream", "1"])
-    chat = eval_model.Chat(chat_model, tokenizer, args, out=io.StringIO())
+    chat = model_chat.Chat(chat_model, tokenizer, args, out=io.StringIO())
     prompt_len = len(tokenizer(chat.prompt_for(QUESTION), add_special_tokens=False)["input_ids"])
     fed = []
     real_forward = chat_model.forward
@@ -315,7 +318,7 @@ def test_streamer_never_prints_a_broken_character(tokenizer):
     table = _byte_to_unicode()
     byte_tokens = [tokenizer.convert_tokens_to_ids(table[b]) for b in "偏好".encode()]
     assert all(t is not None and t != tokenizer.unk_token_id for t in byte_tokens)
-    streamer = eval_model.AnswerStreamer(tokenizer, skip_prompt=False, skip_special_tokens=True)
+    streamer = AnswerStreamer(tokenizer, skip_prompt=False, skip_special_tokens=True)
     for t in byte_tokens[:-1]:  # the last byte of 好 never comes, as when max_new_tokens cuts it
         streamer.put(torch.tensor([t]))
     streamer.end()
@@ -369,9 +372,9 @@ def test_missing_weights_name_file_and_script(mode, name, script, tok_dir, capsy
 
 
 def test_missing_weights_hint_for_other_names_and_paths():
-    assert eval_model._maker("out/full_sft_768_moe.pth") == "train_full_sft.py"
-    assert eval_model._maker("/ckpt/rlhf_512.pth") == "train_dpo.py"
-    assert "--save_weight my_run" in eval_model._maker("out/my_run_512.pth")
+    assert checkpoint_maker("out/full_sft_768_moe.pth") == "train_full_sft.py"
+    assert checkpoint_maker("/ckpt/rlhf_512.pth") == "train_dpo.py"
+    assert "--save_weight my_run" in checkpoint_maker("out/my_run_512.pth")
 
 
 def _script(args, **kw):
@@ -427,7 +430,7 @@ def test_ctrl_c_while_answering_stops_generation(ckpts, tok_dir):
                           "--max_new_tokens", str(budget)))
     p.stdin.write("The sky\n")
     p.stdin.flush()
-    _read_until(p.stdout, eval_model.BOT_TAG, time.time() + 300)
+    _read_until(p.stdout, model_chat.BOT_TAG, time.time() + 300)
     assert p.stdout.read(3)  # the answer is on screen while it is still being generated
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)

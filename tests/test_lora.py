@@ -1,4 +1,4 @@
-"""train_lora.py and trainer/lora.py: peft adapters in MiniMind2's LoRA file format, and --lora_name in
+"""train_lora.py and model/lora.py: peft adapters in MiniMind2's LoRA file format, and --lora_name in
 eval_model.py, the server and the converter.
 
 One tiny base (dim 64, 2 layers, random wide weights so that an adapter visibly moves the logits) is
@@ -30,7 +30,7 @@ from test_train_scripts import logged, user_error  # noqa: E402
 from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
 from trainer.checkpoint import load_weights, save_weights  # noqa: E402
 from trainer.errors import run_main  # noqa: E402
-from trainer.lora import apply_lora, list_adapters, lora_path, merge_lora, read_lora  # noqa: E402
+from model.lora import apply_lora, list_adapters, lora_path, merge_lora, read_lora  # noqa: E402
 
 DIM, LAYERS, RANK, ALPHA = 64, 2, 8, 16
 IDS = torch.tensor([[1, 42, 317, 5, 901, 77, 2, 1, 13]])
@@ -125,7 +125,7 @@ def test_applied_equals_merged(run):
 
 
 def test_targets_by_name_path_or_all_and_a_one_layer_adapter(run, tmp_path):
-    from trainer.lora import add_lora, lora_state_dict, resolve_targets
+    from model.lora import add_lora, lora_state_dict, resolve_targets
     net = base(run["out"])
     assert resolve_targets(net, "q_proj,o_proj") == [f"model.layers.{i}.self_attn.{m}" for i in range(LAYERS)
                                                      for m in ("o_proj", "q_proj")]
@@ -296,7 +296,8 @@ def eval_argv(out, *extra):
 def test_eval_model_lora_name(run, capsys, monkeypatch):
     import eval_model
     args = eval_model.get_parser().parse_args(eval_argv(run["out"], "--lora_name", "lora_identity"))
-    net, tok = eval_model.load_model(args)
+    from model.loading import load_model
+    net, tok = load_model(args)
     assert torch.allclose(logits(net), logits(apply_lora(base(run["out"]), run["adapter"])), atol=1e-5, rtol=0)
 
     q = "the cat sat"

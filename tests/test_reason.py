@@ -1,4 +1,4 @@
-"""Reasoning (issue 14): trainer/reasoning.py's split and stream, the tag-weighted loss,
+"""Reasoning (issue 14): model/reasoning.py's split and stream, the tag-weighted loss,
 train_distill_reason.py end to end / resume / DDP, eval_model.py --model_mode 3, the server's
 reasoning_content."""
 import os
@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from trainer.reasoning import (THINK_TAGS, ReasoningStream, is_well_formed, split_reasoning,  # noqa: E402
+from model.reasoning import (THINK_TAGS, ReasoningStream, is_well_formed, split_reasoning,  # noqa: E402
                                tag_spans)
 
 R1 = "<think>\nWopp lives in Sunmar.\nSunmar is the capital of Tarnis.\n</think>\n<answer>\nTarnis\n</answer>"
@@ -132,7 +132,7 @@ def _expected_weights(tok, conv, tag_weight):
         start = text.index(header + m["content"] + "<|im_end|>", pos) + len(header)
         end = start + len(m["content"]) + len("<|im_end|>")
         targets.append((start, end))
-        for tag in THINK_TAGS:  # every occurrence, found independently of trainer.reasoning
+        for tag in THINK_TAGS:  # every occurrence, found independently of model.reasoning
             at = m["content"].find(tag)
             while at >= 0:
                 tags.append((start + at, start + at + len(tag)))
@@ -149,7 +149,7 @@ def _expected_weights(tok, conv, tag_weight):
 @pytest.mark.parametrize("name", sorted(TOKENIZERS))
 def test_tag_weights_token_by_token(name, tmp_path):
     from dataset.lm_dataset import SFTDataset
-    from trainer.reason_sft import TagWeighted
+    from trainer.stages.reason_sft import TagWeighted
     tok = _tok(name)
     ds = TagWeighted(SFTDataset(_write(tmp_path / "r.jsonl", CONVS), tok, max_length=512, verbose=False), tok, 7.0)
     assert ds.count_malformed() == 1  # the second conversation's second answer
@@ -171,7 +171,7 @@ def test_tag_weights_token_by_token(name, tmp_path):
 
 def test_weighted_loss_is_weighted_sum_over_sum_of_weights():
     from model import MiniMindConfig, MiniMindForCausalLM
-    from trainer.reason_sft import ReasonStage, weighted_collate
+    from trainer.stages.reason_sft import ReasonStage, weighted_collate
     from trainer.stages import LMStage
     torch.manual_seed(0)
     net = MiniMindForCausalLM(MiniMindConfig(hidden_size=32, num_hidden_layers=1))
@@ -342,7 +342,7 @@ def _chat(reason_run, capsys, monkeypatch, *extra):
 
 @pytest.mark.parametrize("stream", ["0", "1"])
 def test_model_mode_3_shows_thinking_apart(reason_run, capsys, monkeypatch, stream):
-    from eval_model import BOT_TAG, THINK_TAG
+    from model.chat import BOT_TAG, THINK_TAG
     out = _chat(reason_run, capsys, monkeypatch, "--stream", stream)
     think_line = next(ln for ln in out.splitlines() if ln.startswith(THINK_TAG))
     assert out.split(THINK_TAG, 1)[1].startswith(THINK + "\n" + BOT_TAG + ANSWER + "\n"), out
@@ -374,7 +374,8 @@ def test_server_reasoning_content(reason_run):
     eargs = eval_model.get_parser().parse_args(["--model_mode", "3", "--out_dir", str(reason_run["out"]),
                                                 "--dim", DIM, "--n_layers", "1", "--tokenizer_path", tokenizer_dir(),
                                                 "--device", "cpu"])
-    net, tok = eval_model.load_model(eargs)
+    from model.loading import load_model
+    net, tok = load_model(eargs)
     args = srv.get_parser().parse_args(["--model_mode", "3"])
     assert srv.serves_reasoning(args) and not srv.serves_reasoning(srv.get_parser().parse_args([]))
     assert srv.serves_reasoning(srv.get_parser().parse_args(["--weight", "reason_long"]))

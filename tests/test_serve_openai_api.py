@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
+from model.generation import cut_at_stop, held_back  # noqa: E402
 from scripts import serve_openai_api as srv  # noqa: E402
 from trainer.checkpoint import save_weights  # noqa: E402
 from trainer.errors import run_main  # noqa: E402
@@ -346,11 +347,11 @@ def test_engine_caps_max_tokens(setup):
 
 
 def test_stop_helpers():
-    assert srv.cut_at_stop("hello world", ["wor", "lo"]) == ("hel", True)
-    assert srv.cut_at_stop("hello", ["xyz"]) == ("hello", False)
-    assert srv.held_back("answer: ab", ["abc"]) == 2
-    assert srv.held_back("answer: a", ["abc", "a:"]) == 1
-    assert srv.held_back("answer", ["xyz"]) == 0
+    assert cut_at_stop("hello world", ["wor", "lo"]) == ("hel", True)
+    assert cut_at_stop("hello", ["xyz"]) == ("hello", False)
+    assert held_back("answer: ab", ["abc"]) == 2
+    assert held_back("answer: a", ["abc", "a:"]) == 1
+    assert held_back("answer", ["xyz"]) == 0
 
 
 def test_cli_errors_one_line(tmp_path, capsys):

@@ -26,7 +26,7 @@ def data(tmp_path_factory):
 def test_cached_reference_equals_on_the_fly(data):
     from dataset.lm_dataset import DPODataset, dpo_collate
     from model import MiniMindConfig, MiniMindForCausalLM
-    from trainer.dpo import DPOStage, compute_reference_logps, policy_logps
+    from trainer.stages.dpo import DPOStage, compute_reference_logps, policy_logps
     from trainer.losses import dpo_loss
     from contextlib import nullcontext
     torch.manual_seed(0)
@@ -128,7 +128,7 @@ class Crash(Exception):
 
 
 def test_dpo_resume_restores_reference_and_continues_exactly(tmp_path, data, capsys, monkeypatch):
-    import trainer.dpo
+    import trainer.stages.dpo
     import trainer.loop
     out_a, out_b = tmp_path / "a", tmp_path / "b"
     for k, v in dict(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true", WANDB_CONSOLE="off").items():
@@ -152,7 +152,7 @@ def test_dpo_resume_restores_reference_and_continues_exactly(tmp_path, data, cap
 
     def no_reference_pass(*a, **k):
         raise AssertionError("resumed run must take the reference log-probs from the resume file")
-    monkeypatch.setattr(trainer.dpo, "compute_reference_logps", no_reference_pass)
+    monkeypatch.setattr(trainer.stages.dpo, "compute_reference_logps", no_reference_pass)
     train_dpo.main(tiny(out_b, *common, "--from_resume", "1", "--use_wandb"))
     o = capsys.readouterr().out
     assert "resumed from epoch 1 step 3" in o

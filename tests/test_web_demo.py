@@ -21,6 +21,7 @@ from tiny_chat import (A_MD, A_PLAIN, ANSWER, DIM, LAYERS, Q_LONG, Q_MD, Q_PLAIN
 
 import eval_model  # noqa: E402  (tiny_chat put the repo on sys.path)
 from model import MiniMindForCausalLM  # noqa: E402
+from model import chat as model_chat  # noqa: E402
 from trainer.errors import run_main  # noqa: E402
 
 streamlit = pytest.importorskip("streamlit", reason="streamlit is not installed (pip install -r requirements.txt)")
@@ -99,7 +100,7 @@ def test_lists_models_by_stage_with_their_size_and_opens_the_most_trained(models
 
 
 def test_a_folder_given_with_model_path_comes_first_and_answers(models, monkeypatch, tmp_path):
-    from scripts.convert_model import export_minimind
+    from model.export import export_minimind
     from trainer.checkpoint import load_weights
     net = load_weights(tiny(),
                        str(models["chat"] / f"full_sft_{DIM}.pth"))
@@ -117,7 +118,7 @@ def test_a_folder_given_with_model_path_comes_first_and_answers(models, monkeypa
 
 def test_answer_streams_and_is_eval_models_answer(models, monkeypatch):
     pieces = []
-    real = eval_model.Chat._stream
+    real = model_chat.Chat.stream
 
     def spy(self, kw, out):
         class Rec:
@@ -128,7 +129,7 @@ def test_answer_streams_and_is_eval_models_answer(models, monkeypatch):
             def flush(self):
                 out.flush()
         return real(self, kw, Rec())
-    monkeypatch.setattr(eval_model.Chat, "_stream", spy)
+    monkeypatch.setattr(model_chat.Chat, "stream", spy)
     at = page(monkeypatch, models["out"])
     at.selectbox(key="model").set_value(f"full_sft_{DIM}.pth (64×2)")
     at.text_input(key="seed").set_value(str(SEED))
@@ -154,8 +155,8 @@ def test_answer_streams_and_is_eval_models_answer(models, monkeypatch):
 
 def test_history_follows_the_slider(models, monkeypatch):
     prompts = []
-    real = eval_model.Chat.prompt_for
-    monkeypatch.setattr(eval_model.Chat, "prompt_for", lambda self, q: prompts.append(real(self, q)) or prompts[-1])
+    real = model_chat.Chat.prompt_for
+    monkeypatch.setattr(model_chat.Chat, "prompt_for", lambda self, q: prompts.append(real(self, q)) or prompts[-1])
     at = page(monkeypatch, models["chat"])
     at.text_input(key="seed").set_value("1")
     at.slider(key="max_new_tokens").set_value(256)  # a prompt with history is new to the model: it may ramble
@@ -282,8 +283,8 @@ def test_outside_streamlit_is_one_line(capsys):
 
 
 def _adapter(path, layers, seed):
-    """A LoRA adapter file (trainer/lora.py's format) with a random B, so that it changes answers."""
-    lora = pytest.importorskip("trainer.lora", reason="trainer/lora.py (issue 12's LoRA helpers) is not there")
+    """A LoRA adapter file (model/lora.py's format) with a random B, so that it changes answers."""
+    from model import lora
     torch.manual_seed(seed)
     pm = lora.add_lora(tiny(int(path.stem.rsplit("_", 1)[1]), layers), rank=4, alpha=4)
     with torch.no_grad():

@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
 
 import eval_model  # noqa: E402
 from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
+from model import chat as model_chat  # noqa: E402
 
 DIM, LAYERS = 64, 2
 Q_PLAIN, A_PLAIN = "What is DPO?", "Direct preference optimization, 直接偏好优化。"
@@ -100,7 +101,7 @@ def eval_answer(out_dir, question, seed, *extra, weight=None, dim=DIM, layers=LA
     finally:
         sys.stdin, sys.stdout = old_in, old_out
     assert code == 0, out
-    return out.split(eval_model.BOT_TAG, 1)[1].split("\n\n", 1)[0]
+    return out.split(model_chat.BOT_TAG, 1)[1].split("\n\n", 1)[0]
 
 
 # ------------------------------------------------------------------------------ processes

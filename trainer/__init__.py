@@ -1,7 +1,17 @@
-"""Shared training code for train_pretrain.py, train_full_sft.py and train_dpo.py.
+"""The training engine: one loop for every stage, its infrastructure, and the stages themselves.
 
-Other tools import the small pieces they need:
-    from trainer.errors import UserError, run_main
-    from trainer.args import add_model_args, add_common_args, build_config, load_tokenizer
-    from trainer.checkpoint import weight_path, load_weights, save_weights, atomic_save
+    loop.py          Trainer.fit: DDP, LR schedule, accumulation, checkpoints, exact resume,
+                     validation, logging, wandb, tqdm (the only training loop there is)
+    stages/          one module per objective: a Stage gives the loss of a batch (and its metrics,
+                     what it prepares, what its weights file holds); __init__ has the protocol,
+                     LMStage (pretrain, SFT) beside dpo, distill, reason_sft, lora
+    losses.py  fused_loss.py  bpb.py
+                     the losses and metrics the stages share
+    args.py  checkpoint.py  errors.py  faults.py  sampler.py  schedule.py
+                     flags, weight files, one-line errors, faults and
+                     interrupts, samplers, the LR schedule
+
+Each train_*.py is its flags and its Stage over Trainer. Reinforcement learning adds stages here
+(GRPO, PPO, SPO, the reward model, agentic RL) that make their batches online, and keeps its own
+pieces (rollouts over model/generation.py, rewards, tools) together in trainer/rl/.
 """

@@ -1,7 +1,7 @@
 """The training loop shared by every train_*.py script.
 
 A script parses its flags with `make_parser` (trainer/args.py), builds a `Trainer`, a model and its
-data sets, and hands `Trainer.fit` a `Stage` (its loss; trainer/stages.py). Everything else lives
+data sets, and hands `Trainer.fit` a `Stage` (its loss; trainer/stages/__init__.py). Everything else lives
 here: devices and dtypes, DDP, batching, gradient accumulation and clipping, the LR schedule,
 logging (stdout, tqdm, wandb), validation, checkpoints and exact resume.
 

@@ -1,4 +1,4 @@
-"""scripts/demo.py's LoRA stage: two adapters on the DPO model, trained by the real train_lora.py.
+"""The demo's LoRA stage: two adapters on the DPO model, trained by the real train_lora.py.
 
     train_lora.py --data_path lora_identity.jsonl --lora_name lora_identity -> {out_dir}/lora/lora_identity_{dim}.pth
     train_lora.py --data_path lora_domain.jsonl   --lora_name lora_domain   -> {out_dir}/lora/lora_domain_{dim}.pth
@@ -12,7 +12,9 @@ never written: an adapter is {out_dir}/lora/*.pth, a few hundred kilobytes.
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from demo.common import ROOT, DemoError, rel, say
+from demo.scoring import ask_all, read_heldout
+from demo.stages import run_stage
 
 # (name, what it teaches, held-out file, what its held-out questions ask)
 LORA_SETS = [
@@ -26,7 +28,7 @@ LORA_RANK = 16
 
 
 def targets(n_layers):
-    """The last layer's attention output and MLP (demo.py's FULL notes why not every layer's)."""
+    """The last layer's attention output and MLP (demo/run.py's FULL notes why not every layer's)."""
     last = n_layers - 1
     return ",".join(f"{last}.{m}" for m in ("self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"))
 
@@ -52,42 +54,42 @@ def _score(res):
     return {"right": sum(r["right"] for r in res), "total": len(res), "answers": res}
 
 
-def check_files(demo, args):
+def check_files(args):
     for f in FILES:
         if not os.path.isfile(os.path.join(args.data_dir, f)):
-            raise demo.DemoError(f"{demo.rel(os.path.join(args.data_dir, f))}: not found; --data_dir must hold the LoRA "
-                                 "sets too (the bundled corpus is dataset/demo; scripts/make_demo_data.py writes them)")
+            raise DemoError(f"{rel(os.path.join(args.data_dir, f))}: not found; --data_dir must hold the LoRA "
+                            "sets too (the bundled corpus is dataset/demo; scripts/make_demo_data.py writes them)")
 
 
-def run(demo, args, env, items, base_answers, index_label="lora"):
+def run(args, env, items, base_answers, index_label="lora"):
     """Train both adapters, ask everything with and without them; returns the figures (also printed)."""
-    check_files(demo, args)
+    check_files(args)
     out = {"sets": {}, "times_s": {}, "losses": {}}
     n = len(LORA_SETS)
     for i, (name, what, _, _) in enumerate(LORA_SETS, 1):
         stage = (f"lora_{name}", "train_lora.py", f"lora/lora_{name}", what)
-        recs, took = demo.run_stage(args, stage, i, env, cmd=command(args, name), log_name=f"lora_{name}",
-                                    header=f"\n[{index_label} {i}/{n}] LoRA on the DPO model: {what}")
+        recs, took = run_stage(args, stage, i, env, cmd=command(args, name), log_name=f"lora_{name}",
+                               header=f"\n[{index_label} {i}/{n}] LoRA on the DPO model: {what}")
         out["times_s"][f"train_{name}"], out["losses"][name] = round(took, 1), [[r["step"], r["loss"]] for r in recs]
     base = _score(base_answers)
     for name, what, held_file, asks in LORA_SETS:
-        held = demo.read_heldout(os.path.join(args.data_dir, held_file))
+        held = read_heldout(os.path.join(args.data_dir, held_file))
         if args.limit:
             held = held[:args.limit]
         adapter = f"lora_{name}"
-        demo.say(f"\n[{index_label}] {held_file} ({asks}), greedy:")
-        demo.say(f"\n  without the adapter (the DPO model):")
-        without = demo.ask_all(args, 2, held)
-        demo.say(f"\n  with {demo.rel(os.path.join(args.out_dir, 'lora', f'{adapter}_{args.dim}.pth'))}:")
-        with_ = demo.ask_all(args, 2, held, lora=adapter)
-        demo.say(f"\n  the demo's held-out questions with {adapter} (without it: {base['right']}/{base['total']}):")
-        kept = demo.ask_all(args, 2, items, lora=adapter)
+        say(f"\n[{index_label}] {held_file} ({asks}), greedy:")
+        say(f"\n  without the adapter (the DPO model):")
+        without = ask_all(args, 2, held)
+        say(f"\n  with {rel(os.path.join(args.out_dir, 'lora', f'{adapter}_{args.dim}.pth'))}:")
+        with_ = ask_all(args, 2, held, lora=adapter)
+        say(f"\n  the demo's held-out questions with {adapter} (without it: {base['right']}/{base['total']}):")
+        kept = ask_all(args, 2, items, lora=adapter)
         out["sets"][name] = {"adapter": os.path.join(args.out_dir, "lora", f"{adapter}_{args.dim}.pth"),
                              "heldout_without": _score(without), "heldout_with": _score(with_),
                              "base_without": {k: base[k] for k in ("right", "total")}, "base_with": _score(kept)}
-    demo.say("")
+    say("")
     for line in summary(out):
-        demo.say("  " + line)
+        say("  " + line)
     return out
 
 

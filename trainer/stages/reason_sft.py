@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from trainer.bpb import token_bytes_table
 from trainer.checkpoint import unwrap
-from trainer.reasoning import is_well_formed, tag_spans
+from model.reasoning import is_well_formed, tag_spans
 from trainer.stages import Stage, add_aux_loss
 
 

@@ -1,4 +1,4 @@
-"""`python scripts/demo.py --distill`: the demo's SFT model teaches a student half its width.
+"""The demo's --distill stage (`python scripts/demo.py --distill`): its SFT model teaches a student half its width.
 
 After the demo's own stages, a student (--student_dim, default --dim / 2, same layers) is pretrained
 on the same text with the same settings, then trained twice from that same start, for the same
@@ -17,7 +17,9 @@ import copy
 import json
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from demo.common import ROOT, DemoError, rel, say
+from demo.scoring import ask_all
+from demo.stages import run_stage, stage_command
 
 STUDENT_STAGES = [
     ("pretrain", "train_pretrain.py", "pretrain", "Student pretraining: the same text and settings, half the width"),
@@ -52,7 +54,7 @@ def teacher_agreement(args, sargs, data_paths):
     from model import MiniMindConfig, MiniMindForCausalLM
     from trainer.args import load_tokenizer
     from trainer.checkpoint import load_weights, weight_path
-    from trainer.distill import DistillStage, Teacher
+    from trainer.stages.distill import DistillStage, Teacher
     torch.set_num_threads(args.threads)
     tok = load_tokenizer(os.path.join(ROOT, "model"))
 
@@ -80,31 +82,31 @@ def teacher_agreement(args, sargs, data_paths):
     return out
 
 
-def run(demo, args, env, items):
+def run(args, env, items):
     """The student stages, then the scores; returns the figures (also printed)."""
     sargs = student_args(args)
     if sargs.dim % 8:
-        raise demo.DemoError(f"--student_dim {sargs.dim}: expected a multiple of 8 (8 attention heads)")
+        raise DemoError(f"--student_dim {sargs.dim}: expected a multiple of 8 (8 attention heads)")
     os.makedirs(os.path.join(sargs.out_dir, "logs"), exist_ok=True)
     teacher = os.path.join(args.out_dir, f"full_sft_{args.dim}.pth")
     if not os.path.exists(teacher):
-        raise demo.DemoError(f"{demo.rel(teacher)}: the teacher (the demo's SFT model) is not there; run the demo "
+        raise DemoError(f"{rel(teacher)}: the teacher (the demo's SFT model) is not there; run the demo "
                              "from an earlier stage")
     logs, times = {}, {}
     n = len(STUDENT_STAGES)
     for i, stage in enumerate(STUDENT_STAGES, 1):
-        cmd = demo.stage_command(sargs, stage)
+        cmd = stage_command(sargs, stage)
         key = stage[2]
         if stage[1] == "train_distillation.py":
             cmd += ["--from_weight", "pretrain", "--teacher_weight", teacher, "--teacher_dim", str(args.dim),
                     "--teacher_n_layers", str(args.n_layers), "--alpha", "0", "--temperature", "1"]
-        logs[key], times[key] = demo.run_stage(sargs, stage, i, env, cmd=cmd, log_name=key,
-                                               header=f"\n[distill {i}/{n}] {stage[3]} (--dim {sargs.dim})")
-    demo.say(f"\n[distill] Held-out questions: the plain-SFT student and the distilled student (--dim {sargs.dim})")
+        logs[key], times[key] = run_stage(sargs, stage, i, env, cmd=cmd, log_name=key,
+                                          header=f"\n[distill {i}/{n}] {stage[3]} (--dim {sargs.dim})")
+    say(f"\n[distill] Held-out questions: the plain-SFT student and the distilled student (--dim {sargs.dim})")
     answers = {}
     for label, weight in (("plain SFT", "full_sft"), ("distilled", "full_dist")):
-        demo.say(f"\n  {label} ({demo.rel(os.path.join(sargs.out_dir, f'{weight}_{sargs.dim}.pth'))}):")
-        answers[weight] = demo.ask_all(sargs, 1, items, weight=weight)
+        say(f"\n  {label} ({rel(os.path.join(sargs.out_dir, f'{weight}_{sargs.dim}.pth'))}):")
+        answers[weight] = ask_all(sargs, 1, items, weight=weight)
     conv = heldout_conversations(items, os.path.join(sargs.out_dir, "heldout_conversations.jsonl"))
     agree = teacher_agreement(args, sargs, {"heldout": conv, "sft": os.path.join(args.data_dir, "sft.jsonl")})
     steps = {k: (recs[-1]["step"] if recs else None) for k, recs in logs.items()}
@@ -116,9 +118,9 @@ def run(demo, args, env, items):
            "heldout": {k: {"right": sum(r["right"] for r in v), "total": len(v), "answers": v}
                        for k, v in answers.items()},
            "agreement": agree}
-    demo.say("")
+    say("")
     for line in summary(res):
-        demo.say("  " + line)
+        say("  " + line)
     return res
 
 

@@ -1,4 +1,4 @@
-"""The demo corpus's two LoRA sets (written by scripts/make_demo_data.py), English and Chinese.
+"""The demo corpus's two LoRA sets, identity and domain, in English and Chinese (demo/corpus.py writes them).
 
   lora_identity.jsonl          {"conversations"}: "who are you?" in many phrasings, answered with a
                                new name and maker ("I am Lumo, from Velvik." / "你好！我是米洛，来自维尔维克。")
@@ -10,7 +10,7 @@
 Both sets also replay SFT conversations (about the facts that are not held out), so that the adapter
 learns the new answers without forgetting the old ones (MiniMind's issue #515: LoRA on a narrow set
 alone wrecks what the model knew). The held-out files have heldout.jsonl's
-format, so scripts/demo.py scores them with the same rule.
+format, so the demo (demo/lora_stage.py) scores them with the same rule.
 """
 
 IDENTITY = {"en": ("Lumo", "Velvik"), "zh": ("米洛", "维尔维克")}  # (new name, maker)

@@ -1,4 +1,7 @@
-"""Stages: what differs between pretraining, SFT, DPO and the stages after them.
+"""The training stages: here the Stage protocol and LMStage (pretrain, SFT); one module per other stage.
+
+A stage is what differs between pretraining, SFT, DPO and the stages after them (dpo.py,
+distill.py, reason_sft.py, lora.py beside this file).
 
 `Trainer.fit` (trainer/loop.py) runs any `Stage`: the stage gives the loss of a batch, the sums
 validation adds up and the metrics made from them, and may prepare itself once before training

@@ -1,4 +1,4 @@
-"""The demo world's reasoning set (R1 format), written by scripts/make_demo_data.py.
+"""The demo world's reasoning sets: 2-hop questions in R1 format, and held-out ones (demo/corpus.py writes them).
 
 2-hop questions, each needing two facts of the world:
 
@@ -18,33 +18,17 @@ reason_heldout.jsonl asks them, scored like heldout.jsonl (every keyword, none o
     reason_heldout.jsonl  {"question", "answer", "think", "keywords", "distractors", "lang",
                            "entity", "attribute", "chain": [fact 1, fact 2]}
 """
+from demo.world import LANGS, TABLES, group_rows
 
 REASON_HELDOUT_FRACTION = 0.25
 
-# The second hop of a capital_* chain: the attribute of the country (make_demo_data.ATTRS keys).
+# The second hop of a capital_* chain: the attribute of the country (demo/world.py's ATTRS keys).
 COUNTRY_ATTRS = ("flag", "animal", "dish")
 
-HOPS = {  # {n}: the character (home_country) or the city (capital_*)
-    "home_country": dict(
-        en=["Which country is {n}'s home city the capital of?", "{n}'s home city is the capital of which country?",
-            "The city where {n} lives is the capital of which country?"],
-        zh=["{n}住的城市是哪个国家的首都？", "{n}的家所在的城市是哪国的首都？", "{n}生活的城市是哪个国家的首都？"]),
-    "capital_flag": dict(
-        en=["What colour is the flag of the country whose capital is {n}?",
-            "{n} is the capital of a country. What colour is its flag?",
-            "Which colour is the flag of the country with the capital {n}?"],
-        zh=["首都是{n}的国家，国旗是什么颜色？", "以{n}为首都的国家的国旗是什么颜色？", "首都为{n}的那个国家的国旗是什么颜色的？"]),
-    "capital_animal": dict(
-        en=["What is the national animal of the country whose capital is {n}?",
-            "{n} is the capital of a country. What is its national animal?",
-            "Which animal is the national animal of the country with the capital {n}?"],
-        zh=["首都是{n}的国家，国兽是什么？", "以{n}为首都的国家的国兽是什么？", "首都为{n}的那个国家的国兽是哪种动物？"]),
-    "capital_dish": dict(
-        en=["What is the country whose capital is {n} famous for?",
-            "{n} is the capital of a country. What food is it famous for?",
-            "Which food is the country with the capital {n} known for?"],
-        zh=["首都是{n}的国家以什么食物闻名？", "以{n}为首都的国家最有名的食物是什么？", "首都为{n}的那个国家有什么有名的食物？"]),
-}
+# kind -> {"en": [questions], "zh": [questions]}, world.md's "2-hop questions" table ({n}: the
+# character of home_country, the city of capital_*)
+HOPS = {kind: {lang: [row[li] for row in rows] for li, lang in enumerate(LANGS)}
+        for kind, rows in group_rows(TABLES["2-hop questions"]).items()}
 HOME_COUNTRY_ANSWER = {"en": "{n}'s home city, {c}, is the capital of {k}.", "zh": "{n}住的{c}是{k}的首都。"}
 CAPITAL_SAY = {"en": "{c} is the capital of {k}.", "zh": "{c}是{k}的首都。"}
 CHITCHAT_THINK = {"en": "The user is chatting, not asking about the world.\nA short, friendly reply fits.",
@@ -59,7 +43,7 @@ def chains(facts, answer):
     """Every 2-hop chain of the world: dict(kind, entity, lang -> (question templates filled later),
     think lines, conclusion, keyword, distractors), one per language.
 
-    answer(fact, lang) is make_demo_data.answer: the SFT answer sentence of a fact."""
+    answer(fact, lang) is demo/world.py's answer: the SFT answer sentence of a fact."""
     langs = ("en", "zh")
     capital_of = {f["value"]: f for f in facts if f["attr"] == "capital"}  # city -> capital fact
     by_country = {}

@@ -1,6 +1,6 @@
 """R1-style reasoning text: "<think>\\n...\\n</think>\\n<answer>\\n...\\n</answer>".
 
-Used by train_distill_reason.py (which tokens spell the tags), eval_model.py --model_mode 3, the
+Used by train_distill_reason.py (which tokens spell the tags), model/chat.py (eval_model.py --model_mode 3), the
 OpenAI-compatible server (DeepSeek's `reasoning_content`) and the web page (a collapsible block):
 
     split_reasoning(text) -> (reasoning or None, answer)

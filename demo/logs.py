@@ -1,0 +1,48 @@
+"""Reading the training scripts' logs: their step lines, a stage's loss in one line, DPO's reward accuracy."""
+import re
+
+STEP_RE = re.compile(r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss (\S+)")
+METRIC_RE = re.compile(r"([A-Za-z_][\w/]*) (-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)\b")
+TOTAL_RE = re.compile(r"(\d+) optimizer steps?\b")
+
+
+def parse_step(line):
+    """A trainer log line -> {"epoch", "step", "loss", metric: value, ...}, or None."""
+    m = STEP_RE.match(line.strip())
+    if not m:
+        return None
+    rec = {"epoch": int(m.group(1)), "step": int(m.group(3)), "total": int(m.group(4)), "loss": float(m.group(5))}
+    rest = line.strip()[m.end():]
+    for k, v in METRIC_RE.findall(rest):
+        if k not in ("lr", "grad_norm", "tok"):
+            rec[k] = float(v)
+    for k in ("lr", "grad_norm"):
+        mm = re.search(rf"\b{k} (\S+)", rest)
+        if mm:
+            try:
+                rec[k] = float(mm.group(1))
+            except ValueError:
+                pass
+    return rec
+
+
+def parse_log(lines):
+    return [r for r in (parse_step(l) for l in lines) if r is not None]
+
+
+def loss_story(records):
+    """'loss 8.805 at step 1 -> 0.010 (mean of the last 20 steps)': one batch's loss is noisy."""
+    k = min(20, max(1, len(records) // 20))
+    tail = sum(r["loss"] for r in records[-k:]) / k
+    last = "at the last step" if k == 1 else f"mean of the last {k} steps"
+    return f"loss {records[0]['loss']:.3f} at step 1 -> {tail:.3f} ({last})"
+
+
+def dpo_reward_accuracy(recs):
+    """Mean logged rewards/accuracies over DPO's last epoch (every pair once), and at its first step."""
+    accs = [(r["epoch"], r["rewards/accuracies"]) for r in recs if "rewards/accuracies" in r]
+    if not accs:
+        return None, None
+    last_epoch = accs[-1][0]
+    final = [a for e, a in accs if e == last_epoch]
+    return sum(final) / len(final), accs[0][1]

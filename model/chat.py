@@ -1,0 +1,154 @@
+"""A conversation with a model: its prompts (chat template, history), its answers, their printing.
+
+    build_prompt(tokenizer, messages, model_mode)   the text fed to the model for the last question
+    keep_history(messages, n)                       the last n messages, never starting with an answer
+    Chat(model, tokenizer, settings, out)           asks, streams the answer into `out`, remembers
+    ReasonPrinter(out)                              a reason model's stream: 💭 thinking, then 🤖️ answer
+
+`settings` is any object with eval_model.py's generation flags: model_mode, history_cnt,
+max_new_tokens, temperature, top_p, seed, stream (and show_think). eval_model.py, the chat page and
+the demo all answer through Chat, so a reply with seed S is the same in each.
+"""
+import random
+import sys
+
+import torch
+
+from model.generation import sampling_kwargs, stream_text
+from model.loading import REASON_MODE
+from trainer.errors import UserError
+
+USER_TAG = "👶: "
+BOT_TAG = "🤖️: "
+THINK_TAG = "💭: "  # --model_mode 3: the reasoning, on its own lines before the answer
+
+
+def build_prompt(tokenizer, messages, model_mode) -> str:
+    """The text fed to the model for the last user message in `messages`.
+
+    A pretrained model continues raw text after <|im_start|> (as its training samples began);
+    a chat model gets the chat template with the assistant turn opened.
+    """
+    if model_mode == 0:
+        return tokenizer.bos_token + messages[-1]["content"]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def keep_history(messages, history_cnt):
+    """The last `history_cnt` messages, never starting with an orphaned answer."""
+    if history_cnt <= 0:
+        return []
+    kept = messages[-history_cnt:]
+    if kept and kept[0]["role"] == "assistant":
+        kept = kept[1:]
+    return kept
+
+
+class ReasonPrinter:
+    """Prints a reason model's output as it streams in: the <think> part after THINK_TAG (dimmed at
+    a terminal; left out with show_think=0), then the answer after BOT_TAG, tags removed."""
+
+    DIM, RESET = "\033[2m", "\033[0m"
+
+    def __init__(self, out, show_think=1):
+        from model.reasoning import ReasoningStream
+        self.out, self.show_think = out, bool(show_think)
+        self.stream = ReasoningStream()
+        self.dim = bool(getattr(out, "isatty", lambda: False)())
+        self.state = None  # None, "reasoning" (its label printed), "answer" (BOT_TAG printed)
+        self.parts = {"reasoning": [], "answer": []}
+
+    def write(self, text):
+        self._show(self.stream.feed(text))
+
+    def flush(self):
+        self.out.flush()
+
+    def _show(self, pieces):
+        for kind, text in pieces:
+            self.parts[kind].append(text)
+            if kind == "reasoning" and not self.show_think:
+                continue
+            if kind != self.state:
+                if self.state == "reasoning":
+                    self.out.write((self.RESET if self.dim else "") + "\n")
+                self.out.write(THINK_TAG + (self.DIM if self.dim else "") if kind == "reasoning" else BOT_TAG)
+                self.state = kind
+            self.out.write(text)
+        self.out.flush()
+
+    def close(self):
+        """Ends the output; returns (reasoning or None, answer)."""
+        self._show(self.stream.flush())
+        if self.state != "answer":
+            self._show([("answer", "")])
+        reasoning = "".join(self.parts["reasoning"]) if self.parts["reasoning"] else None
+        return reasoning, "".join(self.parts["answer"])
+
+
+class Chat:
+    """One conversation: builds prompts (with history), generates, prints, remembers."""
+
+    def __init__(self, model, tokenizer, args, out=None):
+        self.model, self.tokenizer, self.args = model, tokenizer, args
+        self.out = out
+        self.messages = []  # the whole conversation so far; keep_history picks what is sent
+
+    def prompt_for(self, question) -> str:
+        msgs = keep_history(self.messages, self.args.history_cnt) + [{"role": "user", "content": question}]
+        return build_prompt(self.tokenizer, msgs, self.args.model_mode)
+
+    def generate_kwargs(self, prompt):
+        """generate()'s arguments for `prompt`; a UserError when it leaves no room for an answer."""
+        a, tok = self.args, self.tokenizer
+        enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+        ids = enc["input_ids"].to(self.model.device)
+        room = getattr(self.model.config, "max_position_embeddings", None)
+        max_new = a.max_new_tokens if room is None else min(a.max_new_tokens, room - ids.shape[1])
+        if max_new <= 0:
+            raise UserError(f"the prompt is {ids.shape[1]} tokens, the model's limit is {room}; "
+                            "ask a shorter question or lower --history_cnt")
+        kw = dict(input_ids=ids, attention_mask=enc["attention_mask"].to(self.model.device),
+                  max_new_tokens=max_new, use_cache=True,
+                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        kw.update(sampling_kwargs(a.temperature, a.top_p))
+        return kw
+
+    def ask(self, question) -> str:
+        """Answer `question`, printing it as it comes; returns the printed answer."""
+        out = self.out or sys.stdout
+        prompt = self.prompt_for(question)
+        kw = self.generate_kwargs(prompt)
+        # A fresh seed per question unless --seed: then every answer is reproducible on its own,
+        # whatever was asked before.
+        torch.manual_seed(self.args.seed if self.args.seed is not None else random.randrange(2 ** 63))
+        reason = self.args.model_mode == REASON_MODE
+        sink = ReasonPrinter(out, getattr(self.args, "show_think", 1)) if reason else out
+        if not reason:
+            out.write(BOT_TAG)
+            out.flush()
+        if self.args.stream:
+            answer = self.stream(kw, sink)
+        else:
+            with torch.inference_mode():
+                ids = self.model.generate(**kw)
+            answer = self.tokenizer.decode(ids[0, kw["input_ids"].shape[1]:], skip_special_tokens=True)
+            answer = answer.rstrip("\ufffd")
+            sink.write(answer)
+        self.raw = answer  # the whole generated text (a reason model's with its tags)
+        if reason:
+            # the answer alone goes into the history, as DeepSeek advises for reasoning models
+            self.reasoning, answer = sink.close()
+        out.write("\n\n")
+        out.flush()
+        self.messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        return answer
+
+    def stream(self, kw, out) -> str:
+        """Writes generate(**kw)'s text into `out` as it comes; returns all of it."""
+        pieces = []
+        for piece in stream_text(self.model, self.tokenizer, kw):
+            out.write(piece)
+            out.flush()
+            pieces.append(piece)
+        return "".join(pieces)
