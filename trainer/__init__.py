@@ -7,8 +7,8 @@
                      LMStage (pretrain, SFT) beside dpo, distill, reason_sft, lora
     losses.py  fused_loss.py  bpb.py
                      the losses and metrics the stages share
-    args.py  checkpoint.py  errors.py  faults.py  sampler.py  schedule.py
-                     flags, weight files, one-line errors, faults and
+    args.py  checkpoint.py  errors.py  elastic.py  faults.py  sampler.py  schedule.py
+                     flags, weight files, one-line errors (and how they leave torchrun), faults and
                      interrupts, samplers, the LR schedule
 
 Each train_*.py is its flags and its Stage over Trainer. Reinforcement learning adds stages here

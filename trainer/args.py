@@ -5,19 +5,32 @@ as aliases). Every value is checked by argparse, so a bad value is argparse's on
 """
 import argparse
 import os
+import re
 
 import torch
 
-from trainer.errors import UserError
+from trainer.errors import UserError, fail
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error (no multi-line usage dump), still exit code 2."""
+    """argparse with a one-line error (no multi-line usage dump), still exit code 2; once under torchrun.
+
+    A flag written with extra dashes (`----batch_size 4`, as MiniMind's tutorial has it) is read as
+    the flag it names."""
 
     def error(self, message):
+        fail(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)", prefix="")
+
+    def parse_known_args(self, args=None, namespace=None):
         import sys
-        sys.stderr.write(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
-        sys.exit(2)
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args([self._fewer_dashes(a) for a in args], namespace)
+
+    def _fewer_dashes(self, arg):
+        m = re.fullmatch(r"-{3,}([A-Za-z][\w-]*)(=.*)?", arg) if isinstance(arg, str) else None
+        if m and "--" + m.group(1) in self._option_string_actions:
+            return "--" + m.group(1) + (m.group(2) or "")
+        return arg
 
 
 def str2bool(v) -> bool:

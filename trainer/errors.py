@@ -7,6 +7,8 @@ one line. Programming errors still get their traceback, because they are ours to
 import os
 import sys
 
+from trainer import elastic
+
 
 class UserError(Exception):
     """A mistake the user can fix; the message is the whole story, on one line."""
@@ -34,13 +36,21 @@ def _is_reporting_rank() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def fail(msg, code: int = 2):
-    """Print `msg` as one stderr line and exit with `code` (2 = user error)."""
-    if _is_reporting_rank():
-        sys.stdout.flush()
-        print(f"error: {one_line(msg)}", file=sys.stderr, flush=True)
+def fail(msg, code: int = 2, prefix="error: "):
+    """Print `msg` as one stderr line and exit with `code` (2 = user error).
+
+    Under torchrun the ranks agree on one to print it (trainer/elastic.py), and torchrun's summary
+    names it as the root cause."""
+    sys.stdout.flush()
+    elastic.report(prefix + one_line(msg), lambda line: print(line, file=sys.stderr, flush=True))
     _shutdown_process_group()
     sys.exit(code)
+
+
+def _stop_if_a_peer_reported():
+    """A collective that broke because another rank stopped on a user error: exit 2 without a word."""
+    if elastic.under_torchrun() and elastic.peer_reported() is not None:
+        elastic.leave_quietly(2)
 
 
 def _shutdown_process_group():
@@ -56,8 +66,10 @@ def run_main(main, *args, **kwargs):
     """Call main(*args, **kwargs); user errors become one stderr line and exit 2.
 
     Ctrl-C exits 130: whatever was saved stays saved (saves are atomic). An `Interrupted` (the
-    trainer raises one) prints its line; a bare KeyboardInterrupt exits quietly.
+    trainer raises one) prints its line; a bare KeyboardInterrupt exits quietly. Under torchrun, a
+    rank that fails because another rank stopped on a user error exits 2 quietly (trainer/elastic.py).
     """
+    elastic.exit_quietly_on_sigterm()
     try:
         return main(*args, **kwargs)
     except KeyboardInterrupt as e:
@@ -74,6 +86,10 @@ def run_main(main, *args, **kwargs):
                 or getattr(e, "errno", None) in (27, 28, 30, 122):  # EFBIG, ENOSPC, EROFS, EDQUOT
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             fail(f"{where}{e.strerror or e}")
+        _stop_if_a_peer_reported()
+        raise
+    except Exception:
+        _stop_if_a_peer_reported()
         raise
 
 
