@@ -252,6 +252,7 @@ class TokenCache:
         for src in sources:
             parts.append(self._open(src, tok, tok_key, cache_dir, num_proc))
         hf = hf_datasets()
+        self.files = [(src[0], len(part)) for src, part in zip(sources, parts)]  # (file, rows) read
         self.data = parts[0] if len(parts) == 1 else hf.concatenate_datasets(parts)
         if len(self.data) == 0:
             raise data_error(self.path, None, "at least one JSON line", "only blank lines",

@@ -156,8 +156,11 @@ def main(argv=None):
     sys.path.insert(0, ROOT)
 
     t_all = time.time()
+    machine = environment(args)
     say("MiniMind demo: pretrain -> SFT -> DPO -> chat, a tiny model on the bundled corpus "
         f"({rel(args.data_dir)}), {args.device}, float32")
+    say("  ran with: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+        + f"; {machine['threads']} thread(s) per stage; {machine['cpu']}")
     say(f"  model: --dim {args.dim} --n_layers {args.n_layers}; everything is written to {rel(args.out_dir)}/ "
         f"(checkpoints, logs/, loss_curves.png, demo_results.json)")
     start = STAGE_NAMES.index(args.from_stage)
@@ -196,6 +199,7 @@ def main(argv=None):
     total = time.time() - t_all
     results = {
         "config": {k: getattr(args, k) for k in sorted(FULL) + ["seed", "quick", "max_new_tokens"]},
+        "environment": machine,
         "times_s": {**{k: round(v, 1) for k, v in times.items()}, "total": round(total, 1)},
         "losses": {name: [[r["step"], r["loss"]] for r in recs] for name, recs in logs.items()},
         "dpo_reward_accuracy": acc_final, "dpo_reward_accuracy_first_step": acc_first,
@@ -232,14 +236,53 @@ def main(argv=None):
     say(f"  loss curves: {rel(plot_path)}")
     say(f"  all numbers: {rel(os.path.join(args.out_dir, 'demo_results.json'))}")
     say(f"  total time: {fmt_time(total)}")
-    say("\nChat with the result yourself:")
-    say(f"  python eval_model.py --out_dir {rel(args.out_dir)} --dim {args.dim} --n_layers {args.n_layers} "
-        f"--model_mode 2 --device {args.device}")
-    say(f"  python eval_model.py --out_dir {rel(args.out_dir)} --dim {args.dim} --n_layers {args.n_layers} "
-        f"--model_mode 3 --device {args.device}   # the reason model: thinking, then the answer")
-    say(f"  python eval_model.py --out_dir {rel(args.out_dir)} --dim {args.dim} --n_layers {args.n_layers} "
-        f"--model_mode 2 --lora_name lora_identity --device {args.device}   # the DPO model with the identity adapter")
+    for line in next_steps(args):
+        say(line)
     return 0
+
+
+def environment(args):
+    """What the figures depend on beyond the seed: float summation order differs with the BLAS
+    kernels, the thread count and the library versions, so another machine's run trains another
+    trajectory."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+    versions = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "tokenizers", "datasets", "numpy"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"versions": versions, "threads": args.threads, "cpu": cpu, "cpus": os.cpu_count()}
+
+
+def next_steps(args):
+    """The demo's last lines: commands to use what it trained, with its own folder and sizes."""
+    out, size = rel(args.out_dir), f"--dim {args.dim} --n_layers {args.n_layers}"
+    chat = f"python eval_model.py --out_dir {out} {size}"
+    gguf = os.path.join(out, "minimind-demo.gguf")
+    return [
+        "\nChat with the result yourself:",
+        f"  {chat} --model_mode 2 --device {args.device}",
+        f"  {chat} --model_mode 3 --device {args.device}   # the reason model: thinking, then the answer",
+        f"  {chat} --model_mode 2 --lora_name lora_identity --device {args.device}   # the DPO model with the identity adapter",
+        "\nThe chat page (http://127.0.0.1:8501; it opens on the DPO model, its LoRA adapters listed):",
+        f"  streamlit run scripts/web_demo.py -- --out_dir {out} --device {args.device}",
+        "\nThe OpenAI-compatible server, then a client in another terminal:",
+        f"  python scripts/serve_openai_api.py --out_dir {out} {size} --model_mode 2 --device {args.device}",
+        "  python scripts/chat_openai_api.py",
+        "\nA GGUF for llama.cpp, and a check that llama.cpp reads it (pip install llama-cpp-python):",
+        f"  python scripts/convert_model.py --to gguf --out_dir {out} {size} --model_mode 2 --output {gguf} --force",
+        f"  python -c \"from llama_cpp import Llama; print(Llama('{gguf}', verbose=False)"
+        ".create_chat_completion([{'role': 'user', 'content': 'What is the capital of Tarnis?'}], temperature=0)"
+        "['choices'][0]['message']['content'])\"",
+    ]
 
 
 def cli(argv=None):

@@ -30,9 +30,25 @@ def read_heldout(path):
 
 
 def is_right(answer, item):
-    """The corpus's rule: every keyword and none of the distractors, case-insensitively."""
+    """The corpus's rule: every keyword and none of the distractors, case-insensitively; and an
+    answer about another entity than the one asked is wrong, whatever it names (a 2-hop question
+    about Cobble answered "Fenn's home city, Drask, is the capital of Kiravo")."""
     a = answer.lower()
-    return all(k.lower() in a for k in item["keywords"]) and not any(d.lower() in a for d in item["distractors"])
+    return all(k.lower() in a for k in item["keywords"]) and not any(d.lower() in a for d in item["distractors"]) \
+        and not any(o.lower() in a for o in other_subjects(item))
+
+
+def other_subjects(item):
+    """The names of the same kind as the entity a question is about (other characters, other
+    cities), in its language: naming one means answering about someone else."""
+    from demo.world import WORDS
+    entity = item.get("entity")
+    for group in ("characters", "cities"):
+        for pair in WORDS.get(group, []):
+            if entity in pair:
+                li = pair.index(entity)
+                return [p[li] for p in WORDS[group] if p[li] != entity and p[li] not in item["keywords"]]
+    return []
 
 
 def ask_all(args, model_mode, items, max_new_tokens=None, weight=None, lora=None):

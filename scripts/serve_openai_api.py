@@ -131,7 +131,7 @@ def parse_request(body):
     opts = body.get("stream_options") or {}
     if not isinstance(opts, dict):
         raise RequestError("'stream_options' must be an object", "stream_options")
-    return dict(messages=messages, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+    return dict(model=model, messages=messages, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                 stream=stream, stop=stop, seed=seed, include_usage=bool(opts.get("include_usage")))
 
 
@@ -141,8 +141,10 @@ class Engine:
     """The model, its tokenizer, and a pool of generation threads (max_parallel at a time)."""
 
     def __init__(self, model, tokenizer, name="minimind", max_tokens=2048, context=None, max_parallel=1,
-                 reasoning=False):
+                 reasoning=False, aliases=()):
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        # the ids a request may name: the served one and the weights' own name (rlhf_512, MiniMind2)
+        self.aliases = {name, *aliases}
         self.reasoning = reasoning  # split <think> into reasoning_content (model/reasoning.py)
         self.max_tokens = max_tokens
         self.context = min(context or model.config.max_position_embeddings, model.config.max_position_embeddings)
@@ -287,7 +289,7 @@ def create_app(engine: Engine):
 
     @app.get("/v1/models/{model_id}")
     async def get_model(model_id: str):
-        if model_id != engine.name:
+        if model_id not in engine.aliases:
             raise RequestError(f"The model '{model_id}' does not exist; this server serves '{engine.name}'",
                                "model", status=404, code="model_not_found")
         return model_card()
@@ -300,6 +302,10 @@ def create_app(engine: Engine):
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise RequestError(f"the request body is not valid JSON ({e})")
         req = parse_request(body)
+        if req["model"] is not None and req["model"] not in engine.aliases:
+            # as OpenAI and vLLM answer: a client asking for gpt-4o must not be served MiniMind silently
+            raise RequestError(f"The model '{req['model']}' does not exist; this server serves '{engine.name}'",
+                               "model", status=404, code="model_not_found")
         ids, budget = engine.prepare(req)
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         n_prompt = int(ids.shape[1])
@@ -406,7 +412,9 @@ def get_parser():
     p.add_argument("--max_parallel", type=positive_int, default=1,
                    help="generations run at once, the others wait; with 1 a request's seed reproduces "
                         "its answer exactly (default %(default)s)")
-    p.add_argument("--model_name", default="minimind", help="the id /v1/models reports (default %(default)s)")
+    p.add_argument("--model_name", default="minimind",
+                   help="the id /v1/models reports; a request naming another model than this or the weights' own "
+                        "name (rlhf_512) gets 404 model_not_found (default %(default)s)")
     p.add_argument("--reasoning", type=int, choices=[0, 1], default=None,
                    help="1: split <think>...</think> into reasoning_content, the answer (tags removed) in "
                         "content (default: 1 for --model_mode 3 or reason_* weights, else 0)")
@@ -434,8 +442,9 @@ def main(argv=None):
     if not tokenizer.chat_template:
         raise UserError(f"{args.tokenizer_path or where}: the tokenizer has no chat template; pass a "
                         "--tokenizer_path that has one (the repo's ./model does)")
+    own_name = os.path.basename(os.path.normpath(where.split(" + LoRA ")[0])).removesuffix(".pth")
     engine = Engine(model, tokenizer, args.model_name, args.max_tokens, args.max_seq_len, args.max_parallel,
-                    reasoning=serves_reasoning(args))
+                    reasoning=serves_reasoning(args), aliases=[own_name])
     import uvicorn
     print(f"serving {where} as '{args.model_name}' on http://{args.host}:{args.port}/v1 "
           f"(context {engine.context}, max_tokens {engine.max_tokens}"

@@ -6,9 +6,10 @@
 
 The page's own flags come after `--` (Streamlit's, such as --server.port, before it). The sidebar
 lists every .pth in --out_dir and in its direct subfolders (out/demo, where scripts/demo.py writes),
-by stage, most trained first, with the size read from the weights (`full_sft_512.pth (512×8)`); the
-transformers folders given with --model_path come first. It opens the first one. Then: the LoRA
-adapters of {out_dir}/lora that fit the chosen model, MiniMind's four sliders (history, max new
+with the size read from the weights (`full_sft_512.pth (512×8)`): the chat models that answer ordinary
+questions best first (DPO, SFT, distilled, then reason and pretrained), the transformers folders given
+with --model_path before them. It opens the first one (--open NAME: another). Then: the LoRA
+adapters of {out_dir}/lora and of the model's own folder that fit the chosen model, MiniMind's four sliders (history, max new
 tokens, top_p, temperature) with its ranges and defaults, a seed (empty: a new random seed per
 reply, shown under the reply) and "Clear chat".
 
@@ -52,8 +53,12 @@ from trainer.checkpoint import describe_state_dict, read_state_dict  # noqa: E40
 from trainer.errors import UserError, one_line, run_main  # noqa: E402
 
 
-# Checkpoint names, least to most trained (MiniMind2's names; the page opens the most trained).
+# Checkpoint names, least to most trained (MiniMind2's names).
 STAGE_ORDER = ["pretrain", "full_sft", "full_dist", "rlhf", "reason"]
+# The order the page lists them in: the chat models that answer ordinary questions best first (a
+# reason model thinks first and is trained on chains of facts, a pretrained one only continues text).
+# --open NAME puts another first.
+LIST_ORDER = ["rlhf", "full_sft", "full_dist", "reason", "pretrain"]
 # MiniMind2's sliders: label, (min, max, default, step)
 HISTORY = ("Number of Historical Dialogues", dict(min_value=0, max_value=6, value=0, step=2))
 MAX_NEW_TOKENS = ("Max New Tokens", dict(min_value=256, max_value=8192, value=8192, step=1))
@@ -80,6 +85,9 @@ def get_parser():
                    help="a transformers folder (save_pretrained / scripts/convert_model.py) to list first; repeatable")
     p.add_argument("--tokenizer_path", default=None,
                    help="tokenizer directory (default: a folder's own, else the repo's ./model)")
+    p.add_argument("--open", default=None, metavar="NAME",
+                   help="the model to open first: a checkpoint name (reason_512), file or path (default: the "
+                        "DPO model, else SFT, distilled, reason, pretrained)")
     add_device_args(p)
     return p
 
@@ -171,19 +179,34 @@ def folder_entry(path) -> Entry:
                  int(cfg.get("vocab_size") or 0), mtime=os.path.getmtime(cfg_path))
 
 
-def discover(out_dir, model_paths):
-    """Folders first (in the order given), then the .pth files, most trained first, newest first."""
-    rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+def discover(out_dir, model_paths, first=None):
+    """Folders first (in the order given), then the .pth files by LIST_ORDER, newest first; `first`
+    (a checkpoint name such as reason_128, a file name or a path) moves that one to the top."""
+    rank = {s: i for i, s in enumerate(LIST_ORDER)}
     pths = sorted((pth_entry(p, out_dir) for p in find_weights(out_dir)),
-                  key=lambda e: (-rank.get(e.stage, -1), -e.mtime, e.label))
-    return [folder_entry(p) for p in model_paths] + pths
+                  key=lambda e: (rank.get(e.stage, len(rank)), -e.mtime, e.label))
+    entries = [folder_entry(p) for p in model_paths] + pths
+    if first:
+        picked = [e for e in entries if first in (e.path, os.path.basename(e.path), os.path.basename(e.path)[:-4],
+                                                  os.path.normpath(e.path))]
+        if not picked:
+            raise UserError(f"--open {first}: no such model here; the page lists "
+                            + (", ".join(e.label for e in entries) or "none"))
+        entries = picked[:1] + [e for e in entries if e is not picked[0]]
+    return entries
 
 
 def fitting_adapters(out_dir, entry):
-    """[(label, adapter dict)] of {out_dir}/lora adapters made for this model's size."""
+    """[(label, adapter dict)] of the adapters made for this model's size, in {out_dir}/lora and in the
+    lora/ folder beside the model (out/demo/lora for out/demo's models)."""
     if not entry.dim:
         return []
-    fits = [a for a in lora_lib.list_adapters(out_dir)
+    folders = [out_dir] + ([os.path.dirname(entry.path)] if entry.kind == "pth" else [])
+    found = {}
+    for d in dict.fromkeys(os.path.abspath(f) for f in folders):
+        for a in lora_lib.list_adapters(d):
+            found.setdefault(os.path.abspath(a["path"]), a)
+    fits = [a for a in found.values()
             if a.get("dim") == entry.dim and bool(a.get("use_moe", entry.use_moe)) == entry.use_moe]
     return [(f"{a['name']} (rank {a['rank'] if a.get('rank') is not None else '?, unreadable'})", a) for a in fits]
 
@@ -342,7 +365,7 @@ def sidebar(args, entries):
     sb.title("Model settings")
     labels = [e.label for e in entries]
     label = sb.selectbox("Model", labels, index=0, key="model",
-                         help=f"the .pth files of {args.out_dir}/ and its subfolders, most trained first")
+                         help=f"the .pth files of {args.out_dir}/ and its subfolders, the best chat models first")
     entry = entries[labels.index(label)]
     adapters = []
     try:
@@ -387,7 +410,7 @@ def show_history(messages):
 def page(args):
     st.session_state.setdefault("messages", [])
     st.session_state.setdefault("pending", None)
-    entries = discover(args.out_dir, args.model_path)
+    entries = discover(args.out_dir, args.model_path, args.open)
     st.markdown("### Hi, I'm MiniMind")
     if not entries:
         st.info(f"No model to chat with: {args.out_dir}/ holds no .pth weights yet — train one with "

@@ -449,3 +449,14 @@ def test_gguf_runs_in_llama_cpp(gguf_files, ckpt, tokenizer, ids):
     q8.eval(ids[0].tolist())
     got = np.asarray(q8.scores[:ids.shape[1]], dtype=np.float64)
     assert np.abs(got - want).mean() / want.std() < 0.06
+
+
+def test_missing_weights_list_what_the_folder_holds(ckpt, tok_dir, tmp_path, capsys):
+    """Like eval_model.py: the asked checkpoint is not there, the line names the ones that are."""
+    out, _ = ckpt
+    with pytest.raises(SystemExit) as e:
+        run_main(cm.main, ["--to", "llama", "--dim", "128", "--n_layers", "2", "--out_dir", str(out),
+                           "--tokenizer_path", tok_dir, "-o", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert "full_sft_128.pth: weights not found" in err and f"{out} holds " in err and f"full_sft_{DIM}.pth (--dim {DIM}" in err

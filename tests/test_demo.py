@@ -279,3 +279,75 @@ def test_printed_chat_command_is_the_readmes_and_temperature_0_repeats_the_demo(
                           text=True, encoding="utf-8", timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert chat.returncode == 0, chat.stderr[-2000:]
     assert asked["answer"].strip() in chat.stdout, (asked, chat.stdout[-1000:])
+
+
+def test_an_answer_about_another_entity_is_wrong():
+    """The 2-hop check once counted "Fenn's home city, Drask, is the capital of Kiravo." as a right
+    answer to a question about Cobble: it named the right country, about someone else."""
+    items = scoring.read_heldout(os.path.join(ROOT, "dataset", "demo", "reason_heldout.jsonl"))
+    cobble = next(it for it in items if it["entity"] == "Cobble")
+    assert scoring.is_right(cobble["answer"], cobble)
+    assert not scoring.is_right(f"Fenn's home city, Drask, is the capital of {cobble['keywords'][0]}.", cobble)
+    for path in ("heldout.jsonl", "reason_heldout.jsonl"):  # every reference answer still passes
+        ref = scoring.read_heldout(os.path.join(ROOT, "dataset", "demo", path))
+        assert all(scoring.is_right(it["answer"], it) for it in ref), path
+
+
+def test_the_last_lines_are_commands_that_parse(tmp_path):
+    """The demo ends with ready-to-run commands for its own folder and sizes: the chat, the page, the
+    server and a client, a GGUF export and its check; each parses with its script's own flags."""
+    import argparse
+    import importlib
+    import importlib.util
+    import shlex
+    args = argparse.Namespace(out_dir=str(tmp_path / "demo"), dim=128, n_layers=2, device="cpu")
+    lines = [ln.strip() for ln in demo_run.next_steps(args) if ln.startswith("  ")]
+    commands = [shlex.split(ln.split("   #")[0]) for ln in lines]
+    scripts = {"eval_model.py": "eval_model", "scripts/serve_openai_api.py": "scripts.serve_openai_api",
+               "scripts/chat_openai_api.py": "scripts.chat_openai_api", "scripts/convert_model.py": "scripts.convert_model",
+               "scripts/web_demo.py": None}
+    seen = set()
+    for cmd in commands:
+        if cmd[:2] == ["streamlit", "run"]:
+            script, argv = cmd[2], cmd[cmd.index("--") + 1:]
+        elif cmd[0] == "python" and cmd[1] != "-c":
+            script, argv = cmd[1], cmd[2:]
+        else:
+            assert cmd[:2] == ["python", "-c"] and "llama_cpp" in cmd[2], cmd
+            continue
+        seen.add(script)
+        if script == "scripts/web_demo.py":  # a Streamlit page: its parser, not its page
+            spec = importlib.util.spec_from_file_location("web_demo_flags", os.path.join(ROOT, script))
+            page = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(page)
+            parsed = page.get_parser().parse_args(argv)
+        else:
+            parsed = importlib.import_module(scripts[script]).get_parser().parse_args(argv)
+        if hasattr(parsed, "dim"):
+            assert (parsed.dim, parsed.n_layers) == (128, 2), cmd
+        if hasattr(parsed, "out_dir"):
+            assert os.path.abspath(os.path.join(ROOT, parsed.out_dir)) == args.out_dir, cmd
+    assert seen == set(scripts), seen
+
+
+@pytest.mark.slow
+def test_the_printed_gguf_export_runs(reduced):
+    out, proc, results = reduced
+    tail = proc.stdout.split("A GGUF for llama.cpp")[-1]
+    export = re.search(r"^\s+(python scripts/convert_model\.py .*)$", tail, re.M).group(1)
+    r = subprocess.run([sys.executable, *export.split()[1:]], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    gguf = re.search(r"--output (\S+)", export).group(1)
+    path = gguf if os.path.isabs(gguf) else os.path.join(ROOT, gguf)
+    with open(path, "rb") as f:
+        assert f.read(4) == b"GGUF"
+    check = re.search(r'^\s+python -c "(.*)"$', tail, re.M).group(1)
+    if importlib_util_find("llama_cpp"):
+        c = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert c.returncode == 0 and c.stdout.strip(), c.stderr[-2000:]
+
+
+def importlib_util_find(name):
+    import importlib.util
+    return importlib.util.find_spec(name) is not None

@@ -155,7 +155,9 @@ def test_every_flag_named_in_the_prose_exists():
     else:
         known |= {"--model", "--model_args", "--trust_remote_code", "--output_path", "--log_samples"}
     known |= {"--no-deps", "--silent", "--show-error", "--fail", "--help"}
-    for m in re.finditer(r"(?<![\w-])(--[A-Za-z][\w-]*)", text):
-        flag = m.group(1)
+    from streamlit import config as st_config  # `streamlit run --server.address ...`: Streamlit's own options
+    known |= {"--" + k for k in st_config.get_config_options()}
+    for m in re.finditer(r"(?<![\w-])(--[A-Za-z][\w.-]*)", text):
+        flag = m.group(1).rstrip(".")
         line = text.count("\n", 0, m.start()) + 1
         assert flag in known, f"README.md:{line}: {flag} is no flag of any script (or tool) it documents"

@@ -371,3 +371,27 @@ def test_cli_errors_one_line(tmp_path, capsys):
 def test_default_bind_is_localhost():
     args = srv.get_parser().parse_args([])
     assert (args.host, args.port) == ("127.0.0.1", 8998)
+
+
+def test_a_model_it_does_not_serve_is_404_model_not_found(setup, client):
+    """As OpenAI and vLLM answer: gpt-4o is not silently served by MiniMind; the served id and the
+    weights' own name are."""
+    import openai
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert e.value.status_code == 404 and e.value.body["code"] == "model_not_found" and "'tiny'" in e.value.body["message"]
+    ok = client.chat.completions.create(model=f"full_sft_{DIM}", messages=[{"role": "user", "content": "hi"}],
+                                        max_tokens=2, temperature=0)
+    assert ok.choices[0].message.content is not None and ok.model == "tiny"
+    assert client.models.retrieve(f"full_sft_{DIM}").id == "tiny"
+
+
+def test_missing_weights_list_what_the_folder_holds(tmp_path, capsys):
+    """Like eval_model.py: the asked checkpoint is not there, the line names the ones that are."""
+    save_weights(tiny(), str(tmp_path / f"full_sft_{DIM}.pth"), dtype=torch.float32)
+    with pytest.raises(SystemExit) as e:
+        run_main(srv.main, ["--dim", "128", "--n_layers", str(LAYERS), "--out_dir", str(tmp_path),
+                            "--tokenizer_path", _tokenizer_dir()])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert "full_sft_128.pth: weights not found" in err and f"full_sft_{DIM}.pth (--dim {DIM} --n_layers {LAYERS})" in err

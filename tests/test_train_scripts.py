@@ -165,3 +165,30 @@ def test_real_process_exit_codes(tmp_path, data):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train_dpo.py"), "--use_moe", "nope"],
                        capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--use_moe" in r.stderr
+
+
+def test_a_short_run_logs_its_first_step_and_its_last(tmp_path, data, capsys):
+    """MiniMind2's --log_interval 100 on a run of a few steps printed only the last one (or none):
+    the first is always logged too, so a run shows where its loss started."""
+    out = run(train_full_sft, tiny(tmp_path, "--data_path", data["sft"], "--from_weight", "none",
+                                   "--log_interval", "100", "--epochs", "1"), capsys)
+    steps = sorted(logged(out))
+    total = int(out.split(" optimizer steps")[0].split()[-1])
+    assert 2 < total < 100 and steps == [1, total], out
+
+
+def test_a_data_folder_says_which_files_it_reads_and_their_rows(tmp_path, data, capsys):
+    folder = tmp_path / "sft_parts"
+    folder.mkdir()
+    with open(data["sft"], encoding="utf-8") as f:
+        lines = f.readlines()
+    (folder / "part1.jsonl").write_text("".join(lines[:20]), encoding="utf-8")
+    (folder / "part2.jsonl").write_text("".join(lines[20:50]), encoding="utf-8")
+    (folder / "notes.txt").write_text("not data")
+    out = run(train_full_sft, tiny(tmp_path / "out", "--data_path", str(folder), "--from_weight", "none",
+                                   "--epochs", "1"), capsys)
+    assert f"{folder}: 2 file(s): part1.jsonl (20 rows), part2.jsonl (30 rows)" in out, out
+    assert out.index("2 file(s)") < out.index("step 1/")
+    single = run(train_full_sft, tiny(tmp_path / "out1", "--data_path", data["sft"], "--from_weight", "none",
+                                      "--epochs", "1"), capsys)
+    assert "file(s):" not in single  # one file named by itself: nothing to list

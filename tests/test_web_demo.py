@@ -50,7 +50,7 @@ def models(tmp_path_factory):
     torch.save(tiny().state_dict(), out / f"pretrain_{DIM}.pth")
     torch.save(tiny(32, 1, use_moe=True).state_dict(), out / "sub" / "full_sft_32_moe.pth")
     (out / "broken.pth").write_bytes(b"not a checkpoint")
-    torch.save(state, out / f"reason_{DIM}.pth")  # the most trained stage: opened first
+    torch.save(state, out / f"reason_{DIM}.pth")  # the most trained stage, listed after the chat models
     now = time.time()
     os.utime(out / "sub" / "full_sft_32_moe.pth", (now - 60, now - 60))  # same stage: newest first
     del state
@@ -84,13 +84,19 @@ def replies(at):
 
 # ------------------------------------------------------------------------------- the page: AppTest
 
-def test_lists_models_by_stage_with_their_size_and_opens_the_most_trained(models, monkeypatch):
+def test_lists_models_by_stage_with_their_size_and_opens_the_best_chat_model(models, monkeypatch):
+    """The chat models first (a reason model answered "What is the capital of Tarnis?" with "The flag
+    of Tarnis is red."), then reason and pretrained; --open picks another to start with."""
     at = page(monkeypatch, models["out"])
     assert not at.exception and not at.error, [e.value for e in at.error]
     box = at.selectbox(key="model")
-    assert box.options == [f"reason_{DIM}.pth (64×2)", f"full_sft_{DIM}.pth (64×2)", "sub/full_sft_32_moe.pth (32×1, MoE)",
+    assert box.options == [f"full_sft_{DIM}.pth (64×2)", "sub/full_sft_32_moe.pth (32×1, MoE)", f"reason_{DIM}.pth (64×2)",
                            f"pretrain_{DIM}.pth (64×2)", "broken.pth (unreadable)"]
-    assert box.value == f"reason_{DIM}.pth (64×2)"
+    assert box.value == f"full_sft_{DIM}.pth (64×2)"
+    for name in (f"reason_{DIM}", f"reason_{DIM}.pth", str(models["out"] / f"reason_{DIM}.pth")):
+        assert page(monkeypatch, models["out"], "--open", name).selectbox(key="model").value == f"reason_{DIM}.pth (64×2)"
+    wrong = page(monkeypatch, models["out"], "--open", "rlhf_999")
+    assert len(wrong.error) == 1 and "--open rlhf_999: no such model here" in wrong.error[0].value
     assert at.selectbox(key="lora").options[0] == "none"
     sliders = {s.label: (s.min, s.max, s.value, s.step) for s in at.slider}
     assert sliders == {"Number of Historical Dialogues": (0, 6, 0, 2), "Max New Tokens": (256, 8192, 8192, 1),
@@ -233,7 +239,7 @@ def test_model_loads_once_per_process_and_switching_frees_the_old_one(models, mo
     page(monkeypatch, models["out"])  # another browser tab: a new session in the same process
     at.run()
     assert len(made) == loaded  # no new load for a rerun or a session
-    at.selectbox(key="model").set_value(f"full_sft_{DIM}.pth (64×2)").run()
+    at.selectbox(key="model").set_value(f"reason_{DIM}.pth (64×2)").run()
     at.selectbox(key="model").set_value("sub/full_sft_32_moe.pth (32×1, MoE)").run()
     assert not at.exception and not at.error
     gc.collect()
@@ -318,6 +324,37 @@ def test_lora_choice_lists_fitting_adapters_and_applies_one(models, monkeypatch,
     at.selectbox(key="lora").set_value("lora_shallow (rank 4)").run()
     [err] = at.error
     assert "lora_shallow_64.pth" in err.value and "layers" in err.value and not at.exception
+
+
+def test_adapters_beside_a_model_in_a_subfolder_are_offered(models, monkeypatch, tmp_path):
+    """`streamlit run scripts/web_demo.py` on ./out lists out/demo's models: their adapters are in
+    out/demo/lora, where the demo wrote them."""
+    demo = tmp_path / "out" / "demo"
+    demo.mkdir(parents=True)
+    shutil.copy(models["chat"] / f"full_sft_{DIM}.pth", demo / f"rlhf_{DIM}.pth")
+    _adapter(demo / "lora" / f"lora_identity_{DIM}.pth", LAYERS, 0)
+    at = page(monkeypatch, tmp_path / "out")
+    assert at.selectbox(key="model").value == f"demo/rlhf_{DIM}.pth (64×2)"
+    assert at.selectbox(key="lora").options == ["none", "lora_identity (rank 4)"]
+
+
+def test_the_page_listens_on_this_machine_only_by_default():
+    """Streamlit's default is every interface; the repository's .streamlit/config.toml, read by
+    `streamlit run` from the repository's folder, keeps the model off the network."""
+    import tomllib
+    with open(ROOT / ".streamlit" / "config.toml", "rb") as f:
+        cfg = tomllib.load(f)
+    assert cfg["server"]["address"] == "127.0.0.1"
+    from streamlit import config as st_config
+    st_config._config_options = None  # re-read, from the repository's folder as a user starts it
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        st_config.get_config_options(force_reparse=True)
+        assert st_config.get_option("server.address") == "127.0.0.1"
+    finally:
+        os.chdir(cwd)
+        st_config.get_config_options(force_reparse=True)
 
 
 # ------------------------------------------------------------------------------ a real browser

@@ -228,6 +228,10 @@ class Trainer:
             ds = cls(path, self.tokenizer, verbose=False, **kw)
         if len(ds) == 0:
             raise UserError(f"{path}: no usable samples; check the file")
+        files = getattr(getattr(ds, "cache", None), "files", None)
+        if files and (len(files) > 1 or files[0][0] != path):  # a folder, a glob, a saved dataset
+            self.log(f"{path}: {len(files)} file(s): " + ", ".join(
+                f"{os.path.relpath(f, path) if os.path.isdir(path) else f} ({n} rows)" for f, n in files))
         return ds
 
     # -- resume ------------------------------------------------------------------------------
@@ -488,7 +492,7 @@ class Trainer:
                 done = step == total_steps
                 row = {}  # this step's wandb row, committed once
 
-                if step % a.log_interval == 0 or done:
+                if step % a.log_interval == 0 or done or step == 1:  # a short run shows where it started
                     stats = window.reduce(self.ddp)
                     now = time.time()
                     tps = stats.pop("tokens") / max(now - t_window, 1e-9)
