@@ -1,0 +1,107 @@
+"""The demo's published figures: measured over several seeds, kept in one file, quoted from it.
+
+    python -m demo.figures out/s1337 out/s1 out/s2 --repeat out/s1337b > docs/demo_figures.json
+
+reads each run's demo_results.json (scripts/demo.py --seed S --out_dir DIR) and writes the file
+README quotes. `table()` renders the figures as README's table of them; tests/test_demo_figures.py
+checks that every quote in README agrees with the file. One seed's figure is not the demo's: float
+summation order (BLAS kernels, thread counts, library versions) changes the training trajectory from
+one machine to another, so README gives the range over the seeds and says where it was measured.
+"""
+import argparse
+import json
+import os
+import sys
+
+# (key, what README calls it, how to read it from one run's demo_results.json)
+FIGURES = [
+    ("heldout_sft", "held-out accuracy after SFT", lambda r: _right(r["heldout"]["SFT"])),
+    ("heldout_sft_en", "of them in English", lambda r: _right(r["heldout"]["SFT"], "en")),
+    ("heldout_sft_zh", "of them in Chinese", lambda r: _right(r["heldout"]["SFT"], "zh")),
+    ("heldout_dpo", "held-out accuracy after DPO", lambda r: _right(r["heldout"]["DPO"])),
+    ("dpo_reward_accuracy", "DPO reward accuracy (training pairs)", lambda r: (round(r["dpo_reward_accuracy"], 2), None)),
+    ("reason_2hop", "2-hop held-out, reason model", lambda r: _count(r["reasoning"]["reason"], "right")),
+    ("dpo_2hop", "2-hop held-out, DPO model asked directly", lambda r: _count(r["reasoning"]["dpo_direct"], "right")),
+    ("well_formed", "reason outputs with well-formed tags", lambda r: _count(r["reasoning"]["well_formed"], "count")),
+    ("chain_in_think", "reason thinking that states both facts", lambda r: _count(r["reasoning"]["chain_in_think"], "count")),
+    ("lora_identity", "LoRA identity adapter, held-out phrasings", lambda r: _lora(r, "identity", "heldout_with")),
+    ("lora_domain", "LoRA domain adapter, held-out questions", lambda r: _lora(r, "domain", "heldout_with")),
+    ("time_total", "whole demo, minutes", lambda r: (round(r["times_s"]["total"] / 60, 1), None)),
+]
+
+
+def _right(h, lang=None):
+    answers = [a for a in h["answers"] if lang is None or a.get("lang") == lang]
+    return sum(a["right"] for a in answers), len(answers)
+
+
+def _count(d, key):
+    return d[key], d["total"]
+
+
+def _lora(r, name, key):
+    s = r["lora"]["sets"][name][key]
+    return s["right"], s["total"]
+
+
+def read_run(folder):
+    with open(os.path.join(folder, "demo_results.json"), encoding="utf-8") as f:
+        r = json.load(f)
+    return {"seed": r["config"]["seed"], "environment": r.get("environment"),
+            "figures": {key: list(get(r)) for key, _, get in FIGURES}}
+
+
+def collect(folders, repeat=None):
+    runs = [read_run(f) for f in folders]
+    out = {"how": "python scripts/demo.py --seed S from a fresh clone and venv, two runs at a time with one "
+                  "thread each, on a 2-core machine",
+           "runs": runs}
+    if repeat:
+        again = read_run(repeat)
+        first = next(r for r in runs if r["seed"] == again["seed"])
+        same = {k: first["figures"][k] == again["figures"][k] for k, _, _ in FIGURES if not k.startswith("time")}
+        out["repeat"] = {"seed": again["seed"], "same_figures": all(same.values()), "figures": again["figures"]}
+    return out
+
+
+def value_range(published, key):
+    """'51–54/56' (or '54/56' when every seed agrees; '0.95–0.97' for a number without a total)."""
+    vals = [r["figures"][key] for r in published["runs"]]
+    lo, hi = min(v[0] for v in vals), max(v[0] for v in vals)
+    total = vals[0][1]
+    span = f"{lo}" if lo == hi else f"{lo}–{hi}"
+    return span + (f"/{total}" if total is not None else "")
+
+
+def table(published):
+    """README's table of the figures: the range over the seeds, then each seed's value."""
+    seeds = [r["seed"] for r in published["runs"]]
+    rows = [f"| figure | seeds {', '.join(map(str, seeds))} | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+            "|---|---|" + "---|" * len(seeds)]
+    for key, label, _ in FIGURES:
+        per = [r["figures"][key] for r in published["runs"]]
+        cells = [f"{v}/{t}" if t is not None else f"{v}" for v, t in per]
+        rows.append(f"| {label} | {value_range(published, key)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def load(path=None):
+    path = path or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                                "demo_figures.json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m demo.figures", description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", help="demo --out_dir folders, one per seed")
+    p.add_argument("--repeat", default=None, help="a second run of one of the seeds, to show it repeats")
+    p.add_argument("--table", action="store_true", help="print README's table instead of the JSON")
+    a = p.parse_args(argv)
+    published = collect(a.runs, a.repeat)
+    print(table(published) if a.table else json.dumps(published, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
