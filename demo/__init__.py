@@ -19,4 +19,5 @@ The run:
   lora_stage.py   the LoRA adapters on the DPO model, scored with and without
   distill_stage.py  --distill: a student half the width, distilled and by plain SFT
   common.py       the repository root, the demo's one-line error, printing paths and times
+  figures.py      the figures README quotes: docs/demo_figures.json from runs over several seeds
 """
