@@ -95,7 +95,8 @@ def test_checkpoint_with_other_dims(data, tmp_path):
 def test_unknown_flag(data, tmp_path):
     r, out = torchrun("train_dpo.py", *SMALL, "--tokenizer_path", tokenizer_dir(), "--data_path", data["dpo"],
                       "--out_dir", str(tmp_path / "out"), "--bacth_size", "4")
-    assert_one_clean_line(r, out, "--bacth_size")
+    line = assert_one_clean_line(r, out, "--bacth_size")
+    assert "did you mean --batch_size?" in line
 
 
 def test_the_tutorials_dpo_command_with_four_dashes(data, tmp_path):
@@ -108,5 +109,6 @@ def test_the_tutorials_dpo_command_with_four_dashes(data, tmp_path):
     r, out = torchrun("train_dpo.py", *args, "--tokenizer_path", tokenizer_dir(), "--data_path", data["dpo"],
                       "--out_dir", str(out_dir), "----batch_size", "3")
     assert r.returncode == 0, out
+    assert out.count("note: read ----batch_size as --batch_size") == 1, out  # said once, not per rank
     assert "batches of 3 per process" in out, out
     assert (out_dir / "rlhf_32.pth").is_file()

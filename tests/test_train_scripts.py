@@ -192,3 +192,16 @@ def test_a_data_folder_says_which_files_it_reads_and_their_rows(tmp_path, data, 
     single = run(train_full_sft, tiny(tmp_path / "out1", "--data_path", data["sft"], "--from_weight", "none",
                                       "--epochs", "1"), capsys)
     assert "file(s):" not in single  # one file named by itself: nothing to list
+
+
+def test_extra_dashes_are_read_as_the_flag_and_a_typo_gets_a_suggestion(capsys):
+    """MiniMind's tutorial writes `----batch_size 4`: read as --batch_size, with a note saying so.
+    A flag that does not exist still fails, naming the closest real one."""
+    a = train_dpo.parse_args(["----batch_size", "3", "---epochs=2", "--dim", "32"])
+    assert (a.batch_size, a.epochs, a.dim) == (3, 2, 32)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["note: read ----batch_size as --batch_size", "note: read ---epochs as --epochs"]
+    with pytest.raises(SystemExit) as e:
+        train_dpo.parse_args(["----bacth_size", "4"])
+    line = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "unrecognized arguments: ----bacth_size" in line and "did you mean --batch_size?" in line

@@ -16,10 +16,11 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error (no multi-line usage dump), still exit code 2; once under torchrun.
 
     A flag written with extra dashes (`----batch_size 4`, as MiniMind's tutorial has it) is read as
-    the flag it names."""
+    the flag it names, with a note on stderr; an unknown flag's error suggests the closest real one."""
 
     def error(self, message):
-        fail(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)", prefix="")
+        fail(f"{self.prog}: error: {' '.join(message.split())}{self._suggestion(message)} "
+             f"(see {self.prog} --help)", prefix="")
 
     def parse_known_args(self, args=None, namespace=None):
         import sys
@@ -29,8 +30,20 @@ class ArgumentParser(argparse.ArgumentParser):
     def _fewer_dashes(self, arg):
         m = re.fullmatch(r"-{3,}([A-Za-z][\w-]*)(=.*)?", arg) if isinstance(arg, str) else None
         if m and "--" + m.group(1) in self._option_string_actions:
+            if os.environ.get("RANK", "0") == "0":  # once under torchrun
+                import sys
+                print(f"note: read {arg.split('=')[0]} as --{m.group(1)}", file=sys.stderr, flush=True)
             return "--" + m.group(1) + (m.group(2) or "")
         return arg
+
+    def _suggestion(self, message):
+        import difflib
+        m = re.match(r"unrecognized arguments: (-\S+)", message)
+        if not m:
+            return ""
+        flag = "--" + m.group(1).lstrip("-").split("=")[0]
+        close = difflib.get_close_matches(flag, [o for o in self._option_string_actions if o.startswith("--")], n=1)
+        return f"; did you mean {close[0]}?" if close else ""
 
 
 def str2bool(v) -> bool:
