@@ -22,7 +22,7 @@ import os
 import sys
 
 from model.chat import USER_TAG, Chat
-from model.loading import MODEL_MODES, load_model
+from model.loading import MODEL_MODES, add_rope_scaling_arg, load_model
 from trainer.args import add_common_args, add_model_args, nonneg_float, nonneg_int, positive_float, positive_int
 from trainer.errors import UserError, run_main
 
@@ -84,6 +84,7 @@ def get_parser():
                         "1: a transformers directory (--model_path; its config.json decides the size)")
     p.add_argument("--model_path", type=str, default="./MiniMind2",
                    help="save_pretrained directory for --load 1 (default %(default)s)")
+    add_rope_scaling_arg(p)
     p.add_argument("--mode", type=int, choices=[0, 1], default=None,
                    help="0: built-in prompts, 1: read questions from stdin (default: ask)")
     p.add_argument("--stream", type=int, choices=[0, 1], default=1,

@@ -28,6 +28,17 @@ GEN_DEFAULTS = dict(do_sample=True, temperature=0.85, top_p=0.85)
 TORCH_OUTTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 
+def yarn_of(cfg):
+    """The model's YaRN parameters (rope_type "yarn"), or None for plain RoPE."""
+    rp = getattr(cfg, "rope_parameters", None) or {}
+    return rp if rp.get("rope_type") == "yarn" else None
+
+
+def rope_parameters_of(cfg):
+    """transformers' rope_parameters for the export: plain RoPE at rope_theta, or the model's YaRN."""
+    return dict(yarn_of(cfg) or {"rope_type": "default"}, rope_theta=float(cfg.rope_theta))
+
+
 def llama_config_from(cfg):
     """LlamaConfig computing exactly what a dense MiniMindConfig computes."""
     from transformers import LlamaConfig
@@ -39,7 +50,7 @@ def llama_config_from(cfg):
         num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
         num_key_value_heads=cfg.num_key_value_heads, head_dim=cfg.hidden_size // cfg.num_attention_heads,
         max_position_embeddings=cfg.max_position_embeddings, rms_norm_eps=cfg.rms_norm_eps,
-        rope_theta=cfg.rope_theta, hidden_act="silu", attention_bias=False, mlp_bias=False,
+        rope_parameters=rope_parameters_of(cfg), hidden_act="silu", attention_bias=False, mlp_bias=False,
         tie_word_embeddings=cfg.tie_word_embeddings,
         bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
         architectures=["LlamaForCausalLM"])
@@ -147,19 +158,23 @@ def export_llama(net, tokenizer, output, outtype="f16", force=False):
     with _Output(output, force, is_dir=True) as tmp:
         llama.save_pretrained(tmp)
         save_tokenizer(tokenizer, tmp)
-        _add_legacy_config_keys(os.path.join(tmp, "config.json"), src.config.rope_theta)
+        _add_legacy_config_keys(os.path.join(tmp, "config.json"), src.config)
     return output
 
 
-def _add_legacy_config_keys(path, rope_theta):
-    """Also write config.json's transformers-4 keys (rope_theta, torch_dtype).
+def _add_legacy_config_keys(path, src_cfg):
+    """Also write config.json's transformers-4 keys (rope_theta, rope_scaling, torch_dtype).
 
     transformers 5 writes RoPE as rope_parameters; readers on 4.x (vLLM, TGI, llama.cpp's converter
-    in many installs) look for rope_theta and would silently fall back to 10000 without it.
+    in many installs) look for rope_theta and would silently fall back to 10000 without it, and for
+    YaRN in rope_scaling.
     """
     with open(path, encoding="utf-8") as f:
         cfg = json.load(f)
-    cfg.setdefault("rope_theta", float(rope_theta))
+    cfg.setdefault("rope_theta", float(src_cfg.rope_theta))
+    yarn = yarn_of(src_cfg)
+    if yarn:
+        cfg.setdefault("rope_scaling", {k: v for k, v in yarn.items() if k != "rope_theta"})
     if "dtype" in cfg:
         cfg.setdefault("torch_dtype", cfg["dtype"])
     with open(path, "w", encoding="utf-8") as f:
@@ -294,6 +309,15 @@ def export_gguf(net, tokenizer, output, outtype="f16", force=False, name="MiniMi
         w.add_value_length(head_dim)
         w.add_rope_dimension_count(head_dim)
         w.add_rope_freq_base(float(cfg.rope_theta))
+        yarn = yarn_of(cfg)
+        if yarn:  # llama.cpp's YaRN keys, the same scaling as transformers' rope_parameters
+            w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+            w.add_rope_scaling_factor(float(yarn["factor"]))
+            w.add_rope_scaling_orig_ctx_len(int(yarn["original_max_position_embeddings"]))
+            w.add_rope_scaling_yarn_beta_fast(float(yarn.get("beta_fast", 32.0)))
+            w.add_rope_scaling_yarn_beta_slow(float(yarn.get("beta_slow", 1.0)))
+            if yarn.get("attention_factor") is not None:
+                w.add_rope_scaling_attn_factors(float(yarn["attention_factor"]))
         w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
         w.add_vocab_size(cfg.vocab_size)
         w.add_file_type(getattr(gguf.LlamaFileType, GGUF_FILE_TYPES[outtype]))

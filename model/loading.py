@@ -51,7 +51,14 @@ def add_source_args(p, model_path=None):
     p.add_argument("--lora_name", type=str, default=None,
                    help="merge the LoRA adapter {out_dir}/lora/NAME_{dim}[_moe].pth (train_lora.py) into the "
                         "model; a path ending in .pth is read as is")
+    add_rope_scaling_arg(p)
     return p
+
+
+def add_rope_scaling_arg(p):
+    p.add_argument("--inference_rope_scaling", action="store_true",
+                   help="YaRN at inference, as MiniMind's 2025-10 release: RoPE stretched 16x from 2048 trained "
+                        "positions (transformers' rope_type yarn; exports carry it)")
 
 
 def checkpoint_file(args) -> str:
@@ -75,17 +82,23 @@ def source_is_dir(args) -> bool:
     return args.load == 1
 
 
-def load_dir_model(path, dtype=torch.float32):
-    """A transformers directory as the model it holds (MiniMind through the project's own class)."""
+def load_dir_model(path, dtype=torch.float32, rope_scaling=False):
+    """A transformers directory as the model it holds (MiniMind through the project's own class);
+    rope_scaling=True: with MiniMind's YaRN (--inference_rope_scaling), whatever the folder says."""
     import model  # noqa: F401  (registers MiniMind with the Auto classes: no remote code needed here)
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise UserError(f"{os.path.join(path, 'config.json')}: not found; --model_path must be a directory written "
                         "by save_pretrained or scripts/convert_model.py (or drop it to read .pth weights)")
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # a bar on stderr for a one-file load is noise in a chat
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        cfg = AutoConfig.from_pretrained(path)
+        if rope_scaling:
+            from model.model_minimind import MINIMIND_YARN
+            theta = (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", getattr(cfg, "rope_theta", 1e6))
+            cfg.rope_parameters = dict(MINIMIND_YARN, rope_theta=theta)
+        return AutoModelForCausalLM.from_pretrained(path, config=cfg, dtype=dtype)
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"{path}: could not load the model ({type(e).__name__}: {one_line(e)[:200]})")
 
@@ -98,12 +111,14 @@ def missing_weights(path) -> UserError:
                      + describe_checkpoints(os.path.dirname(path) or "."))
 
 
-def load_pth(path, size, dtype=torch.float32, vocab_size=None):
-    """A .pth checkpoint in a MiniMindForCausalLM of `size` (an object with dim, n_layers, use_moe)."""
+def load_pth(path, size, dtype=torch.float32, vocab_size=None, rope_scaling=False):
+    """A .pth checkpoint in a MiniMindForCausalLM of `size` (an object with dim, n_layers, use_moe);
+    rope_scaling=True: with MiniMind's YaRN (--inference_rope_scaling)."""
     if not os.path.exists(path):
         raise missing_weights(path)
     from model import MiniMindForCausalLM
-    net = MiniMindForCausalLM(build_config(size, **({"vocab_size": vocab_size} if vocab_size else {})))
+    extra = {"vocab_size": vocab_size} if vocab_size else {}
+    net = MiniMindForCausalLM(build_config(size, inference_rope_scaling=bool(rope_scaling), **extra))
     load_weights(net, path, made_by=checkpoint_maker(path))
     return net.to(dtype)
 
@@ -126,13 +141,13 @@ def load_source(args, dtype=torch.float32, merge_lora=True):
     """(model in eval mode on the CPU, tokenizer, description) as the source flags ask.
 
     With --lora_name the adapter is merged in (unless merge_lora=False: --to peft exports it apart)."""
-    folder = None
+    folder, scaling = None, getattr(args, "inference_rope_scaling", False)
     if source_is_dir(args):
         folder = args.model_path
-        net, where = load_dir_model(folder, dtype), folder
+        net, where = load_dir_model(folder, dtype, rope_scaling=scaling), folder
     else:
         where = checkpoint_file(args)
-        net = load_pth(where, args, dtype)
+        net = load_pth(where, args, dtype, rope_scaling=scaling)
     if getattr(args, "lora_name", None) and merge_lora:
         from model.lora import merge_lora_flag
         net, adapter = merge_lora_flag(net, args.out_dir, args.lora_name)
@@ -151,7 +166,7 @@ def minimind_config_from(cfg, path="the model"):
         raise UserError(f"{path}: model_type {cfg.model_type!r} is not MiniMind or Llama; nothing to convert")
     rope = getattr(cfg, "rope_parameters", None) or {}
     problems = []
-    if rope.get("rope_type", "default") != "default":
+    if rope.get("rope_type", "default") not in ("default", "yarn"):
         problems.append(f"rope_type {rope.get('rope_type')}")
     if getattr(cfg, "attention_bias", False) or getattr(cfg, "mlp_bias", False):
         problems.append("biases")
@@ -168,6 +183,7 @@ def minimind_config_from(cfg, path="the model"):
         intermediate_size=cfg.intermediate_size, vocab_size=cfg.vocab_size, rms_norm_eps=cfg.rms_norm_eps,
         rope_theta=rope.get("rope_theta", getattr(cfg, "rope_theta", 1e6)),
         max_position_embeddings=cfg.max_position_embeddings,
+        rope_parameters={k: v for k, v in rope.items() if k != "rope_theta"} if rope.get("rope_type") == "yarn" else None,
         tie_word_embeddings=cfg.tie_word_embeddings,
         bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id)
 

@@ -23,6 +23,11 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 
+# MiniMind's 2025-10 `inference_rope_scaling=True`: YaRN from its 2048 trained positions to 32768.
+MINIMIND_YARN = {"rope_type": "yarn", "factor": 16.0, "original_max_position_embeddings": 2048,
+                 "beta_fast": 32.0, "beta_slow": 1.0, "attention_factor": 1.0}
+
+
 class MiniMindConfig(PreTrainedConfig):
     model_type = "minimind"
 
@@ -37,6 +42,10 @@ class MiniMindConfig(PreTrainedConfig):
         rms_norm_eps: float = 1e-5,
         rope_theta: float = 1e6,
         max_position_embeddings: int = 32768,
+        # RoPE scaling in transformers' own terms (rope_type "default" or "yarn", factor, ...), so that
+        # the Llama export, vLLM and llama.cpp read the same; MiniMind's switch sets MINIMIND_YARN
+        rope_parameters: dict | None = None,
+        inference_rope_scaling: bool = False,
         dropout: float = 0.0,
         initializer_range: float = 0.02,
         # mixture of experts (ignored when use_moe is False)
@@ -83,6 +92,13 @@ class MiniMindConfig(PreTrainedConfig):
         self.vocab_size = vocab_size
         self.rms_norm_eps = rms_norm_eps
         self.rope_theta = rope_theta
+        if inference_rope_scaling and not rope_parameters:
+            rope_parameters = MINIMIND_YARN
+        rope_type = (rope_parameters or {}).get("rope_type", "default")
+        if rope_type not in ("default", "yarn"):
+            raise ValueError(f"rope_type must be 'default' or 'yarn' (MiniMind's two), got {rope_type!r}")
+        self.rope_parameters = {**rope_parameters, "rope_theta": rope_theta} if rope_parameters else None
+        self.inference_rope_scaling = rope_type == "yarn"
         self.max_position_embeddings = max_position_embeddings
         self.dropout = dropout
         self.initializer_range = initializer_range
@@ -123,17 +139,33 @@ class RMSNorm(nn.Module):
         return (self.weight * x32).type_as(x)
 
 
-def rotary_cos_sin(position_ids, head_dim, theta):
+def rope_frequencies(config, device=None):
+    """(inverse frequencies (head_dim/2,), attention scaling) of the rotary embedding, float32.
+
+    Plain RoPE, or YaRN computed by transformers' own formula from config.rope_parameters, so the
+    model and its Llama export scale alike. MiniMind's YaRN is the same formula but for one clamp (the
+    ramp's upper end at head_dim/2 - 1, not head_dim - 1), which bites only when
+    original_max_position_embeddings > 2*pi*sqrt(rope_theta) (6283 at theta 1e6); never at its 2048.
+    """
+    rp = getattr(config, "rope_parameters", None) or {}
+    if rp.get("rope_type", "default") == "yarn":
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+        inv_freq, scale = ROPE_INIT_FUNCTIONS["yarn"](config, device)
+        return inv_freq.float(), float(scale)
+    hd = config.head_dim
+    return 1.0 / (config.rope_theta ** (torch.arange(0, hd, 2, device=device).float() / hd)), 1.0
+
+
+def rotary_cos_sin(position_ids, inv_freq, scale=1.0):
     """cos/sin of the rotary angles for the given positions: (B or 1, T) -> 2 x (B or 1, 1, T, head_dim), float32.
 
-    Computed on every call rather than kept as a buffer: it costs a few tiny kernels, lets any position_ids
-    through (left padding), cannot be lost to meta-device loading or rounded by model.to(bfloat16), and
-    leaves the state_dict with exactly MiniMind2's / Llama's keys.
+    Computed on every call from the frequencies rather than kept as a buffer: it costs a few tiny kernels,
+    lets any position_ids through (left padding), cannot be lost to meta-device loading or rounded by
+    model.to(bfloat16), and leaves the state_dict with exactly MiniMind2's / Llama's keys.
     """
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device).float() / head_dim))
     angles = position_ids[..., None].float() * inv_freq
     angles = torch.cat((angles, angles), dim=-1)  # "rotate_half" layout: dim i pairs with dim i + head_dim/2
-    return angles.cos()[:, None], angles.sin()[:, None]
+    return (angles.cos() * scale)[:, None], (angles.sin() * scale)[:, None]
 
 
 def rotate_half(x):
@@ -306,7 +338,8 @@ class MiniMindModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(MiniMindBlock(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.head_dim, self.rope_theta = config.head_dim, config.rope_theta
+        self.config = config
+        self._rope = {}  # device -> (inverse frequencies, attention scaling), made on first use
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None):
         B, T = input_ids.shape
@@ -317,7 +350,9 @@ class MiniMindModel(nn.Module):
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
             else:
                 position_ids = torch.arange(past_len, past_len + T, device=input_ids.device)[None]
-        rotary = rotary_cos_sin(position_ids, self.head_dim, self.rope_theta)
+        if position_ids.device not in self._rope:
+            self._rope[position_ids.device] = rope_frequencies(self.config, position_ids.device)
+        rotary = rotary_cos_sin(position_ids, *self._rope[position_ids.device])
         mask = build_attention_mask(attention_mask, T, past_len, input_ids.device)
 
         x = self.dropout(self.embed_tokens(input_ids))

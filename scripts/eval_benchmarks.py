@@ -98,7 +98,7 @@ def _model_name(args):
 
 def model_folder(args, tmp):
     """(transformers folder for lm-eval's hf model, whether it needs trust_remote_code, description)."""
-    if source_is_dir(args) and not getattr(args, "lora_name", None):
+    if source_is_dir(args) and not getattr(args, "lora_name", None) and not args.inference_rope_scaling:
         cfg_path = os.path.join(args.model_path, "config.json")
         if not os.path.isfile(cfg_path):
             raise UserError(f"{cfg_path}: not found; --model_path must be a transformers directory "

@@ -46,7 +46,8 @@ if not st_runtime.exists():  # imported, or run without `streamlit run`: its "no
 
 from model import lora as lora_lib  # noqa: E402
 from model.chat import Chat  # noqa: E402
-from model.loading import REASON_MODE, load_dir_model, load_pth, model_size, tokenizer_for  # noqa: E402
+from model.loading import (REASON_MODE, add_rope_scaling_arg, load_dir_model, load_pth, model_size,  # noqa: E402
+                           tokenizer_for)
 from model.reasoning import ReasoningStream, split_reasoning  # noqa: E402
 from trainer.args import add_device_args, check_device, resolve_dtype  # noqa: E402
 from trainer.checkpoint import describe_state_dict, read_state_dict  # noqa: E402
@@ -85,6 +86,7 @@ def get_parser():
                    help="a transformers folder (save_pretrained / scripts/convert_model.py) to list first; repeatable")
     p.add_argument("--tokenizer_path", default=None,
                    help="tokenizer directory (default: a folder's own, else the repo's ./model)")
+    add_rope_scaling_arg(p)
     p.add_argument("--open", default=None, metavar="NAME",
                    help="the model to open first: a checkpoint name (reason_512), file or path (default: the "
                         "DPO model, else SFT, distilled, reason, pretrained)")
@@ -229,9 +231,10 @@ def load_entry(entry, adapter, args):
     device = check_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     if entry.kind == "folder":
-        net = load_dir_model(entry.path)
+        net = load_dir_model(entry.path, rope_scaling=args.inference_rope_scaling)
     else:
-        net = load_pth(entry.path, model_size(entry.dim, entry.n_layers, entry.use_moe), vocab_size=entry.vocab_size)
+        net = load_pth(entry.path, model_size(entry.dim, entry.n_layers, entry.use_moe), vocab_size=entry.vocab_size,
+                       rope_scaling=args.inference_rope_scaling)
     tokenizer = tokenizer_for(net, args.tokenizer_path, entry.path if entry.kind == "folder" else None,
                               fix="start the page with the --tokenizer_path the model was trained with")
     if adapter is not None:

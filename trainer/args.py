@@ -241,6 +241,8 @@ def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumu
     g = p.add_argument_group("logging")
     g.add_argument("--use_wandb", action="store_true", help="log to Weights & Biases (WANDB_MODE=offline works)")
     g.add_argument("--wandb_project", type=str, default=wandb_project)
+    # MiniMind's inference-time YaRN switch: refused here (trainer/loop.py) with one line
+    p.add_argument("--inference_rope_scaling", action="store_true", help=argparse.SUPPRESS)
     # MiniMind's launch flags: torchrun's environment decides, these are accepted and ignored.
     p.add_argument("--ddp", action="store_true", help=argparse_suppress())
     p.add_argument("--local_rank", type=int, default=-1, help=argparse_suppress())

@@ -107,6 +107,9 @@ def _as_tuple(x):
 
 class Trainer:
     def __init__(self, args):
+        if getattr(args, "inference_rope_scaling", False):
+            raise UserError("--inference_rope_scaling: YaRN is for inference past the trained length (eval_model.py, "
+                            "the server, the page, convert_model.py); training at longer context is --max_seq_len")
         self.args = args
         self.bar = None
         self.wandb = None
