@@ -147,8 +147,14 @@ class Chat:
     def stream(self, kw, out) -> str:
         """Writes generate(**kw)'s text into `out` as it comes; returns all of it."""
         pieces = []
-        for piece in stream_text(self.model, self.tokenizer, kw):
-            out.write(piece)
-            out.flush()
-            pieces.append(piece)
+        stream = stream_text(self.model, self.tokenizer, kw)
+        try:
+            for piece in stream:
+                out.write(piece)
+                out.flush()
+                pieces.append(piece)
+        finally:
+            # at once, not when the generator is collected: a Stop on the page or a Ctrl-C (raised in
+            # out.write) must end generate() now, and a traceback would keep the generator alive
+            stream.close()
         return "".join(pieces)

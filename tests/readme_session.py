@@ -52,6 +52,7 @@ RUN_ELSEWHERE = {
     "scripts/bench.py": "tests/test_bench.py",
     "scripts/bench_data_memory.py": "tests/test_data_memory.py",
     "scripts/eval_benchmarks.py": "tests/test_eval_benchmarks.py",
+    "scripts/bench_rope_ppl.py": "tests/test_rope_ppl.py",
 }
 # Streamlit pages (`streamlit run PAGE`) and the test file that runs them.
 PAGES = {"scripts/web_demo.py": "tests/test_web_demo.py"}

@@ -179,3 +179,33 @@ def test_leaving_the_stream_early_stops_generation(net, tok):
     it.close()  # the consumer is gone: the worker must end long before 100000 tokens
     worker.join(timeout=30)
     assert not worker.is_alive(), "generate() kept running after the reader left"
+
+
+def test_an_error_in_the_reader_stops_generation_at_once(net, tok):
+    """A Stop on the page or a Ctrl-C arrives as an exception inside out.write: generate() must end
+    then, not when the abandoned generator is collected."""
+    from tiny_chat import Q_LONG
+    from model.chat import Chat
+
+    class Failing:
+        def __init__(self):
+            self.n = 0
+
+        def write(self, s):
+            self.n += 1
+            if self.n == 2:
+                raise RuntimeError("stopped by the reader")
+
+        def flush(self):
+            pass
+
+    settings = argparse.Namespace(model_mode=1, history_cnt=0, max_new_tokens=30000, temperature=0, top_p=1,
+                                  seed=0, stream=1)
+    chat = Chat(net, tok, settings)
+    kw = chat.generate_kwargs(chat.prompt_for(Q_LONG))  # the laugh that never ends
+    before = set(threading.enumerate())
+    with pytest.raises(RuntimeError) as e:
+        chat.stream(kw, Failing())
+    alive = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert not alive, "generate() is still running after the reader failed"
+    del e
