@@ -1,6 +1,7 @@
 """Benchmarks of this project: its speed and memory against transformers' Llama and MiniMind's own
 batching (one module per section of scripts/bench.py), and the data layer's memory against the size of
-the file it reads (scripts/bench_data_memory.py). The scripts are their command lines.
+the file it reads (scripts/bench_data_memory.py), and what YaRN buys past the trained length
+(scripts/bench_rope_ppl.py). The scripts are their command lines.
 
     harness       timing (variants interleaved, paired ratios), summaries, peak memory, the machine
     models        MiniMind and its Llama twin with the same weights, the losses compared, one AdamW step
@@ -16,4 +17,5 @@ the file it reads (scripts/bench_data_memory.py). The scripts are their command 
     report        the targets and the printed table
     suite         the sections' sizes and the whole run of scripts/bench.py
     data_memory   the data layer's memory: generated file, one subprocess per measurement
+    rope_ppl      perplexity at 1x-8x a model's trained length, plain RoPE against YaRN (scripts/bench_rope_ppl.py)
 """
