@@ -36,6 +36,10 @@ def _fmt_summary(s, scale=1.0, fmt="{:.1f}"):
     return f"{fmt.format(s['median'] * scale)} ({fmt.format(s['min'] * scale)}-{fmt.format(s['max'] * scale)})"
 
 
+def _ratio_lines(res):
+    return [f"  ratio {k:34s} {_fmt_summary(r, fmt='{:.2f}')}x" for k, r in res["ratios"].items()]
+
+
 def table(results):
     lines = []
     meta = results["meta"]
@@ -58,8 +62,7 @@ def table(results):
                 if "first_step_incl_compile_s" in r else ""
             lines.append(f"  {v:24s} {_fmt_summary(r['tokens_per_s']):>26s} {mfu:>22s} {mfu2:>18s} "
                          f"{r['peak_mem_mb']:9.0f}{extra}")
-        for k, r in res["ratios"].items():
-            lines.append(f"  ratio {k:34s} {_fmt_summary(r, fmt='{:.2f}')}x")
+        lines += _ratio_lines(res)
     for sec, label in (("sft", "SFT epoch"), ("dpo", "DPO epoch")):
         if sec not in results:
             continue
@@ -78,8 +81,7 @@ def table(results):
         for v, r in res["variants"].items():
             lines.append(f"  {v:24s} {_fmt_summary(r['effective_tokens_per_s']):>26s} "
                          f"{100 * r['pad_fraction']:7.1f} {r['peak_mem_mb']:9.0f}")
-        for k, r in res["ratios"].items():
-            lines.append(f"  ratio {k:34s} {_fmt_summary(r, fmt='{:.2f}')}x")
+        lines += _ratio_lines(res)
     if "dpo_step" in results:
         res = results["dpo_step"]
         lines.append(f"\n[DPO step] {res['batches']} length-grouped batches of {res['batch_size_pairs']} pairs")
@@ -97,8 +99,7 @@ def table(results):
                          f"{_fmt_summary(r['peak_mem_mb'], fmt='{:.0f}'):>20s} MB")
         lines.append(f"  {'floor (SFT step alone)':24s} {'':>26s}         "
                      f"{_fmt_summary(res['floor_peak_mem_mb'], fmt='{:.0f}'):>20s} MB")
-        for k, r in res["ratios"].items():
-            lines.append(f"  ratio {k:34s} {_fmt_summary(r, fmt='{:.2f}')}x")
+        lines += _ratio_lines(res)
     if "gen" in results:
         res = results["gen"]
         lines.append(f"\n[generate] {res['config']} {res['hidden_size']}x{res['num_hidden_layers']}, prompt "

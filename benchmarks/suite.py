@@ -30,12 +30,10 @@ FULL_CPU = dict(
     dpo_pairs=8, dpo_batch=4, dpo_max_len=1024, dpo_step_batches=2,
     gen_config=("26M", 512, 8), gen_prompt=32, gen_new=128, matmul_n=2048, reps=5, scale_samples=4000,
     distill_student=("26M", 512, 8), distill_teacher=("104M", 768, 16), distill_batch=(4, 512), distill_mem_rounds=3)
-FULL_CUDA = dict(
-    train_configs=[("26M", 512, 8), ("104M", 768, 16)], train_batch=(32, 512),
-    epoch_config=("26M", 512, 8), sft_samples=1024, sft_batch=32, sft_max_len=512,
-    dpo_pairs=256, dpo_batch=8, dpo_max_len=3000, dpo_step_batches=4,
-    gen_config=("26M", 512, 8), gen_prompt=32, gen_new=256, matmul_n=8192, reps=5, scale_samples=4000,
-    distill_student=("26M", 512, 8), distill_teacher=("104M", 768, 16), distill_batch=(4, 512), distill_mem_rounds=3)
+FULL_CUDA = dict(  # MiniMind2 itself, and batches a GPU is for
+    FULL_CPU, train_configs=[("26M", 512, 8), ("104M", 768, 16)], train_batch=(32, 512),
+    epoch_config=("26M", 512, 8), sft_samples=1024, sft_batch=32,
+    dpo_pairs=256, dpo_batch=8, dpo_max_len=3000, dpo_step_batches=4, gen_new=256, matmul_n=8192)
 QUICK = dict(
     train_configs=[("tiny", 32, 1)], train_batch=(2, 32),
     epoch_config=("tiny", 32, 1), sft_samples=8, sft_batch=4, sft_max_len=96,
