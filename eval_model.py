@@ -70,6 +70,11 @@ def get_parser():
     p.add_argument("--model_mode", type=int, choices=sorted(MODEL_MODES), default=1,
                    help="0: pretrain (text continuation), 1: full_sft chat, 2: rlhf (DPO) chat, "
                         "3: reason chat (train_distill_reason.py; its thinking shown apart) (default 1)")
+    p.add_argument("--enable_thinking", "--open_thinking", dest="enable_thinking", type=int, choices=[0, 1],
+                   default=None,
+                   help="adaptive thinking (MiniMind's 2025-10 template; --open_thinking is MiniMind-3's name): 0 opens "
+                        "the answer with an empty <think> block so the model answers directly, 1 lets it think "
+                        "(default: the template's own prompt, unchanged)")
     p.add_argument("--show_think", type=int, choices=[0, 1], default=1,
                    help="--model_mode 3: 1 prints the <think> part (labelled 💭, dimmed at a terminal) "
                         "before the answer, 0 hides it (default %(default)s)")

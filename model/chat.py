@@ -6,7 +6,7 @@
     ReasonPrinter(out)                              a reason model's stream: 💭 thinking, then 🤖️ answer
 
 `settings` is any object with eval_model.py's generation flags: model_mode, history_cnt,
-max_new_tokens, temperature, top_p, seed, stream (and show_think). eval_model.py, the chat page and
+max_new_tokens, temperature, top_p, seed, stream (and show_think, enable_thinking). eval_model.py, the chat page and
 the demo all answer through Chat, so a reply with seed S is the same in each.
 """
 import random
@@ -23,15 +23,18 @@ BOT_TAG = "🤖️: "
 THINK_TAG = "💭: "  # --model_mode 3: the reasoning, on its own lines before the answer
 
 
-def build_prompt(tokenizer, messages, model_mode) -> str:
+def build_prompt(tokenizer, messages, model_mode, enable_thinking=None) -> str:
     """The text fed to the model for the last user message in `messages`.
 
     A pretrained model continues raw text after <|im_start|> (as its training samples began);
-    a chat model gets the chat template with the assistant turn opened.
+    a chat model gets the chat template with the assistant turn opened. enable_thinking=False asks
+    the template to open the answer with an empty think block (adaptive thinking); None leaves the
+    template's default, so the prompt is byte for byte what it was without the switch.
     """
     if model_mode == 0:
         return tokenizer.bos_token + messages[-1]["content"]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    extra = {} if enable_thinking is None else {"enable_thinking": bool(enable_thinking)}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
 
 
 def keep_history(messages, history_cnt):
@@ -96,7 +99,7 @@ class Chat:
 
     def prompt_for(self, question) -> str:
         msgs = keep_history(self.messages, self.args.history_cnt) + [{"role": "user", "content": question}]
-        return build_prompt(self.tokenizer, msgs, self.args.model_mode)
+        return build_prompt(self.tokenizer, msgs, self.args.model_mode, getattr(self.args, "enable_thinking", None))
 
     def generate_kwargs(self, prompt):
         """generate()'s arguments for `prompt`; a UserError when it leaves no room for an answer."""

@@ -8,7 +8,8 @@ then point any OpenAI client at http://127.0.0.1:8998/v1 (any api_key). A reason
 <think> part in `message.reasoning_content` (stream deltas: `delta.reasoning_content`), the answer
 without tags in `content`.
 
-    POST /v1/chat/completions   model, messages, temperature, top_p, max_tokens, stream, stop, seed, n=1
+    POST /v1/chat/completions   model, messages, temperature, top_p, max_tokens, stream, stop, seed, n=1,
+                                chat_template_kwargs {enable_thinking | open_thinking: bool}
     GET  /v1/models             the one served model
     GET  /health                liveness and generation counters
 
@@ -39,6 +40,7 @@ from trainer.errors import UserError, run_main  # noqa: E402
 
 ROLES = {"system", "developer", "user", "assistant"}  # developer = OpenAI's newer name for system
 MAX_STOP = 4  # OpenAI's limit on stop sequences
+THINKING_KWARGS = ("enable_thinking", "open_thinking")  # Qwen3's / MiniMind 2025-10's, and MiniMind-3's name
 # For requests that leave them out: MiniMind's server defaults (OpenAI's 1.0 / 1.0 ramble on a small model)
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.92
 
@@ -128,10 +130,16 @@ def parse_request(body):
     n = body.get("n")
     if n is not None and (isinstance(n, bool) or n != 1):
         raise RequestError("only n=1 is supported", "n")
+    kwargs = body.get("chat_template_kwargs") or {}  # vLLM's field: {"enable_thinking": false}
+    if not isinstance(kwargs, dict) or any(k not in THINKING_KWARGS or not isinstance(v, bool) for k, v in kwargs.items()):
+        raise RequestError("'chat_template_kwargs' takes enable_thinking / open_thinking, true or false",
+                           "chat_template_kwargs")
+    thinking = [v for k, v in kwargs.items() if k in THINKING_KWARGS]
     opts = body.get("stream_options") or {}
     if not isinstance(opts, dict):
         raise RequestError("'stream_options' must be an object", "stream_options")
-    return dict(model=model, messages=messages, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+    return dict(model=model, messages=messages, enable_thinking=thinking[-1] if thinking else None,
+                temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                 stream=stream, stop=stop, seed=seed, include_usage=bool(opts.get("include_usage")))
 
 
@@ -164,7 +172,9 @@ class Engine:
     def prepare(self, req):
         """Prompt ids and the generation budget for a checked request; RequestError if it cannot fit."""
         try:
-            prompt = self.tokenizer.apply_chat_template(req["messages"], tokenize=False, add_generation_prompt=True)
+            extra = {} if req.get("enable_thinking") is None else {"enable_thinking": req["enable_thinking"]}
+            prompt = self.tokenizer.apply_chat_template(req["messages"], tokenize=False, add_generation_prompt=True,
+                                                        **extra)
         except Exception as e:  # a template that rejects this conversation (e.g. roles out of order)
             raise RequestError(f"'messages' could not be formatted with the chat template: {e}", "messages")
         ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids

@@ -29,6 +29,8 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant"
 # whatever its role, is "<|im_start|>{role}\n{content}<|im_end|>\n"; the generation prompt opens
 # an assistant turn. For any conversation that ends with an assistant turn, or ends with a user
 # turn and asks for the generation prompt, this renders exactly what MiniMind2's template renders.
+# With enable_thinking=False (or open_thinking=False) the generation prompt ends with an empty
+# <think>\n\n</think>\n\n, as MiniMind's 2025-10 template does.
 CHAT_TEMPLATE = (
     "{%- if not messages or messages[0]['role'] != 'system' -%}"
     "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' }}"
@@ -38,6 +40,12 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}"
     "{{ '<|im_start|>assistant\\n' }}"
+    # adaptive thinking (MiniMind 2025-10 / Qwen3's enable_thinking, MiniMind-3's open_thinking): asked
+    # not to think, the answer opens with an empty think block; left out, nothing changes
+    "{%- if (enable_thinking is defined and enable_thinking is false) or "
+    "(open_thinking is defined and open_thinking is false) -%}"
+    "{{ '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif -%}"
     "{%- endif -%}"
 )
 

@@ -9,7 +9,8 @@ lists every .pth in --out_dir and in its direct subfolders (out/demo, where scri
 with the size read from the weights (`full_sft_512.pth (512×8)`): the chat models that answer ordinary
 questions best first (DPO, SFT, distilled, then reason and pretrained), the transformers folders given
 with --model_path before them. It opens the first one (--open NAME: another). Then: the LoRA
-adapters of {out_dir}/lora and of the model's own folder that fit the chosen model, MiniMind's four sliders (history, max new
+adapters of {out_dir}/lora and of the model's own folder that fit the chosen model, a Thinking
+switch (off: answer without thinking first), MiniMind's four sliders (history, max new
 tokens, top_p, temperature) with its ranges and defaults, a seed (empty: a new random seed per
 reply, shown under the reply) and "Clear chat".
 
@@ -308,7 +309,8 @@ class PageSink:
 def generate(model, tokenizer, mode, history, question, settings, seed, sink):
     """The reply eval_model.py gives to `question` after `history` with these settings and seed."""
     gen = argparse.Namespace(model_mode=mode, history_cnt=settings["history"], max_new_tokens=settings["max_new_tokens"],
-                             temperature=settings["temperature"], top_p=settings["top_p"], seed=seed, stream=1)
+                             temperature=settings["temperature"], top_p=settings["top_p"], seed=seed, stream=1,
+                             enable_thinking=settings.get("enable_thinking"))
     chat = Chat(model, tokenizer, gen)
     chat.messages = history
     kw = chat.generate_kwargs(chat.prompt_for(question))
@@ -384,6 +386,11 @@ def sidebar(args, entries):
         "max_new_tokens": sb.slider(MAX_NEW_TOKENS[0], key="max_new_tokens", **MAX_NEW_TOKENS[1]),
         "top_p": sb.slider(TOP_P[0], key="top_p", **TOP_P[1]),
         "temperature": sb.slider(TEMPERATURE[0], key="temperature", **TEMPERATURE[1]),
+        # adaptive thinking: off opens each answer with an empty think block (MiniMind's 2025-10
+        # template); on leaves the prompt as it always was
+        "enable_thinking": None if sb.toggle("Thinking", value=True, key="thinking",
+                                             help="off: the model is asked to answer without thinking first "
+                                                  "(eval_model.py --enable_thinking 0)") else False,
     }
     seed_text = sb.text_input("Seed", key="seed", placeholder="random per reply",
                               help="a whole number makes replies reproducible: eval_model.py --seed N "

@@ -246,8 +246,8 @@ def test_history_end_to_end(ckpts, tok_dir, capsys, monkeypatch):
     seen = []
     real = model_chat.build_prompt
 
-    def spy(tokenizer, messages, model_mode):
-        text = real(tokenizer, messages, model_mode)
+    def spy(tokenizer, messages, model_mode, enable_thinking=None):
+        text = real(tokenizer, messages, model_mode, enable_thinking)
         seen.append(text)
         return text
 
