@@ -20,7 +20,7 @@ import re
 import torch
 
 from trainer.args import add_model_args, add_out_dir_arg, build_config, load_tokenizer
-from trainer.checkpoint import check_compatible, describe_checkpoints, load_weights, made_by, weight_path
+from trainer.checkpoint import check_compatible, describe_checkpoints, load_weights, made_by, read_name, weight_path
 from trainer.errors import UserError, one_line
 
 # --model_mode -> checkpoint name, as MiniMind2's eval_model.py numbers them
@@ -65,7 +65,8 @@ def checkpoint_file(args) -> str:
     """The .pth the flags name: --weight (a name or a path), else the --model_mode checkpoint."""
     if args.weight and (args.weight.endswith(".pth") or os.sep in args.weight):
         return args.weight
-    return weight_path(args.out_dir, args.weight or MODEL_MODES[args.model_mode], args.dim, args.use_moe)
+    name = read_name(args.out_dir, args.weight or MODEL_MODES[args.model_mode], args.dim, args.use_moe)
+    return weight_path(args.out_dir, name, args.dim, args.use_moe)
 
 
 def checkpoint_maker(path) -> str:

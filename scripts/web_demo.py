@@ -56,11 +56,11 @@ from trainer.errors import UserError, one_line, run_main  # noqa: E402
 
 
 # Checkpoint names, least to most trained (MiniMind2's names).
-STAGE_ORDER = ["pretrain", "full_sft", "full_dist", "rlhf", "reason"]
+STAGE_ORDER = ["pretrain", "full_sft", "full_dist", "rlhf", "dpo", "reason"]  # dpo: MiniMind 2025-10's name for rlhf
 # The order the page lists them in: the chat models that answer ordinary questions best first (a
 # reason model thinks first and is trained on chains of facts, a pretrained one only continues text).
 # --open NAME puts another first.
-LIST_ORDER = ["rlhf", "full_sft", "full_dist", "reason", "pretrain"]
+LIST_ORDER = ["rlhf", "dpo", "full_sft", "full_dist", "reason", "pretrain"]
 # MiniMind2's sliders: label, (min, max, default, step)
 HISTORY = ("Number of Historical Dialogues", dict(min_value=0, max_value=6, value=0, step=2))
 MAX_NEW_TOKENS = ("Max New Tokens", dict(min_value=256, max_value=8192, value=8192, step=1))

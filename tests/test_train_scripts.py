@@ -205,3 +205,22 @@ def test_extra_dashes_are_read_as_the_flag_and_a_typo_gets_a_suggestion(capsys):
         train_dpo.parse_args(["----bacth_size", "4"])
     line = capsys.readouterr().err.strip()
     assert e.value.code == 2 and "unrecognized arguments: ----bacth_size" in line and "did you mean --batch_size?" in line
+
+
+def test_minimind_later_names(tmp_path, data, capsys):
+    """MiniMind's 2025-10 scripts say --save_dir, --use_compile and call DPO's output `dpo`: they work here."""
+    out = tmp_path / "o"
+    run(train_pretrain, tiny(tmp_path / "unused", "--save_dir", str(out), "--data_path", data["pretrain"],
+                             "--from_weight", "none", "--epochs", "1"), capsys)
+    assert (out / "pretrain_32.pth").is_file() and not (tmp_path / "unused").exists()
+    assert train_pretrain.parse_args(["--use_compile", "0"]).compile is False
+    run(train_full_sft, tiny(out, "--data_path", data["sft"], "--epochs", "1"), capsys)
+    run(train_dpo, tiny(out, "--data_path", data["dpo"], "--epochs", "1"), capsys)
+    # --from_weight dpo reads rlhf_32.pth (there is no dpo_32.pth)
+    o = run(train_full_sft, tiny(out, "--data_path", data["sft"], "--epochs", "1", "--from_weight", "dpo",
+                                 "--save_weight", "after_dpo"), capsys)
+    assert f"loaded {out / 'rlhf_32.pth'}" in o
+    import argparse
+    from model.loading import checkpoint_file
+    a = argparse.Namespace(out_dir=str(out), weight="dpo", model_mode=1, dim=32, use_moe=False)
+    assert checkpoint_file(a) == str(out / "rlhf_32.pth")

@@ -133,7 +133,9 @@ def add_tokenizer_arg(parser, default="./model"):
 
 
 def add_out_dir_arg(parser, default="out"):
-    parser.add_argument("--out_dir", type=str, default=default, help="where checkpoints are read and written (default %(default)s)")
+    # --save_dir: MiniMind's later name (its 2025-10 scripts)
+    parser.add_argument("--out_dir", "--save_dir", dest="out_dir", type=str, default=default,
+                        help="where checkpoints are read and written (default %(default)s)")
     return parser
 
 
@@ -222,7 +224,7 @@ def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumu
     g.add_argument("--save_interval", type=positive_int, default=save_interval,
                    help="save weights + resume file every N optimizer steps (and at the end)")
     g.add_argument("--num_workers", type=nonneg_int, default=1, help="DataLoader worker processes")
-    g.add_argument("--compile", type=str2bool, default=False, metavar="{1,0}",
+    g.add_argument("--compile", "--use_compile", dest="compile", type=str2bool, default=False, metavar="{1,0}",
                    help="torch.compile the model (the first steps compile; a new sequence length may recompile once)")
     g.add_argument("--group_by_length", type=str2bool, default=True, metavar="{1,0}",
                    help="batch samples of similar length together, so padding to the batch's longest wastes little")

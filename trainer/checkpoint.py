@@ -16,6 +16,7 @@ MADE_BY = {
     "pretrain": "train_pretrain.py",
     "full_sft": "train_full_sft.py",
     "rlhf": "train_dpo.py",
+    "dpo": "train_dpo.py",  # MiniMind's later name for rlhf
     "reason": "train_distill_reason.py",
     "full_dist": "train_distillation.py",
 }
@@ -23,6 +24,14 @@ MADE_BY = {
 
 def weight_path(out_dir, name, dim, use_moe=False) -> str:
     return os.path.join(out_dir, f"{name}_{dim}{'_moe' if use_moe else ''}.pth")
+
+
+def read_name(out_dir, name, dim, use_moe=False) -> str:
+    """The checkpoint name to read: MiniMind's later releases call DPO's output `dpo`, this project (as
+    MiniMind2) `rlhf`; `dpo` reads dpo_{dim}.pth when there is one, else rlhf_{dim}.pth."""
+    if name == "dpo" and not os.path.exists(weight_path(out_dir, "dpo", dim, use_moe)):
+        return "rlhf"
+    return name
 
 
 def resume_path(out_dir, name, dim, use_moe=False) -> str:

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from trainer.args import build_config, check_device, load_tokenizer, resolve_dtype
-from trainer.checkpoint import (SaveError, atomic_save_many, load_weights, made_by, nonfinite_tensor,
+from trainer.checkpoint import (SaveError, atomic_save_many, load_weights, made_by, nonfinite_tensor, read_name,
                                 remove_stale_temps, resume_path, torch_load, unwrap, weight_path)
 from trainer.errors import Interrupted, UserError
 from trainer.faults import StepGuard, agree, continue_hint, interrupt_message, plural, remedies, saved_phrase
@@ -219,7 +219,7 @@ class Trainer:
             return None
         if a.from_weight.endswith(".pth") or os.sep in a.from_weight:
             return a.from_weight
-        return weight_path(a.out_dir, a.from_weight, a.dim, a.use_moe)
+        return weight_path(a.out_dir, read_name(a.out_dir, a.from_weight, a.dim, a.use_moe), a.dim, a.use_moe)
 
     def dataset(self, cls, path, **kw):
         """Build a data set; rank 0 first, so it alone tokenizes and writes the token cache."""
