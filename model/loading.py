@@ -69,6 +69,16 @@ def checkpoint_file(args) -> str:
     return weight_path(args.out_dir, name, args.dim, args.use_moe)
 
 
+def source_name(args, with_lora=True) -> str:
+    """The model's own name: the folder's, or the checkpoint's (rlhf_512), `+adapter` with a LoRA."""
+    if source_is_dir(args):
+        return os.path.basename(os.path.normpath(args.model_path))
+    name = os.path.basename(checkpoint_file(args))[:-len(".pth")]
+    if with_lora and getattr(args, "lora_name", None):
+        name += "+" + os.path.basename(args.lora_name).removesuffix(".pth")
+    return name
+
+
 def checkpoint_maker(path) -> str:
     """The script that writes this checkpoint: out/full_sft_768_moe.pth -> train_full_sft.py."""
     return made_by(re.sub(r"(_\d+)?(_moe)?\.pth$", "", os.path.basename(path)))

@@ -32,7 +32,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from model.export import export_llama, export_minimind  # noqa: E402
-from model.loading import add_source_args, checkpoint_file, load_source, source_is_dir  # noqa: E402
+from model.loading import add_source_args, load_source, source_is_dir, source_name  # noqa: E402
 from trainer.args import (ArgumentParser, add_device_args, check_device, nonneg_int,  # noqa: E402
                           positive_int, resolve_dtype)
 from trainer.errors import UserError, run_main  # noqa: E402
@@ -86,15 +86,6 @@ def get_parser():
 
 
 # ------------------------------------------------------------------------------------ the model
-
-def _model_name(args):
-    if source_is_dir(args):
-        return os.path.basename(os.path.normpath(args.model_path))
-    name = os.path.basename(checkpoint_file(args))[:-len(".pth")]
-    if getattr(args, "lora_name", None):
-        name += "+" + os.path.basename(args.lora_name).removesuffix(".pth")
-    return name
-
 
 def model_folder(args, tmp):
     """(transformers folder for lm-eval's hf model, whether it needs trust_remote_code, description)."""
@@ -306,7 +297,7 @@ def evaluate(args, log_samples=False):
 
 
 def default_output(args):
-    return os.path.join(args.out_dir, "eval", _model_name(args) + ".json")
+    return os.path.join(args.out_dir, "eval", source_name(args) + ".json")
 
 
 def report(summary, output):

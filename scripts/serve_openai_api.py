@@ -16,7 +16,6 @@ without tags in `content`.
 Every generation runs through model.generate() in a worker thread (the event loop stays free for
 other clients), streams through a TextIteratorStreamer, and stops as soon as its client goes away.
 """
-import argparse
 import asyncio
 import json
 import os
@@ -33,7 +32,7 @@ if REPO not in sys.path:
 import torch  # noqa: E402
 
 from model.generation import StopStrings, cut_at_stop, held_back, sampling_kwargs  # noqa: E402
-from model.loading import add_source_args, load_source  # noqa: E402
+from model.loading import add_source_args, load_source, source_name  # noqa: E402
 from trainer.args import (ArgumentParser, add_device_args, check_device, positive_int,  # noqa: E402
                           resolve_dtype)
 from trainer.errors import UserError, run_main  # noqa: E402
@@ -452,9 +451,8 @@ def main(argv=None):
     if not tokenizer.chat_template:
         raise UserError(f"{args.tokenizer_path or where}: the tokenizer has no chat template; pass a "
                         "--tokenizer_path that has one (the repo's ./model does)")
-    own_name = os.path.basename(os.path.normpath(where.split(" + LoRA ")[0])).removesuffix(".pth")
     engine = Engine(model, tokenizer, args.model_name, args.max_tokens, args.max_seq_len, args.max_parallel,
-                    reasoning=serves_reasoning(args), aliases=[own_name])
+                    reasoning=serves_reasoning(args), aliases=[source_name(args, with_lora=False)])
     import uvicorn
     print(f"serving {where} as '{args.model_name}' on http://{args.host}:{args.port}/v1 "
           f"(context {engine.context}, max_tokens {engine.max_tokens}"

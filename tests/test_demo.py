@@ -343,11 +343,7 @@ def test_the_printed_gguf_export_runs(reduced):
     with open(path, "rb") as f:
         assert f.read(4) == b"GGUF"
     check = re.search(r'^\s+python -c "(.*)"$', tail, re.M).group(1)
-    if importlib_util_find("llama_cpp"):
+    import importlib.util
+    if importlib.util.find_spec("llama_cpp") is not None:
         c = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert c.returncode == 0 and c.stdout.strip(), c.stderr[-2000:]
-
-
-def importlib_util_find(name):
-    import importlib.util
-    return importlib.util.find_spec(name) is not None

@@ -1,7 +1,6 @@
 """The shape of the repository: the import graph (no script imports a script, no library module
 imports a script), README's Layout section against the tree, package docstrings, file lengths."""
 import ast
-import os
 import re
 import subprocess
 from pathlib import Path

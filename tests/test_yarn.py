@@ -1,7 +1,6 @@
 """YaRN (MiniMind's 2025-10 `inference_rope_scaling`) in transformers' own RoPE parameters: the same
 frequencies as MiniMind's formula, the same logits as transformers' Llama past the trained length,
 and carried by the exports (Llama config, GGUF keys); refused by the training scripts."""
-import argparse
 import json
 import math
 import os
@@ -15,7 +14,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
 from model.export import export_gguf, export_llama, llama_config_from  # noqa: E402
-from model.loading import as_minimind, load_source  # noqa: E402
+from model.loading import as_minimind, load_dir_model, load_source  # noqa: E402
 from model.model_minimind import MINIMIND_YARN, rope_frequencies, rotary_cos_sin  # noqa: E402
 from test_train_common import tokenizer_dir  # noqa: E402
 from trainer.args import load_tokenizer  # noqa: E402
@@ -92,7 +91,7 @@ def test_exports_carry_it(tmp_path):
     cfg = json.loads((tmp_path / "llama" / "config.json").read_text())
     assert cfg["rope_parameters"]["rope_type"] == "yarn" and cfg["rope_parameters"]["factor"] == 8.0
     assert cfg["rope_scaling"]["original_max_position_embeddings"] == 32  # transformers 4 readers (vLLM, TGI)
-    back = as_minimind(__import__("model.loading", fromlist=["x"]).load_dir_model(str(tmp_path / "llama")))
+    back = as_minimind(load_dir_model(str(tmp_path / "llama")))
     assert back.config.rope_parameters["rope_type"] == "yarn"
     ids = torch.randint(3, 6400, (1, 150), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

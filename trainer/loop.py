@@ -266,7 +266,6 @@ class Trainer:
                "stage": "script"}
 
     def load_resume(self, stage):
-        a = self.args
         _, path = self.out_paths(stage)
         if not os.path.exists(path):
             self.log(f"no resume file at {path}; starting from the beginning")
