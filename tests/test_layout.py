@@ -35,6 +35,8 @@ def script_names():
             names.add(f.stem if len(rel.parts) == 1 else f"scripts.{f.stem}")
             if len(rel.parts) == 2 and f.stem not in PACKAGES:
                 names.add(f.stem)  # scripts/ on sys.path (a script run as python scripts/x.py)
+        elif rel.parts[0] != "tests" and '__name__ == "__main__"' in f.read_text(encoding="utf-8"):
+            names.add(".".join(rel.with_suffix("").parts))  # a CLI inside a package (python -m demo.figures)
     return names
 
 
@@ -72,7 +74,7 @@ def test_the_graph_check_sees_a_script_import(tmp_path):
     f.write_text("import eval_model\nfrom scripts import convert_model\nfrom scripts.web_demo import a\n")
     names = {n for _, n in imported_modules(f)}
     assert {"eval_model", "scripts.convert_model", "scripts.web_demo"} <= names
-    assert {"eval_model", "scripts.convert_model", "scripts.web_demo", "train_dpo"} <= script_names()
+    assert {"eval_model", "scripts.convert_model", "scripts.web_demo", "train_dpo", "demo.figures"} <= script_names()
 
 
 def layout_lines():
