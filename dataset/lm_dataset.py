@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dataset.sources import DPO, PRETRAIN, SFT, data_error
+from dataset.sources import DPO, PRETRAIN, RLAIF, SFT, data_error
 from dataset.token_cache import TokenCache, _is_rank0
 
 
@@ -178,6 +178,35 @@ class DPODataset(_ChatBase):
         xr, yr, mr = self._item("rejected", j, int(self._kept_len[1][i]))
         return dict(x_chosen=xc, y_chosen=yc, mask_chosen=mc,
                     x_rejected=xr, y_rejected=yr, mask_rejected=mr, index=int(i))
+
+
+class PromptDataset(_Base):
+    """RLAIF {"conversations"} lines -> dict(prompt_ids, fields, index): the prompt as the chat template
+    renders it with the generation prompt (its last assistant turn dropped), cut to its LAST max_length
+    tokens as MiniMind cuts it (the question is at the end); `fields` are the line's other fields (a dict),
+    for the reward functions. Items go to the RL stages as they are (prompt_collate), unpadded."""
+
+    def __init__(self, jsonl_path, tokenizer, max_length=512, *, cache_dir=None, num_proc=None, verbose=True):
+        self._open(jsonl_path, tokenizer, max(int(max_length), 2), RLAIF, cache_dir, num_proc)
+        full = self.cache.column("prompt_ids").lengths()
+        self.num_truncated = int((full > self.max_length).sum())
+        self.lengths = np.minimum(full, self.max_length)
+        self._report(verbose)
+
+    def summary(self):
+        text = super().summary()
+        return text.replace("truncated to", "prompts cut to their last") + (" tokens" if self.num_truncated else "")
+
+    def __getitem__(self, i):
+        import json
+        ids = _long(self.cache.column("prompt_ids").row(int(i))[-self.max_length:])
+        return dict(prompt_ids=ids, fields=json.loads(self.cache.data.data.table.column("fields")[int(i)].as_py()),
+                    index=int(i))
+
+
+def prompt_collate(batch):
+    """collate_fn for PromptDataset: the items as a list (an RL stage generates from them)."""
+    return list(batch)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Fields (MiniMind's JSONL, one object per line; the same columns in Parquet files
     pretrain  {"text": "..."}
     SFT       {"conversations": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
     DPO       {"chosen": [messages], "rejected": [messages]}
+    RLAIF     {"conversations": [messages ending with a user turn, then an optional (empty) assistant
+              turn]} plus any other fields, which reach the reward functions ("gt": [...] for the gt reward)
 A data path is a JSONL or .parquet file, a `Dataset.save_to_disk` folder, or a glob / folder of shards.
 The parsing and checking functions are pure: they run in the token cache's map workers
 (dataset/token_cache.py) and in the streaming reader (dataset/streaming.py).
@@ -54,7 +56,9 @@ PRETRAIN = _Kind("pretrain", ("text",), '{"text": "..."}')
 SFT = _Kind("sft", ("conversations",), '{"conversations": [{"role": "user", "content": "..."}, '
             '{"role": "assistant", "content": "..."}]}')
 DPO = _Kind("dpo", ("chosen", "rejected"), '{"chosen": [messages], "rejected": [messages]}')
-_KINDS = {k.name: k for k in (PRETRAIN, SFT, DPO)}
+RLAIF = _Kind("rlaif", ("conversations",), '{"conversations": [{"role": "user", "content": "..."}, '
+              '{"role": "assistant", "content": ""}]}')
+_KINDS = {k.name: k for k in (PRETRAIN, SFT, DPO, RLAIF)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,6 +141,18 @@ def _check_messages(value, field, path, lineno):
         raise data_error(path, lineno, f'at least one assistant message in "{field}"',
                          "none", "add the answer the model should learn")
     return messages
+
+
+def _check_prompt(value, path, lineno):
+    """An RLAIF prompt: the conversation without its last assistant turn (MiniMind's rlaif files end with an
+    empty one), which must then end with a user turn."""
+    if isinstance(value, list) and value and isinstance(value[-1], dict) and value[-1].get("role") == "assistant":
+        value = value[:-1]
+    if not isinstance(value, list) or not any(isinstance(m, dict) and m.get("role", "user") == "user" for m in value):
+        raise data_error(path, lineno, '"conversations" with a user turn to answer', _short(value),
+                         f"lines of this file must look like {RLAIF.example}")
+    # the checks of a conversation, with the answer to come standing in as the last turn
+    return _check_messages(value + [{"role": "assistant", "content": ""}], "conversations", path, lineno)[:-1]
 
 
 def _pretrain_text(obj, path, lineno):

@@ -28,8 +28,8 @@ from contextlib import ExitStack
 
 import numpy as np
 
-from dataset.sources import (_KINDS, PRETRAIN, DataError, _check_messages, _field, _parse_line,
-                             _pretrain_text, _short, _size, data_error, resolve_sources)
+from dataset.sources import (_KINDS, PRETRAIN, RLAIF, DataError, _check_messages, _check_prompt, _field,
+                             _parse_line, _pretrain_text, _short, _size, data_error, resolve_sources)
 
 FORMAT_VERSION = 2
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -147,6 +147,8 @@ def _encode_chunk(batch, indices, kind, path, tok, dtype, lines, own_tok):
         bos, eos = tok.bos_token_id, tok.eos_token_id
         ids = [pa.array([[bos, *x, eos] for x in _encode_batch(tok, b)], ids_type) for b in _sub_batches(texts, len)]
         return pa.table({"text_ids": _concat(ids, ids_type)})
+    if kind is RLAIF:
+        return _encode_prompts(objs, path, tok, ids_type)
     for s in kind.streams:
         samples = [_chat_segments(tok, _check_messages(_field(obj, s, path, lineno, kind.example),
                                                        s, path, lineno), s, path, lineno)
@@ -169,6 +171,24 @@ def _encode_chunk(batch, indices, kind, path, tok, dtype, lines, own_tok):
         cols[f"{s}_ids"], cols[f"{s}_mask"] = _concat(ids, ids_type), _concat(masks, mask_type)
         cols[f"{s}_first"] = pa.array(first, pa.int32())
     return pa.table(cols)
+
+
+def _encode_prompts(objs, path, tok, ids_type):
+    """RLAIF rows: the prompt (chat template with the generation prompt) as prompt_ids, and every other
+    field of the row as JSON in "fields" (they reach the reward functions)."""
+    import pyarrow as pa
+    texts, fields = [], []
+    for lineno, obj in objs:
+        messages = _check_prompt(_field(obj, "conversations", path, lineno, RLAIF.example), path, lineno)
+        try:
+            texts.append(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        except Exception as e:
+            raise data_error(path, lineno, '"conversations" that the chat template can render',
+                             f"{type(e).__name__}: {_short(str(e), 80)}", "fix this line") from None
+        fields.append(json.dumps({k: v for k, v in obj.items() if k != "conversations"}, ensure_ascii=False,
+                                 default=str))
+    ids = [pa.array(_encode_batch(tok, b), ids_type) for b in _sub_batches(texts, len)]
+    return pa.table({"prompt_ids": _concat(ids, ids_type), "fields": pa.array(fields, pa.string())})
 
 
 # ----------------------------------------------------------------------------------------------

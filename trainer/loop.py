@@ -48,9 +48,12 @@ RESUME_FORMAT = 1
 # Helpers
 
 def to_device(batch, device):
+    """Tensors of a batch onto the device; a list of items (RL prompts) stays as it is, for the stage."""
     nb = device.type == "cuda"
+    if isinstance(batch, list):
+        return batch
     if isinstance(batch, dict):
-        return {k: v.to(device, non_blocking=nb) for k, v in batch.items()}
+        return {k: v.to(device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
     return tuple(t.to(device, non_blocking=nb) for t in batch)
 
 
@@ -63,7 +66,10 @@ class CountingCollate:
     def __call__(self, items):
         n = 0
         for it in items:
-            n += len(it["x_chosen"]) + len(it["x_rejected"]) if isinstance(it, dict) else len(it[0])
+            if isinstance(it, dict):
+                n += len(it["prompt_ids"]) if "prompt_ids" in it else len(it["x_chosen"]) + len(it["x_rejected"])
+            else:
+                n += len(it[0])
         return self.collate(items), n
 
 
@@ -389,7 +395,8 @@ class Trainer:
             LengthGroupedBatchSampler(train_ds.lengths, a.batch_size, self.rank, self.world_size,
                                       seed=a.seed, group_by_length=a.group_by_length)
         batches_per_epoch = len(sampler)
-        steps_per_epoch = -(-batches_per_epoch // a.accumulation_steps)
+        # an RL stage may take several optimizer steps on each step's rollouts (GRPO's --num_iterations)
+        steps_per_epoch = -(-batches_per_epoch // a.accumulation_steps) * stage.num_iterations
         total_steps = a.epochs * steps_per_epoch
         eval_interval = a.eval_interval or a.save_interval
         self.step, self.total_steps = 0, total_steps
@@ -454,63 +461,73 @@ class Trainer:
                            num_workers=a.num_workers, pin_memory=self.device.type == "cuda",
                            generator=torch.Generator())  # leave the global RNG alone
             b = first
+            group = []  # the loader's batches of one optimizer step
             for batch, ntok in loader:
                 group_start = b - b % a.accumulation_steps
                 group_size = min(a.accumulation_steps, batches_per_epoch - group_start)
-                last_in_group = b + 1 == group_start + group_size
-                lr = get_lr(step, total_steps, a.learning_rate, a.warmup_iters)
-                for pg in optimizer.param_groups:
-                    pg["lr"] = lr
-                batch = to_device(batch, self.device)
-                sync = nullcontext() if (last_in_group or not self.ddp) else train_model.no_sync()
-                with sync:
-                    with self.autocast():
-                        loss, metrics = stage.loss(train_model, batch)
-                    scaler.scale(loss / group_size).backward()
-                pending.append((loss.detach(), metrics, ntok))
+                group.append((to_device(batch, self.device), ntok))
                 b += 1
-                if not last_in_group:
+                if b < group_start + group_size:
                     continue
+                # what the step trains on: the batches themselves, or (RL) what the stage makes of them online
+                micro = stage.rollout(self, model, group)
+                group = []
+                save_due = False
+                for iteration in range(stage.num_iterations):
+                    lr = get_lr(step, total_steps, a.learning_rate, a.warmup_iters)
+                    for pg in optimizer.param_groups:
+                        pg["lr"] = lr
+                    for i, (batch, ntok) in enumerate(micro):
+                        last = i + 1 == len(micro)
+                        sync = nullcontext() if (last or not self.ddp) else train_model.no_sync()
+                        with sync:
+                            with self.autocast():
+                                loss, metrics = stage.loss(train_model, batch)
+                            scaler.scale(loss / len(micro)).backward()
+                        pending.append((loss.detach(), metrics, ntok if iteration == 0 else 0))
 
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                           a.grad_clip if a.grad_clip > 0 else float("inf"))
-                # a non-finite loss or gradient norm skips the step on every rank (trainer/faults.py)
-                if self.guard.check(torch.stack([p[0].float() for p in pending]).sum(), grad_norm, scaler,
-                                    step + 1, total_steps, epoch, group_start, b - 1, batches_per_epoch):
-                    scaler.step(optimizer)
-                    for item in pending:
-                        window.add(*item)
-                    window.grad_norm(grad_norm)
-                else:
-                    window.tokens += sum(p[2] for p in pending)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                pending = []
-                step += 1
-                self.step = step
-                if self.bar is not None:
-                    self.bar.update(1)
-                done = step == total_steps
-                row = {}  # this step's wandb row, committed once
+                    scaler.unscale_(optimizer)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                               a.grad_clip if a.grad_clip > 0 else float("inf"))
+                    # a non-finite loss or gradient norm skips the step on every rank (trainer/faults.py)
+                    if self.guard.check(torch.stack([p[0].float() for p in pending]).sum(), grad_norm, scaler,
+                                        step + 1, total_steps, epoch, group_start, b - 1, batches_per_epoch):
+                        scaler.step(optimizer)
+                        for item in pending:
+                            window.add(*item)
+                        window.grad_norm(grad_norm)
+                    else:
+                        window.tokens += sum(p[2] for p in pending)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    pending = []
+                    step += 1
+                    self.step = step
+                    if self.bar is not None:
+                        self.bar.update(1)
+                    done = step == total_steps
+                    row = {}  # this step's wandb row, committed once
 
-                if step % a.log_interval == 0 or done or step == 1:  # a short run shows where it started
-                    stats = window.reduce(self.ddp)
-                    now = time.time()
-                    tps = stats.pop("tokens") / max(now - t_window, 1e-9)
-                    eta = (now - t_start) / max(step - step_at_start, 1) * (total_steps - step)
-                    row.update(self._log_step(epoch, step, total_steps, lr, stats, tps, eta))
-                    window = _Window(self.device)
-                    t_window = time.time()
-                if val_ds is not None and (step % eval_interval == 0 or done):
-                    last_val = self.evaluate(model, val_ds, collate, stage)
-                    self.log(f"step {step}/{total_steps} " + " ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
-                    row.update(last_val)
-                if self.wandb is not None and row:
-                    self.wandb.log(row, step=step, commit=True)
-                if step % a.save_interval == 0 or done:
-                    pos_epoch, pos_batch = (epoch + 1, 0) if b >= batches_per_epoch else (epoch, b)
-                    self.save(model, optimizer, scaler, stage, pos_epoch, pos_batch, step, final=done)
+                    if step % a.log_interval == 0 or done or step == 1:  # a short run shows where it started
+                        stats = window.reduce(self.ddp)
+                        now = time.time()
+                        tps = stats.pop("tokens") / max(now - t_window, 1e-9)
+                        eta = (now - t_start) / max(step - step_at_start, 1) * (total_steps - step)
+                        row.update(self._log_step(epoch, step, total_steps, lr, stats, tps, eta))
+                        row.update(stage.log_extras(self, step))
+                        window = _Window(self.device)
+                        t_window = time.time()
+                    if val_ds is not None and (step % eval_interval == 0 or done):
+                        last_val = self.evaluate(model, val_ds, collate, stage)
+                        self.log(f"step {step}/{total_steps} " + " ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
+                        row.update(last_val)
+                    if self.wandb is not None and row:
+                        self.wandb.log(row, step=step, commit=True)
+                    # saved between a step's iterations, a resume could not redo the rest of them exactly
+                    save_due = save_due or step % a.save_interval == 0
+                    if (save_due or done) and iteration + 1 == stage.num_iterations:
+                        pos_epoch, pos_batch = (epoch + 1, 0) if b >= batches_per_epoch else (epoch, b)
+                        self.save(model, optimizer, scaler, stage, pos_epoch, pos_batch, step, final=done)
             start_batch = 0
         if self.bar is not None:
             self.bar.close()

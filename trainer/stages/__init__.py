@@ -7,6 +7,11 @@ distill.py, reason_sft.py, lora.py beside this file).
 validation adds up and the metrics made from them, and may prepare itself once before training
 (DPO caches its reference log-probs) and keep state in the resume file; and it decides what the
 weights and resume files hold (the whole model by default; LoRA: only the adapter).
+
+Each optimizer step, the loop hands the stage the loader's batches of that step (--accumulation_steps
+of them) and trains on what `rollout` returns. Offline stages return them unchanged; an RL stage
+(grpo.py) makes its batches online there: it generates from the prompts, scores the completions and
+returns the micro-batches to train on, over which the loop then takes `num_iterations` optimizer steps.
 """
 import math
 
@@ -20,6 +25,16 @@ class Stage:
     name = "stage"
     title = "Stage"
     eval_keys = ()
+    num_iterations = 1  # optimizer steps taken on each rollout (GRPO's --num_iterations)
+
+    def rollout(self, trainer, model, batches):
+        """[(micro-batch, input tokens)] one optimizer step trains on, from the loader's [(batch, tokens)]
+        of that step (already on the device). Offline stages train on the batches as they are."""
+        return batches
+
+    def log_extras(self, trainer, step):
+        """More of the logged row, at each log step (rank 0 and the others alike): GRPO's completion samples."""
+        return {}
 
     def loss(self, model, batch):
         raise NotImplementedError

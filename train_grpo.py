@@ -1,0 +1,130 @@
+"""GRPO: reinforcement learning from rewards (also CISPO, Dr. GRPO and DAPO: --loss_type).
+
+    python train_grpo.py
+    torchrun --nproc_per_node 2 train_grpo.py --n_layers 16 --dim 768 --use_wandb
+reads {out_dir}/reason_{dim}[_moe].pth (--reasoning 1, the default; full_sft with --reasoning 0) and writes
+{out_dir}/grpo_{dim}[_moe].pth. The data is MiniMind's rlaif-mini.jsonl: {"conversations": [user turn,
+empty assistant turn]}, plus any fields the rewards read ("gt": [strings the answer must contain]).
+Each step samples --num_generations completions of each prompt, scores them (trainer/rl/rewards.py),
+and updates the policy towards the better ones of each group (trainer/stages/grpo.py).
+"""
+import argparse
+
+from trainer.args import make_parser, nonneg_float, nonneg_int, positive_float, positive_int, str2bool
+from trainer.errors import UserError, run_main
+from trainer.loop import Trainer
+from trainer.rl.grpo import LOSS_TYPES
+from trainer.rl.rollout import ENGINES
+
+# Default learning rate. MiniMind's 8e-8 (3e-7 in 2026) suited its loss, whose ratio exp(logp - logp.detach())
+# made every step one plain policy-gradient step on doubly normalised advantages over 1536-token rollouts.
+# Measured on the demo (trainer/../demo, 2-hop questions, gt reward, 64-dim model), held-out greedy 2-hop
+# accuracy after 40 steps: see README "RLAIF: GRPO"; 1e-6 (TRL's GRPO default) is the rate that works
+# for a full-size model, and the demo raises it for its tiny one.
+DEFAULT_LR = 1e-6
+
+
+def at_least_two(v):
+    n = positive_int(v)
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 (GRPO compares a prompt's completions "
+                                         f"with each other), got {v!r}")
+    return n
+
+
+def comma_list(v):
+    return [s.strip() for s in v.split(",") if s.strip()]
+
+
+def comma_floats(v):
+    try:
+        return [float(s) for s in comma_list(v)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {v!r}")
+
+
+def parse_args(argv=None):
+    p = make_parser("MiniMind GRPO", stage="grpo", epochs=1, batch_size=2, learning_rate=DEFAULT_LR,
+                    accumulation_steps=1, max_seq_len=66, data_path="./dataset/rlaif-mini.jsonl",
+                    from_weight=None, save_weight="grpo", wandb_project="MiniMind-GRPO",
+                    log_interval=1, save_interval=10,
+                    lr_help="peak learning rate (default %(default)s, TRL's; MiniMind's 8e-8 suited its loss, "
+                            "see train_grpo.py)")
+    p._option_string_actions["--max_seq_len"].help = "prompt tokens kept (its last ones; default %(default)s)"
+    p._option_string_actions["--from_weight"].help = ("start from {out_dir}/{from_weight}_{dim}[_moe].pth (default: "
+                                                      "reason with --reasoning 1, full_sft with --reasoning 0)")
+    p._option_string_actions["--val_data_path"].help = ("held-out prompts in the same format: greedy answers scored by "
+                                                        "the same rewards, val/reward")
+    p._option_string_actions["--batch_size"].help = "prompts per micro-batch per process (default %(default)s)"
+    g = p.add_argument_group("GRPO")
+    g.add_argument("--num_generations", type=at_least_two, default=8,
+                   help="completions sampled per prompt, compared within their group (default %(default)s)")
+    g.add_argument("--max_gen_len", type=positive_int, default=1536, help="max new tokens per completion (default %(default)s)")
+    g.add_argument("--temperature", type=positive_float, default=0.8, help="sampling temperature (default %(default)s)")
+    g.add_argument("--top_p", type=positive_float, default=1.0, help="nucleus sampling (default %(default)s)")
+    g.add_argument("--loss_type", choices=LOSS_TYPES, default="cispo",
+                   help="cispo (MiniMind's default), grpo, dr_grpo or dapo; README says what each is (default %(default)s)")
+    g.add_argument("--beta", type=nonneg_float, default=0.02,
+                   help="weight of the k3 KL to the frozen starting model; 0 builds no reference (default %(default)s)")
+    g.add_argument("--epsilon", type=nonneg_float, default=0.2, help="lower clip of the ratio, 1 - epsilon (default %(default)s)")
+    g.add_argument("--epsilon_high", type=positive_float, default=None,
+                   help="upper clip of the ratio, 1 + epsilon_high; for cispo the cap of the IS weight "
+                        "(default: 5.0 for cispo, --epsilon otherwise)")
+    g.add_argument("--num_iterations", type=positive_int, default=1,
+                   help="optimizer steps on each step's rollouts (TRL's mu; > 1 lets the clip act) (default %(default)s)")
+    g.add_argument("--scale_rewards", choices=("group", "batch", "none"), default="group",
+                   help="divide advantages by the group's reward std, the batch's, or not at all (Dr. GRPO) "
+                        "(default %(default)s)")
+    g.add_argument("--mask_truncated_completions", type=str2bool, default=False, metavar="{1,0}",
+                   help="leave completions cut by --max_gen_len out of the loss (default %(default)s)")
+    g.add_argument("--reasoning", type=int, choices=[0, 1], default=1,
+                   help="1: a reasoning model (reads reason_*.pth; the format reward) (default %(default)s)")
+    g.add_argument("--reward_model_path", type=str, default=None,
+                   help="a reward model folder (sequence classification, or InternLM2-style get_score as MiniMind's "
+                        "internlm2-1_8b-reward) scored as the reward_model reward (default: none)")
+    g.add_argument("--reward_funcs", type=comma_list, default=None,
+                   help="comma-separated rewards: format, length, repetition, gt, reward_model, or "
+                        "path/to/file.py:function (default: MiniMind's rules, the reward model when given, "
+                        "gt when the data has it)")
+    g.add_argument("--reward_weights", type=comma_floats, default=None,
+                   help="comma-separated weights of the rewards, in their order (default all 1)")
+    g.add_argument("--log_completions", type=nonneg_int, default=0,
+                   help="print this many prompt/completion/reward samples at each log step (a wandb table too)")
+    g.add_argument("--rollout_engine", choices=sorted(ENGINES), default="torch",
+                   help="what generates the completions (default %(default)s: the policy itself)")
+    args = p.parse_args(argv)
+    if args.from_weight is None:
+        args.from_weight = "reason" if args.reasoning else "full_sft"
+    if args.epsilon_high is None:
+        args.epsilon_high = 5.0 if args.loss_type == "cispo" else args.epsilon
+    return args
+
+
+def data_has_gt(ds):
+    import pyarrow.compute as pc
+    return bool(pc.any(pc.match_substring(ds.cache.data.data.table.column("fields"), '"gt":')).as_py())
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from dataset.lm_dataset import PromptDataset, prompt_collate
+    from trainer.rl.rewards import RewardModel, resolve_funcs, reward_set
+    from trainer.stages.grpo import GRPOStage
+    with Trainer(args) as trainer:
+        reward_model = RewardModel(args.reward_model_path, trainer.device) if args.reward_model_path else None
+        funcs = resolve_funcs(args.reward_funcs, reward_model)  # a bad path or name stops before the data
+        train_ds = trainer.dataset(PromptDataset, args.data_path, max_length=args.max_seq_len)
+        funcs = reward_set(funcs, args.reasoning, data_has_gt(train_ds), reward_model)
+        if args.reward_weights is not None and len(args.reward_weights) != len(funcs):
+            raise UserError(f"--reward_weights: {len(args.reward_weights)} weights for {len(funcs)} rewards "
+                            f"({', '.join(n for n, _ in funcs)}); give one weight per reward")
+        trainer.log("rewards: " + ", ".join(f"{n} x {w:g}" for (n, _), w in
+                                           zip(funcs, args.reward_weights or [1.0] * len(funcs))))
+        model = trainer.build_model()
+        val_ds = trainer.dataset(PromptDataset, args.val_data_path, max_length=args.max_seq_len) \
+            if args.val_data_path else None
+        trainer.fit(model, train_ds, prompt_collate, GRPOStage(args, funcs, args.reward_weights), val_ds)
+
+
+if __name__ == "__main__":
+    run_main(main)

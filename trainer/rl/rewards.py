@@ -1,0 +1,255 @@
+"""Reward functions for the RL stages, with TRL's signature:
+
+    f(prompts, completions, completion_ids, **fields) -> [float or None, one per completion]
+
+`prompts` / `completions` are texts, `completion_ids` lists of token ids, and every other field of the
+data line arrives by name, one value per completion (`gt` below). None skips a completion for that
+function; a completion that every function skips gets no advantage.
+
+Built-ins (names for --reward_funcs):
+    format        MiniMind2's reasoning format terms (its 2025-10 train_grpo.py, for --reasoning 1):
+                  0.5 for exactly "<think>\\n...\\n</think>\\n<answer>\\n...\\n</answer>", plus 0.25 for
+                  each of the four tags that appears exactly once
+    length        MiniMind's 2026 length term: +0.5 for 20..800 characters, else -0.5
+    repetition    MiniMind's 2026 repetition penalty: minus the share of repeated word 3-grams of the
+                  answer (after </think>), times 2 x 0.5, capped at 0.5
+    gt            the share of the line's "gt" strings the answer (after </think>) contains, numbers
+                  compared as numbers (MiniMind's agent-RL check); None for a line without gt
+    reward_model  a reward model (--reward_model_path): a transformers sequence-classification folder
+                  (train_reward.py exports one), or a remote-code model with InternLM2's get_score as
+                  MiniMind uses; scores clipped to +-3
+Your own: --reward_funcs path/to/file.py:name (any mix with the built-ins), weights --reward_weights.
+"""
+import importlib.util
+import math
+import os
+import re
+
+import torch
+
+from trainer.errors import UserError
+
+THINK_END = "</think>"
+
+
+def answer_part(text):
+    """The answer: what follows the first </think> (the whole text when there is none), <answer> tags off."""
+    answer = text.split(THINK_END, 1)[1] if THINK_END in text else text
+    return answer.replace("<answer>", "").replace("</answer>", "").strip()
+
+
+# ----------------------------------------------------------------------------------------------
+# MiniMind's rules
+
+_FORMAT_RE = (re.compile(r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", re.S),
+              re.compile(r"^<think>\n.*?\n</think>\n\n<answer>\n.*?\n</answer>$", re.S))
+
+
+def format_reward(completions, **kwargs):
+    out = []
+    for text in completions:
+        r = 0.5 if any(p.match(text) for p in _FORMAT_RE) else 0.0
+        r += sum(0.25 for tag in ("<think>", "</think>", "<answer>", "</answer>") if text.count(tag) == 1)
+        out.append(r)
+    return out
+
+
+def length_reward(completions, **kwargs):
+    return [0.5 if 20 <= len(text.strip()) <= 800 else -0.5 for text in completions]
+
+
+def repetition_penalty(text, n=3, cap=0.5):
+    tokens = re.findall(r"\w+|[^\w\s]", text.lower())
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return min(cap, (len(grams) - len(set(grams))) * cap * 2 / len(grams)) if grams else 0.0
+
+
+def repetition_reward(completions, **kwargs):
+    return [-repetition_penalty(answer_part(text)) for text in completions]
+
+
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.])")
+
+
+def gt_found(text, gt):
+    """The gt strings that `text` contains: as text (case-insensitive), or a number equal to one in it."""
+    numbers = [float(x) for x in _NUMBER.findall(text.replace(",", ""))]
+    found = []
+    for g in gt:
+        s = str(g).strip()
+        plain = s.replace(",", "")
+        if (s and s.lower() in text.lower()) or (re.fullmatch(r"[-+]?\d+(?:\.\d+)?", plain) and
+                                                  any(abs(float(plain) - x) < 1e-6 for x in numbers)):
+            found.append(g)
+    return found
+
+
+def gt_reward(completions, gt=None, **kwargs):
+    gts = gt if gt is not None else [None] * len(completions)
+    out = []
+    for text, g in zip(completions, gts):
+        if not g:
+            out.append(None)
+            continue
+        g = [g] if isinstance(g, str) else list(g)
+        out.append(len(gt_found(answer_part(text), g)) / len(g))
+    return out
+
+
+BUILTINS = {"format": format_reward, "length": length_reward, "repetition": repetition_reward, "gt": gt_reward}
+
+
+# ----------------------------------------------------------------------------------------------
+# A reward model
+
+class RewardModel:
+    """Scores (prompt messages, answer) with a reward model folder; see the module docstring."""
+    name = "reward_model"
+
+    def __init__(self, path, device, tokenizer_path=None):
+        if not os.path.isdir(path):
+            raise UserError(f"--reward_model_path {path}: no such folder; pass a reward model folder (train_reward.py "
+                            "exports one, or MiniMind's internlm2-1_8b-reward), or leave the flag out for the rules alone")
+        from transformers import AutoConfig, AutoTokenizer
+        try:
+            config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or path, trust_remote_code=True)
+            archs = getattr(config, "architectures", None) or []
+            if any(a.endswith("ForSequenceClassification") for a in archs):
+                from transformers import AutoModelForSequenceClassification
+                self.model = AutoModelForSequenceClassification.from_pretrained(path)
+                self.kind = "classifier"
+            else:
+                from transformers import AutoModel
+                self.model = AutoModel.from_pretrained(path, trust_remote_code=True, dtype=torch.float16
+                                                       if torch.device(device).type == "cuda" else torch.float32)
+                if not hasattr(self.model, "get_score"):
+                    raise UserError(f"--reward_model_path {path}: expected a sequence-classification model or one "
+                                    "with get_score (InternLM2's reward model), got "
+                                    f"{type(self.model).__name__}; pass a reward model folder")
+                self.kind = "get_score"
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"--reward_model_path {path}: could not load it ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:160]}); pass a reward model folder")
+        self.model = self.model.to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def score(self, messages, answer):
+        if self.kind == "get_score":
+            # MiniMind's way: earlier turns folded into one user message, then the answer
+            history = "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1])
+            last = messages[-1]["content"] if messages else ""
+            query = f"{history}\n以上是对话历史。我的新问题是：\n{last}" if history else last
+            s = self.model.get_score(self.tokenizer, [{"role": "user", "content": query},
+                                                      {"role": "assistant", "content": answer}])
+        else:
+            text = self.tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}],
+                                                      tokenize=False)
+            enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
+            s = self.model(**enc).logits[0, 0].item()
+        return max(min(float(s), 3.0), -3.0)
+
+    def __call__(self, prompts, completions, **kwargs):
+        return [self.score(prompt_messages(p), answer_part(c)) for p, c in zip(prompts, completions)]
+
+
+_TURN_RE = re.compile(r"<\|im_start\|>(system|user|assistant)\s+(.*?)<\|im_end\|>", re.S)
+
+
+def prompt_messages(prompt):
+    """The conversation back out of a ChatML prompt (as MiniMind reads it for its reward model)."""
+    return [{"role": role, "content": content.strip()} for role, content in _TURN_RE.findall(prompt)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The set a run uses
+
+def load_user_function(spec):
+    """"path/to/file.py:name" -> (name, function), one-line errors for a missing file or name."""
+    path, _, name = spec.rpartition(":")
+    if not path or not name:
+        raise UserError(f"--reward_funcs {spec}: expected a built-in ({', '.join(BUILTINS)}, reward_model) or "
+                        "path/to/file.py:function_name")
+    if not os.path.isfile(path):
+        raise UserError(f"--reward_funcs {spec}: {path}: no such file; pass path/to/file.py:function_name")
+    mod_name = "reward_" + re.sub(r"\W", "_", os.path.abspath(path))
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        raise UserError(f"--reward_funcs {spec}: importing {path} failed ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:160]}); fix the file")
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        have = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+        raise UserError(f"--reward_funcs {spec}: {path} has no function {name!r} (it has: {', '.join(have) or 'none'}); "
+                        "pass path/to/file.py:function_name")
+    return name, fn
+
+
+def resolve_funcs(specs, reward_model=None):
+    """--reward_funcs -> [(name, function)] (None when not given), user files imported here, once."""
+    if not specs:
+        return None
+    funcs = []
+    for spec in specs:
+        if spec in BUILTINS:
+            funcs.append((spec, BUILTINS[spec]))
+        elif spec == "reward_model":
+            if reward_model is None:
+                raise UserError("--reward_funcs reward_model: needs --reward_model_path")
+            funcs.append((spec, reward_model))
+        else:
+            funcs.append(load_user_function(spec))
+    return funcs
+
+
+def reward_set(funcs, reasoning, has_gt, reward_model=None):
+    """[(name, function)]: resolve_funcs' list, or by default MiniMind's rules (format only for a
+    reasoning run), the reward model when one is given, and gt when the data has it."""
+    if funcs:
+        return funcs
+    funcs = [(n, BUILTINS[n]) for n in (("format",) if reasoning else ()) + ("length", "repetition")]
+    if reward_model is not None:
+        funcs.append(("reward_model", reward_model))
+    if has_gt:
+        funcs.append(("gt", BUILTINS["gt"]))
+    return funcs
+
+
+def score(funcs, prompts, completions, completion_ids, fields, step=None):
+    """(N, K) rewards, NaN where a function returned None; one-line errors for a bad return value."""
+    n = len(completions)
+    out = torch.full((n, len(funcs)), float("nan"), dtype=torch.float64)
+    keys = sorted({k for f in fields for k in f})
+    extra = {k: [f.get(k) for f in fields] for k in keys if k not in ("prompts", "completions", "completion_ids")}
+    where = f" at step {step}" if step is not None else ""
+    for j, (name, fn) in enumerate(funcs):
+        try:
+            values = fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **extra)
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"reward function {name}{where} raised {type(e).__name__}: {' '.join(str(e).split())[:160]} "
+                            "(no weights were written for this step); fix the function")
+        if not isinstance(values, (list, tuple)) or len(values) != n:
+            got = f"{len(values)} values" if isinstance(values, (list, tuple)) else type(values).__name__
+            raise UserError(f"reward function {name}{where}: expected a list of {n} floats (one per completion), "
+                            f"got {got}; return one float (or None) per completion")
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise UserError(f"reward function {name}{where}: sample {i}: expected a float or None, got "
+                                f"{type(v).__name__}; return one float (or None) per completion")
+            if not math.isfinite(v):
+                raise UserError(f"reward function {name}{where}: sample {i}: expected a finite reward, got {v}; "
+                                "return one float (or None) per completion")
+            out[i, j] = v
+    return out

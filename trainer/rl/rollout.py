@@ -1,0 +1,102 @@
+"""Rollouts: completions sampled from the policy, and the per-token log-probs the update uses.
+
+    ENGINES[name](model, tokenizer, autocast)    a rollout back end (--rollout_engine); "torch" samples from
+                                                 the policy itself with model/generation.generate_batch
+        .generate(prompts, n, max_new_tokens, temperature, top_p) -> Rollout
+        .update_policy(model)                    after an optimizer step (a back end holding its own copy
+                                                 of the weights reloads them here; "torch" shares them)
+    completion_logprobs(model, rollout, T)       (N, C) log pi(token) of each completion token (pi: the
+                                                 policy at the sampling temperature T, as TRL), through the
+                                                 same forward and precision the update uses, so the
+                                                 importance ratio is exactly 1 before the first update
+
+A faster back end (vLLM or SGLang serving the Llama export) is a class with these two methods added
+to ENGINES; the stages never see which one ran.
+"""
+from dataclasses import dataclass
+
+import torch
+
+from model.generation import generate_batch
+from trainer.checkpoint import unwrap
+
+
+@dataclass
+class Rollout:
+    """N = prompts x n completions, a prompt's n rows together.
+
+    input_ids / attention_mask   (N, P + C) the left-padded prompt then the completion, 1 = real token
+    completion_ids / mask        (N, C) the generated tokens; mask covers them up to and including the
+                                 first <|im_end|> (never padding)
+    texts, truncated             the completions decoded; whether a row hit max_new_tokens
+    """
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    texts: list
+    truncated: torch.Tensor
+
+    def __len__(self):
+        return len(self.texts)
+
+    def rows(self, index):
+        """The rollout's rows `index` (a slice or index tensor), trimmed to their own widths."""
+        ids, att = self.input_ids[index], self.attention_mask[index]
+        comp, mask = self.completion_ids[index], self.completion_mask[index]
+        keep_c = int(mask.sum(1).max()) if mask.numel() else 0  # no column after every row's end
+        keep_c = max(keep_c, 1)
+        P = ids.shape[1] - comp.shape[1]
+        first = int((att[:, :P].sum(0) > 0).float().argmax()) if P else 0  # no all-padding column before
+        ids = torch.cat([ids[:, first:P], comp[:, :keep_c]], 1)
+        att = torch.cat([att[:, first:P], mask[:, :keep_c]], 1)
+        texts = [self.texts[i] for i in torch.arange(len(self.texts))[index].tolist()]
+        return Rollout(ids, att, comp[:, :keep_c], mask[:, :keep_c], texts, self.truncated[index])
+
+
+class TorchRollout:
+    """Samples from the policy being trained (batched, left-padded, KV cache: generate_batch)."""
+    name = "torch"
+
+    def __init__(self, model, tokenizer, autocast):
+        self.model, self.tokenizer, self.autocast = unwrap(model), tokenizer, autocast
+
+    def generate(self, prompts, n, max_new_tokens, temperature, top_p):
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self.autocast():
+                g = generate_batch(self.model, self.tokenizer, prompts, max_new_tokens, temperature=temperature,
+                                   top_p=top_p, num_return_sequences=n)
+        finally:
+            self.model.train(was_training)
+        truncated = torch.tensor([r == "length" for r in g.finish_reasons], device=g.completion_ids.device)
+        return Rollout(torch.cat([g.prompt_ids, g.completion_ids], 1), torch.cat([g.prompt_mask, g.completion_mask], 1),
+                       g.completion_ids, g.completion_mask, g.texts, truncated)
+
+    def update_policy(self, model):
+        """Nothing to do: generation runs on the very weights being trained."""
+
+
+ENGINES = {"torch": TorchRollout}
+
+
+def completion_logprobs(model, rollout, temperature=1.0, with_entropy=False):
+    """(N, C) log-probs of the completion tokens under `model` (and their entropies, detached).
+
+    Hidden states come from one forward over prompt + completion (the model counts positions over the
+    real tokens, so left padding does not move them); the LM head then runs on the C positions that
+    predict completion tokens only, and log_softmax of logits / temperature in float32 (the distribution
+    the tokens were sampled from), inside the same autocast the update runs in. Padding positions are 0."""
+    C = rollout.completion_ids.shape[1]
+    out = model(rollout.input_ids, attention_mask=rollout.attention_mask, skip_logits=True)
+    h = out.hidden_states[-1][:, -C - 1:-1]
+    logits = unwrap(model).lm_head(h).float() / temperature
+    logp_all = torch.log_softmax(logits, -1)
+    mask = rollout.completion_mask
+    logps = logp_all.gather(-1, rollout.completion_ids[..., None]).squeeze(-1) * mask
+    if not with_entropy:
+        return logps, None, out
+    with torch.no_grad():
+        entropy = -(logp_all.exp() * logp_all).sum(-1) * mask
+    return logps, entropy, out
