@@ -15,6 +15,7 @@ Sections
   dpo       benchmarks/dpo_epoch.py     a DPO epoch: MiniMind's batching and reference model vs the project's
   dpo_step  benchmarks/dpo_step.py      a DPO step: reference log-probs on the fly vs cached
   distill   benchmarks/distill_step.py  a distillation step: full-logits loss vs the chunked DistillStage
+  grpo      benchmarks/grpo_step.py     a GRPO step (rollout, rewards, reference, update): ours vs TRL vs MiniMind's
   gen       benchmarks/generation.py    greedy generate() with the KV cache, ours vs Llama
   mfu       benchmarks/mfu.py           the machine's matmul peak and each train variant's MFU
 """
@@ -32,7 +33,7 @@ from benchmarks.suite import SECTIONS, run  # noqa: E402
 
 def parse_args(argv=None):
     from trainer.args import ArgumentParser  # argparse with a one-line error, exit 2
-    p = ArgumentParser(description="Benchmark: train step, SFT/DPO epochs, DPO step, generation, MFU")
+    p = ArgumentParser(description="Benchmark: train step, SFT/DPO epochs, DPO step, distillation step, GRPO step, generation, MFU")
     p.add_argument("--quick", action="store_true", help="tiny sizes: exercises everything in < 1 min")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--sections", default=",".join(SECTIONS),

@@ -54,13 +54,14 @@ def test_every_section_present_and_sane(run):
     res, stdout = run
     reps = res["meta"]["reps"]
     assert reps >= 5 and res["meta"]["quick"] is True
-    for sec in ("mfu", "train", "sft", "dpo", "dpo_step", "gen", "targets"):
+    for sec in ("mfu", "train", "sft", "dpo", "dpo_step", "grpo", "gen", "targets"):
         assert res.get(sec), f"section {sec} missing"
     assert positive(res["mfu"]["peak_flops_per_s"])
     assert res["mfu"]["peak_flops_per_s"] == max(res["mfu"]["flops_per_s"]["per_rep"])
     n = res["mfu"]["n"]
     check_summary(res["mfu"]["flops_per_s"], [2 * n ** 3 / t for t in res["mfu"]["times_s"]])
-    for line in ("[train step]", "[SFT epoch]", "[DPO epoch]", "[DPO step]", "[generate]", "[targets]", "wrote"):
+    for line in ("[train step]", "[SFT epoch]", "[DPO epoch]", "[DPO step]", "[GRPO step]", "[generate]", "[targets]",
+                 "wrote"):
         assert line in stdout
 
 
@@ -129,6 +130,56 @@ def test_dpo_step_and_generation(run):
         check_summary(x["tokens_per_s"], [g["new_tokens"] / t for t in x["times_s"]])
     check_ratio(g["ratios"]["minimind/llama"], g["variants"]["minimind"]["tokens_per_s"]["per_rep"],
                 g["variants"]["llama"]["tokens_per_s"]["per_rep"])
+
+
+def test_grpo_step_throughputs_phases_and_ratios_follow_from_times(run):
+    res, stdout = run
+    g = res["grpo"]
+    reps = res["meta"]["reps"]
+    v = g["variants"]
+    trl_there = importlib.util.find_spec("trl") is not None
+    assert set(v) == ({"ours", "trl", "minimind"} if trl_there else {"ours", "minimind"})
+    if not trl_there:
+        assert "trl is not importable" in g["skipped"]["trl"] and "skipped: trl is not importable" in stdout
+    rows = g["prompts"] * g["num_generations"]
+    # every variant sampled the same prompts' token ids
+    assert all(g["same_prompt_ids"].values())
+    for name, x in v.items():
+        assert len(x["times_s"]) == len(x["completion_tokens"]) == len(x["rollout_s"]) == reps
+        # each completion has at least one token and at most max_new_tokens
+        assert all(rows <= n <= rows * g["max_new_tokens"] for n in x["completion_tokens"]), name
+        check_summary(x["tokens_per_s"], [n / t for n, t in zip(x["completion_tokens"], x["times_s"])])
+        check_summary(x["rollout_tokens_per_s"], [n / t for n, t in zip(x["completion_tokens"], x["rollout_s"])])
+        # the phases are parts of the step: beta > 0, so every variant ran a reference forward
+        assert all(0 < r + f < t for r, f, t in zip(x["rollout_s"], x["reference_s"], x["times_s"])), name
+        assert all(f > 0 for f in x["reference_s"]), name
+        assert positive(x["peak_mem_mb"])
+    tps = {k: x["tokens_per_s"]["per_rep"] for k, x in v.items()}
+    rps = {k: x["rollout_tokens_per_s"]["per_rep"] for k, x in v.items()}
+    for other in v.keys() - {"ours"}:
+        check_ratio(g["ratios"][f"ours/{other}"], tps["ours"], tps[other])
+        check_ratio(g["ratios"][f"rollout ours/{other}"], rps["ours"], rps[other])
+    t = {row["target"]: row for row in res["targets"]}
+    for other, goal in (("trl", 1.5), ("minimind", 2.0)):
+        if other in v:
+            row = t[f"grpo step completion tokens/s: ours/{other}"]
+            assert row["measured"] == g["ratios"][f"ours/{other}"]["median"]
+            assert row["met"] == (row["measured"] >= goal)
+
+
+def test_grpo_without_trl_skips_that_variant_in_one_line(tmp_path, monkeypatch):
+    import benchmarks.grpo_step as grpo_step
+    from benchmarks.suite import QUICK
+    monkeypatch.setattr(grpo_step, "trl_version", lambda: None)  # as when `import trl` fails
+    lines = []
+    g = grpo_step.bench_grpo(dict(QUICK), torch.device("cpu"), None, lines.append, str(tmp_path))
+    assert set(g["variants"]) == {"ours", "minimind"} and g["trl_version"] is None
+    assert set(g["ratios"]) == {"ours/minimind", "rollout ours/minimind"}
+    assert [line for line in lines if "trl" in line] == [
+        "[grpo] trl variant skipped: trl is not importable (pip install -r requirements-bench.txt)"]
+    table = grpo_step.grpo_table(g)
+    assert "trl        skipped: trl is not importable" in table
+    assert [t["target"] for t in grpo_step.grpo_targets(g)] == ["grpo step completion tokens/s: ours/minimind"]
 
 
 def test_targets_use_the_measured_medians(run):
