@@ -271,7 +271,7 @@ def write_corpus(args):
         for name, rows in lora.items():
             if not name.startswith("_"):
                 write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), rows)
-        for name in ("reason", "reason_heldout"):
+        for name in ("reason", "reason_heldout", "rlaif"):
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), reason[name])
         with open(os.path.join(args.out_dir, "README.md"), "w", encoding="utf-8", newline="\n") as fh:
             fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}, args.said_elsewhere)

@@ -1,4 +1,4 @@
-"""The demo's loss-curve PNG: one panel per training stage."""
+"""The demo's loss-curve PNG: one panel per training stage (and GRPO's reward curve with --rl)."""
 from demo.stages import STAGES
 
 
@@ -8,9 +8,13 @@ def plot_losses(logs, path):
     import matplotlib.pyplot as plt
     titles = {"pretrain": "Pretraining (cross-entropy)", "sft": "SFT (cross-entropy on answers)",
               "dpo": "DPO (loss; reward accuracy dashed)", "reason": "Reasoning (tag-weighted cross-entropy)"}
-    fig, axes = plt.subplots(1, len(STAGES), figsize=(5 * len(STAGES), 4.2))
-    for ax, (name, *_rest) in zip(axes, STAGES):
+    names = [s[0] for s in STAGES] + (["grpo"] if logs.get("grpo") else [])
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.2))
+    for ax, name in zip(axes, names):
         recs = logs.get(name) or []
+        if name == "grpo":
+            plot_rewards(ax, recs)
+            continue
         ax.set_title(titles.get(name, name))
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
@@ -36,7 +40,25 @@ def plot_losses(logs, path):
             ax2.set_ylabel("reward accuracy")
         ax.legend(lines, [l.get_label() for l in lines], loc="lower left" if name == "dpo" else "upper right",
                   fontsize=8)
-    fig.suptitle("MiniMind demo: loss curves of the training stages")
+    fig.suptitle("MiniMind demo: loss curves of the training stages" + (" and GRPO's reward" if "grpo" in names else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_rewards(ax, recs):
+    """GRPO's panel: the sampled answers' mean reward per step (the gt part, and gt + format)."""
+    ax.set_title("GRPO (mean reward of the samples)")
+    ax.set_xlabel("optimizer step")
+    ax.grid(alpha=0.3)
+    steps = [r["step"] for r in recs]
+    for key, label, color in (("rewards/gt/mean", "gt: answer names the keyword", "tab:green"),
+                              ("reward", "reward (gt + format)", "tab:purple")):
+        vals = [r.get(key, float("nan")) for r in recs]
+        ax.plot(steps, vals, color=color, lw=1, alpha=0.45)
+        k = max(1, len(vals) // 10) | 1
+        h = k // 2
+        smooth = [sum(vals[max(0, i - h):i + h + 1]) / len(vals[max(0, i - h):i + h + 1]) for i in range(len(vals))]
+        ax.plot(steps, smooth, color=color, lw=2, label=f"{label} (mean of {k} steps)")
+    ax.set_ylabel("reward")
+    ax.legend(fontsize=8, loc="lower right")

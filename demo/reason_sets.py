@@ -16,7 +16,10 @@ reason_heldout.jsonl asks them, scored like heldout.jsonl (every keyword, none o
 
     reason.jsonl          {"conversations": [...]}, SFT format, assistant content in R1 format
     reason_heldout.jsonl  {"question", "answer", "think", "keywords", "distractors", "lang",
-                           "entity", "attribute", "chain": [fact 1, fact 2]}
+                           "entity", "attribute", "chain": [fact 1, fact 2], "in_rlaif"}: each held-out
+                          chain in every wording
+    rlaif.jsonl           GRPO's prompts (MiniMind's RLAIF format): each held-out chain in one of its
+                          wordings (in_rlaif above), "gt": [the answer's keyword], no answer text
 """
 from demo.world import LANGS, TABLES, group_rows
 
@@ -74,7 +77,7 @@ def chains(facts, answer):
 
 
 def make_reason_sets(rng, facts, answer, pools, chitchat):
-    """{"reason": SFT rows, "reason_heldout": held-out rows, "_held": held-out chain ids}.
+    """{"reason": SFT rows, "reason_heldout": held-out rows, "rlaif": GRPO prompts, "_held": held-out chain ids}.
 
     pools[attr]: every (en, zh) value of a country attribute (for the distractors);
     chitchat[lang]: (question, polite answer, rude answer) triples, answered in R1 format too."""
@@ -91,18 +94,23 @@ def make_reason_sets(rng, facts, answer, pools, chitchat):
         idx = [i for i, c in enumerate(all_chains) if c["kind"] == kind]
         rng.shuffle(idx)
         held.update(idx[:max(1, round(len(idx) * REASON_HELDOUT_FRACTION))])
-    train_rows, held_rows = [], []
+    train_rows, held_rows, rl_rows = [], [], []
     for i, c in enumerate(all_chains):
         for li, lang in enumerate(langs):
             d = c["per_lang"][lang]
             name = c["entity"][li]
             templates = HOPS[c["kind"]][lang]
             if i in held:
+                # every wording is asked (60 questions, so that 10 points are more than noise); GRPO's
+                # prompts ask one of them, with the answer's keyword as "gt" and no answer text
                 k = rng.randrange(len(templates))
-                held_rows.append({"question": templates[k].format(n=name), "answer": d["conclusion"],
-                                  "think": "\n".join(d["think"]), "keywords": [d["keyword"]],
-                                  "distractors": d["distractors"], "lang": lang, "entity": name,
-                                  "attribute": c["kind"], "chain": d["think"]})
+                rl_rows.append({"conversations": [{"role": "user", "content": templates[k].format(n=name)},
+                                                  {"role": "assistant", "content": ""}], "gt": [d["keyword"]]})
+                for j, t in enumerate(templates):
+                    held_rows.append({"question": t.format(n=name), "answer": d["conclusion"],
+                                      "think": "\n".join(d["think"]), "keywords": [d["keyword"]],
+                                      "distractors": d["distractors"], "lang": lang, "entity": name,
+                                      "attribute": c["kind"], "chain": d["think"], "in_rlaif": j == k})
                 continue
             for t in templates:
                 train_rows.append([{"role": "user", "content": t.format(n=name)},
@@ -113,7 +121,9 @@ def make_reason_sets(rng, facts, answer, pools, chitchat):
                                {"role": "assistant", "content": r1(CHITCHAT_THINK[lang].split("\n"), good)}])
     rng.shuffle(train_rows)
     rng.shuffle(held_rows)
-    return {"reason": [{"conversations": c} for c in train_rows], "reason_heldout": held_rows, "_held": held}
+    rl_rows.sort(key=lambda r: r["conversations"][0]["content"])  # (the rng's stream stays reason.jsonl's)
+    return {"reason": [{"conversations": c} for c in train_rows], "reason_heldout": held_rows, "rlaif": rl_rows,
+            "_held": held}
 
 
 def check_wording(answer_words):
@@ -141,5 +151,13 @@ def reason_readme(sets):
         "(" + ", ".join(f"`{k}`" for k in kinds) + "). Its lines are those of `heldout.jsonl` plus",
         "`think` and `chain` (the two facts). scripts/demo.py scores the reason model's answer part on",
         "them, the DPO model asked the same questions directly, and the rate of well-formed tags.",
+        "",
+        "## The GRPO prompts (train_grpo.py)",
+        "",
+        f"`rlaif.jsonl` ({len(sets['rlaif'])} lines) is MiniMind's RLAIF format: the held-out 2-hop chains, each in",
+        "one of its wordings (`in_rlaif` in `reason_heldout.jsonl`), with `\"gt\"`: the answer's keyword. No line",
+        "holds an answer: GRPO samples answers and is rewarded when one names the keyword. `reason_heldout.jsonl`",
+        f"asks the same chains in all their wordings, {sum(not r['in_rlaif'] for r in held)} of its questions in",
+        "words GRPO never saw.",
         "",
     ])
