@@ -2,7 +2,7 @@
 
     python -m demo.figures out/s1337 out/s1 out/s2 --repeat out/s1337b > docs/demo_figures.json
 
-reads each run's demo_results.json (scripts/demo.py --seed S --out_dir DIR) and writes the file
+reads each run's demo_results.json (scripts/demo.py --rl --seed S --out_dir DIR) and writes the file
 README quotes. `table()` renders the figures as README's table of them; tests/test_demo_figures.py
 checks that every quote in README agrees with the file. One seed's figure is not the demo's: float
 summation order (BLAS kernels, thread counts, library versions) changes the training trajectory from
@@ -26,7 +26,16 @@ FIGURES = [
     ("chain_in_think", "reason thinking that states both facts", lambda r: _count(r["reasoning"]["chain_in_think"], "count")),
     ("lora_identity", "LoRA identity adapter, held-out phrasings", lambda r: _lora(r, "identity", "heldout_with")),
     ("lora_domain", "LoRA domain adapter, held-out questions", lambda r: _lora(r, "domain", "heldout_with")),
-    ("time_total", "whole demo, minutes", lambda r: (round(r["times_s"]["total"] / 60, 1), None)),
+    ("grpo_2hop", "2-hop held-out, after GRPO (`--rl`)", lambda r: _grpo(r, "after", "greedy", "right")),
+    ("grpo_unseen_before", "of them in wordings GRPO never saw, before", lambda r: _grpo(r, "before", "greedy_unseen_wording", "right")),
+    ("grpo_unseen_after", "of them in wordings GRPO never saw, after", lambda r: _grpo(r, "after", "greedy_unseen_wording", "right")),
+    ("grpo_pass4_before", "2-hop pass@4 (T 0.8), reason model", lambda r: _grpo(r, "before", "pass_at_k", "count")),
+    ("grpo_pass4_after", "2-hop pass@4 (T 0.8), after GRPO", lambda r: _grpo(r, "after", "pass_at_k", "count")),
+    ("grpo_well_formed", "well-formed tags after GRPO", lambda r: _grpo(r, "after", "well_formed", "count")),
+    ("grpo_length_before", "mean completion tokens, reason model", lambda r: (r["grpo"]["before"]["mean_length"], None)),
+    ("grpo_length_after", "mean completion tokens, after GRPO", lambda r: (r["grpo"]["after"]["mean_length"], None)),
+    ("time_grpo", "GRPO stage (training and scoring), minutes", lambda r: (round(r["times_s"]["grpo"] / 60, 1), None)),
+    ("time_total", "whole demo with `--rl`, minutes", lambda r: (round(r["times_s"]["total"] / 60, 1), None)),
 ]
 
 
@@ -44,6 +53,11 @@ def _lora(r, name, key):
     return s["right"], s["total"]
 
 
+def _grpo(r, which, key, field):
+    d = r["grpo"][which][key]
+    return d[field], d["total"]
+
+
 def read_run(folder):
     with open(os.path.join(folder, "demo_results.json"), encoding="utf-8") as f:
         r = json.load(f)
@@ -53,7 +67,7 @@ def read_run(folder):
 
 def collect(folders, repeat=None):
     runs = [read_run(f) for f in folders]
-    out = {"how": "python scripts/demo.py --seed S from a fresh clone and venv, two runs at a time with one "
+    out = {"how": "python scripts/demo.py --rl --seed S from a fresh clone, two runs at a time with one "
                   "thread each, on a 2-core machine",
            "runs": runs}
     if repeat:
