@@ -119,13 +119,12 @@ class Variant:
 
 def make_ours(policy, tok, items, G, N, device, workdir):
     import trainer.stages.grpo as sgrpo
-    from train_grpo import parse_args
     from trainer.rl.rewards import resolve_funcs
-    args = parse_args(["--num_generations", str(G), "--max_gen_len", str(N), "--temperature", str(TEMPERATURE),
-                       "--top_p", str(TOP_P), "--beta", str(BETA), "--loss_type", LOSS_TYPE,
-                       "--epsilon", str(EPSILON), "--learning_rate", str(LR), "--grad_clip", str(GRAD_CLIP),
-                       "--batch_size", str(len(items)), "--max_seq_len", str(MAX_PROMPT),
-                       "--out_dir", workdir, "--device", str(device)])
+    # what GRPOStage reads of train_grpo.py's flags (scripts are not imported: tests/test_layout.py)
+    args = SimpleNamespace(num_generations=G, max_gen_len=N, temperature=TEMPERATURE, top_p=TOP_P, beta=BETA,
+                           loss_type=LOSS_TYPE, epsilon=EPSILON, epsilon_high=EPSILON, num_iterations=1,
+                           scale_rewards="group", mask_truncated_completions=False, log_completions=0,
+                           rollout_engine="torch", seed=1337)
     # the Trainer's defaults: bfloat16 autocast on CUDA, plain float32 on the CPU
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     trainer = SimpleNamespace(tokenizer=tok, autocast=autocast, device=device, rank=0, world_size=1, ddp=False,

@@ -4,6 +4,7 @@ Tiny models (dim 64, 2 layers) are made here: a random one for text continuation
 in a few seconds on a single question so that its answer can be checked word for word.
 """
 import io
+import re
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import eval_model  # noqa: E402
+from model import chat_cli  # noqa: E402
 from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
 from model import chat as model_chat  # noqa: E402
 from model.generation import AnswerStreamer  # noqa: E402
@@ -144,7 +146,7 @@ def test_mode0_auto_continues_every_builtin_prompt(ckpts, tok_dir, capsys, monke
     assert code == 0, err
     assert "[0] 自动测试\n[1] 手动输入" in out
     got = answers(out)
-    assert [q for q, _ in got] == eval_model.CONTINUATION_PROMPTS
+    assert [q for q, _ in got] == chat_cli.CONTINUATION_PROMPTS
     assert any(any("\u4e00" <= c <= "\u9fff" for c in q) for q, _ in got)  # Chinese and English
     assert any(q.isascii() for q, _ in got)
     assert all(a for _, a in got)
@@ -172,7 +174,7 @@ def test_mode2_auto_and_manual(ckpts, tok_dir, capsys, monkeypatch):
     code, out, err = run_inproc(capsys, monkeypatch, base_args(out_dir, tok_dir, "--model_mode", "2",
                                                                "--max_new_tokens", "4"), "0\n")
     assert code == 0, err
-    assert [q for q, _ in answers(out)] == eval_model.CHAT_PROMPTS
+    assert [q for q, _ in answers(out)] == chat_cli.CHAT_PROMPTS
     code, out, err = run_inproc(capsys, monkeypatch, base_args(out_dir, tok_dir, "--model_mode", "2",
                                                                "--temperature", "0"), f"1\n{QUESTION}\n")
     assert code == 0, err
@@ -222,7 +224,7 @@ def test_history_prompt_contains_earlier_turn(ckpts, tokenizer, capsys):
     _, chat_model = ckpts
 
     def chat_with(history_cnt):
-        args = eval_model.get_parser().parse_args(["--history_cnt", str(history_cnt), "--temperature", "0",
+        args = chat_cli.get_parser().parse_args(["--history_cnt", str(history_cnt), "--temperature", "0",
                                                    "--max_new_tokens", "30"])
         return model_chat.Chat(chat_model, tokenizer, args, out=io.StringIO())
 
@@ -265,7 +267,7 @@ def test_history_end_to_end(ckpts, tok_dir, capsys, monkeypatch):
 
 def test_generation_uses_generate_with_the_kv_cache(ckpts, tokenizer, monkeypatch):
     _, chat_model = ckpts
-    args = eval_model.get_parser().parse_args(["--temperature", "0", "--stream", "1"])
+    args = chat_cli.get_parser().parse_args(["--temperature", "0", "--stream", "1"])
     chat = model_chat.Chat(chat_model, tokenizer, args, out=io.StringIO())
     prompt_len = len(tokenizer(chat.prompt_for(QUESTION), add_special_tokens=False)["input_ids"])
     fed = []
@@ -448,3 +450,69 @@ def test_missing_weights_lists_what_the_folder_holds_with_its_flags(ckpts, tok_d
     for name in ("pretrain", "full_sft", "rlhf"):
         assert f"{name}_{DIM}.pth (--dim {DIM} --n_layers {LAYERS})" in err, err
     assert "_resume" not in err
+
+
+# ------------------------------------------------------------------------------- eval_llm.py (MiniMind 2025-10's name)
+
+def run_llm(capsys, monkeypatch, argv, stdin_text):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin_text))
+    try:
+        code = chat_cli.cli(argv, prog="eval_llm.py", later_names=True)  # what eval_llm.py runs
+    except SystemExit as e:
+        code = e.code
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_eval_llm_takes_minimind_2510s_command_line(ckpts, tok_dir, capsys, monkeypatch, tmp_path):
+    """Its flags as MiniMind's README types them: --save_dir/--hidden_size/--num_hidden_layers/--weight, a
+    [Speed] line after each answer (--show_speed 0: none), --load_from a transformers folder."""
+    out_dir, chat = ckpts
+    argv = ["--save_dir", str(out_dir), "--hidden_size", str(DIM), "--num_hidden_layers", str(LAYERS),
+            "--tokenizer_path", tok_dir, "--device", "cpu", "--temperature", "0"]
+    code, out, err = run_llm(capsys, monkeypatch, argv, f"1\n{QUESTION}\n")  # --weight full_sft by default
+    assert code == 0, err
+    speed = re.findall(r"^\[Speed\]: (\d+\.\d+) tokens/s$", out, re.M)
+    assert len(speed) == 1 and float(speed[0]) > 0, out
+    assert answers(out.replace(f"[Speed]: {speed[0]} tokens/s\n", "")) == [(QUESTION, ANSWER)], out
+    code, out, err = run_llm(capsys, monkeypatch, argv + ["--weight", "dpo", "--show_speed", "0"], f"1\n{QUESTION}\n")
+    assert code == 0, err
+    assert "[Speed]" not in out and answers(out) == [(QUESTION, ANSWER)]  # dpo: MiniMind's later name of rlhf
+    hf_dir = tmp_path / "MiniMind2-tiny"
+    chat.save_pretrained(hf_dir)
+    from transformers import AutoTokenizer
+    AutoTokenizer.from_pretrained(tok_dir).save_pretrained(hf_dir)
+    code, out, err = run_llm(capsys, monkeypatch, ["--load_from", str(hf_dir), "--device", "cpu", "--temperature", "0",
+                                                   "--show_speed", "0"], f"1\n{QUESTION}\n")
+    assert code == 0, err
+    assert answers(out) == [(QUESTION, ANSWER)]
+
+
+def test_eval_llm_weight_picks_the_chat_and_the_seed_is_fixed(ckpts, tok_dir, capsys, monkeypatch):
+    out_dir, _ = ckpts
+    assert [chat_cli.later_mode(w) for w in ("pretrain", "full_sft", "rlhf", "dpo", "reason", "grpo", "ppo_actor",
+                                             "spo", "agent", "full_dist", "out/reason_512.pth")] == \
+        [0, 1, 2, 2, 3, 3, 3, 3, 3, 1, 3]
+    p = chat_cli.get_parser("eval_llm.py", later_names=True)
+    a = chat_cli.apply_later_names(p.parse_args(["--historys", "2", "--lora_weight", "lora_identity"]))
+    assert (a.history_cnt, a.lora_name, a.weight, a.model_mode, a.seed, a.load) == (2, "lora_identity", "full_sft", 1, 2026, 0)
+    assert chat_cli.apply_later_names(p.parse_args([])).lora_name is None  # its default "None": no adapter
+    argv = ["--save_dir", str(out_dir), "--hidden_size", str(DIM), "--num_hidden_layers", str(LAYERS),
+            "--tokenizer_path", tok_dir, "--device", "cpu", "--max_new_tokens", "6", "--show_speed", "0"]
+    code, out, err = run_llm(capsys, monkeypatch, argv + ["--weight", "pretrain"], "0\n")
+    assert code == 0, err
+    assert [q for q, _ in answers(out)] == chat_cli.CONTINUATION_PROMPTS  # pretrain: text continuation
+    sampled = [run_llm(capsys, monkeypatch, argv + ["--max_new_tokens", "12"], f"1\n{QUESTION}\n")[1] for _ in range(2)]
+    assert sampled[0] == sampled[1]  # temperature 0.85, but seeded with 2026 before every answer, as MiniMind
+    code, out, err = run_llm(capsys, monkeypatch, argv + ["--weight", "nope"], "1\n")
+    assert code == 2 and "nope_64.pth" in err and "Traceback" not in err
+
+
+def test_eval_llm_script_is_the_chat(ckpts, tok_dir):
+    out_dir, _ = ckpts
+    r = subprocess.run([sys.executable, str(ROOT / "eval_llm.py"), "--save_dir", str(out_dir), "--hidden_size", str(DIM),
+                        "--num_hidden_layers", str(LAYERS), "--tokenizer_path", tok_dir, "--device", "cpu",
+                        "--temperature", "0"], input=f"1\n{QUESTION}\n", capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert ANSWER in r.stdout and "[Speed]:" in r.stdout

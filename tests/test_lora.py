@@ -294,8 +294,8 @@ def eval_argv(out, *extra):
 
 
 def test_eval_model_lora_name(run, capsys, monkeypatch):
-    import eval_model
-    args = eval_model.get_parser().parse_args(eval_argv(run["out"], "--lora_name", "lora_identity"))
+    from model import chat_cli
+    args = chat_cli.get_parser().parse_args(eval_argv(run["out"], "--lora_name", "lora_identity"))
     from model.loading import load_model
     net, tok = load_model(args)
     assert torch.allclose(logits(net), logits(apply_lora(base(run["out"]), run["adapter"])), atol=1e-5, rtol=0)
@@ -308,7 +308,7 @@ def test_eval_model_lora_name(run, capsys, monkeypatch):
                             pad_token_id=0, eos_token_id=tok.eos_token_id)
     want = tok.decode(want[0, ids.shape[1]:], skip_special_tokens=True)
     monkeypatch.setattr(sys, "stdin", io.StringIO(q + "\n"))
-    assert eval_model.main(eval_argv(run["out"], "--lora_name", "lora_identity", "--mode", "1", "--temperature", "0",
+    assert chat_cli.main(eval_argv(run["out"], "--lora_name", "lora_identity", "--mode", "1", "--temperature", "0",
                                      "--max_new_tokens", "6", "--stream", "0")) == 0
     o = capsys.readouterr().out
     assert f"LoRA adapter: {run['adapter']}" in o and f"🤖️: {want}\n" in o, o
@@ -379,20 +379,20 @@ def test_convert_merges_and_writes_a_peft_folder(run, tmp_path):
 # ------------------------------------------------------------------------------ user errors
 
 def test_user_errors_are_one_line(run, tmp_path, capsys):
-    import eval_model
+    from model import chat_cli
     import train_lora
     from scripts import convert_model as cm
     out = tmp_path / "o"
     shutil.copytree(run["out"], out, ignore=shutil.ignore_patterns("*_resume.pth"))
 
     def ev(*extra):
-        return user_error(eval_model, eval_argv(out, *extra), capsys)
+        return user_error(chat_cli, eval_argv(out, *extra), capsys)
 
     line = ev("--lora_name", "lora_medical")  # a missing name lists what out/lora holds
     assert "lora_medical_64.pth: no such LoRA adapter" in line and "lora_identity (--dim 64, rank 8)" in line, line
     empty = tmp_path / "empty"
     shutil.copytree(run["out"], empty, ignore=shutil.ignore_patterns("lora"))
-    assert "holds no adapters" in user_error(eval_model, eval_argv(empty, "--lora_name", "x"), capsys)
+    assert "holds no adapters" in user_error(chat_cli, eval_argv(empty, "--lora_name", "x"), capsys)
 
     sd = torch.load(run["adapter"], weights_only=True)
     k = next(k for k in sd if ".lora.B." in k)
@@ -402,7 +402,7 @@ def test_user_errors_are_one_line(run, tmp_path, capsys):
     # an adapter of a --dim 64 base on a --dim 128 one
     save_weights(tiny(dim=128), str(out / "rlhf_128.pth"))
     shutil.copy(run["adapter"], out / "lora" / "lora_identity_128.pth")
-    line = user_error(eval_model, eval_argv(out, "--dim", "128", "--lora_name", "lora_identity"), capsys)
+    line = user_error(chat_cli, eval_argv(out, "--dim", "128", "--lora_name", "lora_identity"), capsys)
     assert "dims mismatch" in line and "--dim 64 base, this model is --dim 128" in line, line
     # an adapter of a 2-layer base on a 1-layer one
     save_weights(tiny(n_layers=1), str(out / "small_64.pth"))

@@ -332,9 +332,9 @@ def test_torchrun_two_processes(tmp_path):
 # eval_model.py --model_mode 3
 
 def _chat(reason_run, capsys, monkeypatch, *extra):
-    import eval_model
+    from model import chat_cli
     monkeypatch.setattr(sys, "stdin", __import__("io").StringIO(f"{QUESTION}\n"))
-    assert eval_model.main(["--model_mode", "3", "--mode", "1", "--out_dir", str(reason_run["out"]), "--dim", DIM,
+    assert chat_cli.main(["--model_mode", "3", "--mode", "1", "--out_dir", str(reason_run["out"]), "--dim", DIM,
                             "--n_layers", "1", "--tokenizer_path", tokenizer_dir(), "--device", "cpu",
                             "--temperature", "0", "--max_new_tokens", "60", *extra]) == 0
     return capsys.readouterr().out
@@ -354,10 +354,10 @@ def test_model_mode_3_shows_thinking_apart(reason_run, capsys, monkeypatch, stre
 
 
 def test_missing_reason_weights_name_the_script(tmp_path, capsys, monkeypatch):
-    import eval_model
+    from model import chat_cli
     from trainer.errors import run_main
     with pytest.raises(SystemExit) as e:
-        run_main(eval_model.main, ["--model_mode", "3", "--out_dir", str(tmp_path), "--dim", DIM, "--mode", "0"])
+        run_main(chat_cli.main, ["--model_mode", "3", "--out_dir", str(tmp_path), "--dim", DIM, "--mode", "0"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and f"reason_{DIM}.pth" in err and "train_distill_reason.py" in err
 
@@ -369,9 +369,9 @@ def test_server_reasoning_content(reason_run):
     import asyncio
     import httpx
     from openai import AsyncOpenAI
-    import eval_model
+    from model import chat_cli
     from scripts import serve_openai_api as srv
-    eargs = eval_model.get_parser().parse_args(["--model_mode", "3", "--out_dir", str(reason_run["out"]),
+    eargs = chat_cli.get_parser().parse_args(["--model_mode", "3", "--out_dir", str(reason_run["out"]),
                                                 "--dim", DIM, "--n_layers", "1", "--tokenizer_path", tokenizer_dir(),
                                                 "--device", "cpu"])
     from model.loading import load_model
@@ -433,3 +433,16 @@ def test_demo_reasoning_set(tmp_path):
         for fact in h["chain"]:  # both facts are in pretraining, in this wording
             assert fact in pretrain, fact
         assert all(k in h["answer"] for k in h["keywords"]) and not any(d in h["answer"] for d in h["distractors"])
+
+
+def test_train_reason_is_the_same_script_under_minimind_2510s_name(tmp_path):
+    """train_reason.py: the same flags and defaults as train_distill_reason.py, and it trains the same."""
+    import train_distill_reason
+    from trainer.stages import reason_sft
+    assert vars(reason_sft.parse_args([], "train_reason.py")) == vars(train_distill_reason.parse_args([]))
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train_reason.py"), "--help"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("usage: train_reason.py") and "--tag_weight" in r.stdout
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train_reason.py"), "--nope", "1"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "train_reason.py: error" in r.stderr and "Traceback" not in r.stderr

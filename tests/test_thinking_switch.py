@@ -34,10 +34,10 @@ def test_the_template(tok):
 
 
 def test_eval_model_flag(tok):
-    import eval_model
+    from model import chat_cli
     for argv, want in (([], ""), (["--enable_thinking", "0"], EMPTY_THINK), (["--open_thinking", "0"], EMPTY_THINK),
                        (["--enable_thinking", "1"], "")):
-        args = eval_model.get_parser().parse_args(argv)
+        args = chat_cli.get_parser().parse_args(argv)
         chat = model_chat.Chat(None, tok, args, out=io.StringIO())
         prompt = chat.prompt_for("What is the capital of Tarnis?")
         assert prompt.endswith("<|im_start|>assistant\n" + want), argv

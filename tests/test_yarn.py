@@ -109,11 +109,11 @@ def test_exports_carry_it(tmp_path):
 
 
 def test_the_flag_loads_minimind_yarn_in_every_front_end(tmp_path):
-    import eval_model
+    from model import chat_cli
     from scripts import convert_model, serve_openai_api
     save_weights(MiniMindForCausalLM(MiniMindConfig(hidden_size=64, num_hidden_layers=2)), str(tmp_path / "full_sft_64.pth"))
     base = ["--out_dir", str(tmp_path), "--dim", "64", "--n_layers", "2", "--tokenizer_path", tokenizer_dir()]
-    for parser, extra in ((eval_model.get_parser(), []), (serve_openai_api.get_parser(), []),
+    for parser, extra in ((chat_cli.get_parser(), []), (serve_openai_api.get_parser(), []),
                           (convert_model.get_parser(), ["--to", "llama", "-o", str(tmp_path / "x")])):
         a = parser.parse_args(base + extra + ["--inference_rope_scaling"])
         if not hasattr(a, "device"):

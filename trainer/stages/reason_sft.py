@@ -149,3 +149,39 @@ class ReasonStage(Stage):
 
 __all__ = ["TagWeighted", "ReasonStage", "weighted_collate", "tag_weights",
            "token_bytes_table", "well_formed_turns"]
+
+
+# -- the script (train_distill_reason.py, and train_reason.py: the same under MiniMind's 2025-10 name) --
+def parse_args(argv=None, prog=None):
+    from trainer.args import make_parser, nonneg_float
+    p = make_parser("MiniMind Distill Reasoning", stage="reason", epochs=1, batch_size=8, learning_rate=1e-6,
+                    accumulation_steps=1, max_seq_len=1024, data_path="./dataset/r1_mix_1024.jsonl",
+                    from_weight="rlhf", save_weight="reason", wandb_project="MiniMind-Full-SFT",
+                    log_interval=1, save_interval=50)
+    p.add_argument("--tag_weight", type=nonneg_float, default=10.0,
+                   help="loss weight of the target tokens spelling <think> </think> <answer> </answer> "
+                        "(other answer tokens weigh 1; default %(default)s, as MiniMind2)")
+    if prog:
+        p.prog = prog
+    return p.parse_args(argv)
+
+
+def main(argv=None, prog=None):
+    """train_distill_reason.py (MiniMind2's name) and train_reason.py (its 2025-10 one): one script, two names."""
+    args = parse_args(argv, prog)
+    from dataset.lm_dataset import SFTDataset
+    from trainer.loop import Trainer
+    with Trainer(args) as trainer:
+        model = trainer.build_model()
+        train_ds = TagWeighted(trainer.dataset(SFTDataset, args.data_path, max_length=args.max_seq_len),
+                               trainer.tokenizer, args.tag_weight)
+        if trainer.is_main:
+            bad = train_ds.count_malformed()
+            trainer.log(f"{args.data_path}: {len(train_ds)} samples, {bad} without well-formed "
+                        "<think>...</think><answer>...</answer> in every answer"
+                        + (" (trained on as they are; their tags, if any, still weighted)" if bad else ""))
+        val_ds = None
+        if args.val_data_path:
+            val_ds = TagWeighted(trainer.dataset(SFTDataset, args.val_data_path, max_length=args.max_seq_len),
+                                 trainer.tokenizer, args.tag_weight)
+        trainer.fit(model, train_ds, weighted_collate(trainer.pad_id), ReasonStage(args.tag_weight), val_ds)
