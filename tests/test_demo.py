@@ -30,7 +30,8 @@ REDUCED = ["--dim", "128", "--n_layers", "2", "--max_seq_len", "128", "--threads
            "--sft_epochs", "6", "--sft_batch", "8", "--sft_lr", "5e-4",
            "--dpo_epochs", "1", "--dpo_batch", "8", "--dpo_lr", "2e-5",
            "--reason_epochs", "4", "--reason_batch", "8", "--reason_lr", "2e-3",
-           "--lora_epochs", "2", "--lora_batch", "8", "--lora_lr", "3e-3"]
+           "--lora_epochs", "2", "--lora_batch", "8", "--lora_lr", "3e-3",
+           "--rl", "--grpo_epochs", "2", "--grpo_batch", "4", "--grpo_lr", "1e-4"]
 # Naming the asked attribute with a random value would be right about 1 time in 8 (~7 of 56).
 # This reduced run answered 44/56 after SFT; over seeds 1337, 1, 2, 3 and 4 it answered 44, 50, 48,
 # 46 and 41 (English 22, 26, 23, 21, 18 of 28; Chinese 22, 24, 25, 25, 23). The bounds sit a few
@@ -173,12 +174,46 @@ def test_lora_stage_reports_with_and_without(reduced):
 
 
 @pytest.mark.slow
+def test_grpo_stage_reports_before_and_after(reduced):
+    """--rl: train_grpo.py ran on the reason model; both models' figures are recounted from what was
+    recorded, the summary prints them, and the training reward is the one the script logged.
+    (That GRPO lifts the held-out figure is the full demo's, docs/demo_figures.json; this short run
+    only has to keep the reason model working. tests/test_grpo.py shows the learning itself.)"""
+    from demo import grpo_stage
+    from model.reasoning import is_well_formed
+    out, proc, results = reduced
+    g = results["grpo"]
+    items = scoring.read_heldout(os.path.join(ROOT, "dataset", "demo", "reason_heldout.jsonl"))
+    assert len(items) == 60 and sum(not it["in_rlaif"] for it in items) == 40
+    assert (out / "grpo_128.pth").is_file() and g["after"]["weight"] == str(out / "grpo_128.pth")
+    assert g["before"]["greedy"]["answers"] == results["reasoning"]["reason"]["answers"]
+    for side in ("before", "after"):
+        f = g[side]
+        answers = f["greedy"]["answers"]
+        assert f["greedy"]["right"] == sum(scoring.is_right(a["answer"], it) for a, it in zip(answers, items))
+        assert f["greedy_unseen_wording"]["right"] == sum(a["right"] for a, it in zip(answers, items)
+                                                          if not it["in_rlaif"])
+        assert f["well_formed"]["count"] == sum(is_well_formed(a["output"]) for a in answers)
+        assert 0 <= f["pass_at_k"]["count"] <= 60 and f["pass_at_k"]["k"] == 4
+        assert 10 < f["mean_length"] <= grpo_stage.REASON_MAX_NEW_TOKENS
+    assert g["after"]["well_formed"]["count"] >= 0.7 * 60  # 10 small steps keep the format
+    for line in grpo_stage.summary(g):
+        assert line in proc.stdout
+    with open(out / "logs" / "grpo.log", encoding="utf-8") as f:
+        logged = logs.parse_log(f.read().splitlines())
+    assert g["steps"] == len(logged) == 10 and [r[2] for r in g["reward"]] == [r["rewards/gt/mean"] for r in logged]
+    command = (out / "logs" / "grpo.log").read_text(encoding="utf-8").splitlines()[0]
+    assert "train_grpo.py" in command and "--reward_funcs format,gt" in command and "--from_weight reason" in command
+
+
+@pytest.mark.slow
 def test_loss_curve_png(reduced):
     out, proc, results = reduced
     path = out / "loss_curves.png"
     assert "loss curves: " in proc.stdout and str(path.name) in proc.stdout
     w, h = png_size(path)
     assert w >= 600 and h >= 200
+    assert w >= 5 * 5 * 100 - 10  # five panels of 5 inches at 100 dpi: the four stages and GRPO's reward
     import matplotlib.image
     img = matplotlib.image.imread(str(path))
     assert img.shape[:2] == (h, w)
@@ -303,7 +338,7 @@ def test_the_last_lines_are_commands_that_parse(tmp_path):
     args = argparse.Namespace(out_dir=str(tmp_path / "demo"), dim=128, n_layers=2, device="cpu")
     lines = [ln.strip() for ln in demo_run.next_steps(args) if ln.startswith("  ")]
     commands = [shlex.split(ln.split("   #")[0]) for ln in lines]
-    scripts = {"eval_model.py": "eval_model", "scripts/serve_openai_api.py": "scripts.serve_openai_api",
+    scripts = {"eval_model.py": "model.chat_cli", "scripts/serve_openai_api.py": "scripts.serve_openai_api",
                "scripts/chat_openai_api.py": "scripts.chat_openai_api", "scripts/convert_model.py": "scripts.convert_model",
                "scripts/web_demo.py": None}
     seen = set()

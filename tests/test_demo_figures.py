@@ -29,6 +29,7 @@ def section(readme, title):
 def test_measured_over_three_seeds_and_a_repeat(published):
     seeds = [r["seed"] for r in published["runs"]]
     assert len(set(seeds)) >= 3, seeds
+    assert "--rl" in published["how"]  # the GRPO figures are measured in the same runs
     assert published["repeat"]["seed"] in seeds and published["repeat"]["same_figures"] is True
     for r in published["runs"]:
         env = r["environment"]
@@ -49,6 +50,21 @@ def test_every_other_quote_agrees(published, readme):
     assert rows["the DPO model, asked the same questions directly"] == rng("dpo_2hop")
     assert rows["reason model outputs with well-formed `<think>…</think><answer>…</answer>`"] == rng("well_formed")
     assert rows["reason model thinking that states both facts of the chain"] == rng("chain_in_think")
+    rlaif = section(readme, "RLAIF: GRPO")
+    rows = {m.group(1).strip(): (m.group(2).strip(), m.group(3).strip())
+            for m in re.finditer(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", rlaif, re.M)}
+    assert rows["greedy accuracy"] == (rng("reason_2hop"), rng("grpo_2hop"))
+    assert rows["of them, the 40 in wordings GRPO never saw"] == (rng("grpo_unseen_before"), rng("grpo_unseen_after"))
+    assert rows["pass@4 (any of 4 samples at temperature 0.8 right)"] == (rng("grpo_pass4_before"), rng("grpo_pass4_after"))
+    assert rows["well-formed tags"] == (rng("well_formed"), rng("grpo_well_formed"))
+    assert rows["mean completion length, tokens"] == (rng("grpo_length_before"), rng("grpo_length_after"))
+    assert f"The stage took {rng('time_grpo')} minutes" in " ".join(rlaif.split())
+    runs = published["runs"]
+    pairs = [(r["figures"]["reason_2hop"][0], r["figures"]["grpo_2hop"][0]) for r in runs]
+    per_seed = " ".join(rlaif.split()).split("Per seed (", 1)[1].split(" points)", 1)[0]
+    assert per_seed.startswith(", ".join(str(r["seed"]) for r in runs) + ")")
+    for before, after in pairs:
+        assert f"{before} → {after}" in per_seed and f"+{round(100 * (after - before) / 60)}" in per_seed
     lora = " ".join(section(readme, "LoRA").split())  # a quote may wrap
     assert f"identity adapter answered {rng('lora_identity')} held-out phrasings" in lora
     assert f"domain adapter {rng('lora_domain')} of the domain questions" in lora

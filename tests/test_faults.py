@@ -330,8 +330,8 @@ def test_every_script_that_reads_weights_names_the_damaged_file(tmp_path, weight
     """Training (--from_weight and the resume file), eval_model.py, the server and the converter: one line,
     exit 2, no traceback; the damaged file is left as it was."""
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import eval_model
     import convert_model
+    from model import chat_cli  # what eval_model.py runs
     import serve_openai_api
     good = (weights / "good.pth").read_bytes()
     out = tmp_path / "out"
@@ -340,7 +340,7 @@ def test_every_script_that_reads_weights_names_the_damaged_file(tmp_path, weight
     cases = [
         (train_full_sft, "pretrain_32.pth", "truncated",
          argv(out, data["sft"], "--from_weight", "pretrain"), "re-create it with train_pretrain.py"),
-        (eval_model, "full_sft_32.pth", "empty", ["--out_dir", str(out), "--mode", "0", *model],
+        (chat_cli, "full_sft_32.pth", "empty", ["--out_dir", str(out), "--mode", "0", *model],
          "re-create it with train_full_sft.py"),
         (serve_openai_api, "rlhf_32.pth", "not torch", ["--out_dir", str(out), "--weight", "rlhf", *model],
          "re-create it with train_dpo.py"),

@@ -372,3 +372,34 @@ def test_defaults_follow_minimind():
     assert (a.max_seq_len, a.max_gen_len, a.data_path) == (66, 1536, "./dataset/rlaif-mini.jsonl")
     a = train_grpo.parse_args(["--reasoning", "0", "--loss_type", "grpo"])
     assert (a.from_weight, a.epsilon_high) == ("full_sft", 0.2)
+
+
+def test_a_non_finite_loss_takes_the_trainers_fault_path(tmp_path, capsys, monkeypatch, reward_file):
+    """A NaN loss on one micro-batch: the shared faults path skips that optimizer step (weights unchanged,
+    counted as skipped_steps) and the run goes on; a streak of --max_bad_steps stops it in one line."""
+    import train_grpo
+    from trainer.errors import run_main
+    from trainer.stages.grpo import GRPOStage
+    calls, orig = [0], GRPOStage.loss
+
+    def loss(self, model, batch):
+        calls[0] += 1
+        value, metrics = orig(self, model, batch)
+        return (value * float("nan") if calls[0] == 2 else value), metrics
+    monkeypatch.setattr(GRPOStage, "loss", loss)
+    data = write_prompts(tmp_path / "p.jsonl", n=8)
+    run_main(train_grpo.main, cmd(tmp_path / "out", data, "--reward_funcs", reward_file + ":likes_low"))
+    o = capsys.readouterr().out
+    assert re.search(r"^warning: step 2/4: non-finite loss \(nan\) at epoch 1, batch 2 of 4; step skipped", o, re.M), o
+    assert re.search(r"^epoch 1/1 step 4/4 loss .* skipped_steps 1", o, re.M), o
+    assert (tmp_path / "out" / "grpo_32.pth").exists()
+
+    calls[0] = 0
+    monkeypatch.setattr(GRPOStage, "loss", lambda self, m, b: (orig(self, m, b)[0] * float("nan"), {}))
+    with pytest.raises(SystemExit) as e:
+        run_main(train_grpo.main, cmd(tmp_path / "out2", data, "--reward_funcs", reward_file + ":likes_low",
+                                      "--max_bad_steps", "2"))
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and not ln.startswith("tokenized ")]
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: stopped at step 2/4: 2 steps in a row had a non-finite loss or gradient norm"), err
+    assert not (tmp_path / "out2" / "grpo_32.pth").exists()  # nothing finite to save, nothing written

@@ -589,6 +589,32 @@ def test_parquet_saved_dataset_and_shards_give_the_same_items(tmp_path, mm_tok):
     assert [f for f in os.listdir(tmp_path / "sft" / CACHE) if not f.endswith((".arrow", ".lock"))] == [".gitignore"]
 
 
+def test_rlaif_prompts_from_parquet_and_globs_are_the_jsonl_files(tmp_path, mm_tok):
+    """train_grpo.py's prompts (MiniMind's RLAIF lines, with the demo's "gt" field) read alike from JSONL,
+    Parquet, a save_to_disk folder and a glob of shards."""
+    from dataset.lm_dataset import PromptDataset
+    from dataset.token_cache import hf_datasets
+    src = os.path.join(ROOT, "dataset", "demo", "rlaif.jsonl")
+    if not os.path.exists(src):
+        pytest.skip("dataset/demo not generated")
+    with open(src, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    os.makedirs(tmp_path / "shards")
+    write_jsonl(tmp_path / "p.jsonl", rows)
+    for k in range(2):
+        write_jsonl(tmp_path / "shards" / f"p_{k}.jsonl", rows[k * len(rows) // 2:(k + 1) * len(rows) // 2])
+    table = hf_datasets().Dataset.from_list(rows)
+    table.to_parquet(str(tmp_path / "p.parquet"))
+    table.save_to_disk(str(tmp_path / "saved"))
+    ref = PromptDataset(str(tmp_path / "p.jsonl"), mm_tok, 66, verbose=False)
+    assert len(ref) == len(rows) and ref[0]["fields"]["gt"] == rows[0]["gt"]
+    for path in (tmp_path / "p.parquet", tmp_path / "saved", tmp_path / "shards" / "p_*.jsonl"):
+        ds = PromptDataset(str(path), mm_tok, 66, verbose=False)
+        assert len(ds) == len(ref), path
+        for i in range(len(ref)):
+            assert list(ds[i]["prompt_ids"]) == list(ref[i]["prompt_ids"]) and ds[i]["fields"] == ref[i]["fields"], path
+
+
 CACHE = token_cache.CACHE_DIRNAME
 
 
