@@ -4,7 +4,6 @@ import io
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_distillation  # noqa: E402
 import train_full_sft  # noqa: E402
 from model import MiniMindConfig, MiniMindForCausalLM  # noqa: E402
-from test_train_common import tokenizer_dir  # noqa: E402
+from test_train_common import sigkill_after_first_save, tokenizer_dir  # noqa: E402
 from test_train_scripts import logged, user_error  # noqa: E402
 from trainer.checkpoint import save_weights  # noqa: E402
 from trainer.errors import run_main  # noqa: E402
@@ -383,16 +382,7 @@ def test_sigkill_then_resume_gives_identical_losses(ckpts, small_sft, tmp_path, 
     total = int(re.search(r"^(\d+) samples, 1 process", ref, re.M).group(1))  # batch 1: a step per sample
     assert total >= 16 and sorted(full) == list(range(1, total + 1))
 
-    p = subprocess.Popen([sys.executable, "-u", *script(outs["b"], data, *common)], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True, env=env)
-    saved = False
-    for line in p.stdout:
-        saved = saved or line.startswith("saved ")
-        if saved and line.startswith("epoch "):
-            os.kill(p.pid, signal.SIGKILL)
-            break
-    p.wait(timeout=60)
-    assert p.returncode == -signal.SIGKILL
+    sigkill_after_first_save([sys.executable, "-u", *script(outs["b"], data, *common)], env=env)
     r = subprocess.run([sys.executable, "-u", *script(outs["b"], data, *common, "--from_resume", "1")],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

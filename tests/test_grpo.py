@@ -4,7 +4,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from test_train_common import tokenizer_dir  # noqa: E402
+from test_train_common import sigkill_after_first_save, tokenizer_dir  # noqa: E402
 from test_train_scripts import logged  # noqa: E402
 
 from trainer.errors import UserError  # noqa: E402
@@ -269,16 +268,7 @@ def test_sigkill_then_resume_continues_exactly(tmp_path):
     total = max(logged(a.stdout))
     assert total == 24  # 6 batches x 2 epochs x 2 iterations
     b_cmd = [sys.executable, "-u", os.path.join(ROOT, "train_grpo.py")] + [str(tmp_path / "b") if x == str(tmp_path / "a") else x for x in base]
-    p = subprocess.Popen(b_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-                         env=dict(os.environ, PYTHONPATH=ROOT))
-    saved = False
-    for line in p.stdout:
-        saved = saved or line.startswith("saved ")
-        if saved and line.startswith("epoch "):
-            os.kill(p.pid, signal.SIGKILL)
-            break
-    p.wait(timeout=60)
-    assert p.returncode == -signal.SIGKILL
+    sigkill_after_first_save(b_cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
     r = run_script(b_cmd[3:] + ["--from_resume", "1"])
     assert r.returncode == 0, r.stderr[-3000:]
     start = int(re.search(r"resumed from epoch \d+ step (\d+)", r.stdout).group(1))

@@ -82,7 +82,6 @@ def test_stream_emits_early_and_holds_only_partial_tags():
 
 import json  # noqa: E402
 import re  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 
 import torch  # noqa: E402
@@ -201,7 +200,7 @@ def test_weighted_loss_is_weighted_sum_over_sum_of_weights():
 # ----------------------------------------------------------------------------------------------
 # The script end to end: a tiny model learns one R1 answer by heart
 
-from test_train_common import tokenizer_dir  # noqa: E402
+from test_train_common import sigkill_after_first_save, tokenizer_dir  # noqa: E402
 from test_train_scripts import logged  # noqa: E402
 
 QUESTION = "Which country is Wopp's home city the capital of?"
@@ -285,17 +284,8 @@ def test_sigkill_then_resume_gives_identical_losses(tmp_path, capsys):
     assert total == 16 and sorted(full) == list(range(1, 17))
     # the same run in a process of its own, SIGKILLed at the first step line after its first save
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    p = subprocess.Popen([sys.executable, "-u", os.path.join(ROOT, "train_distill_reason.py"),
-                          *_resume_argv(tmp_path / "b", data)],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    saved = False
-    for line in p.stdout:
-        saved = saved or line.startswith("saved ")
-        if saved and line.startswith("epoch "):
-            os.kill(p.pid, signal.SIGKILL)
-            break
-    p.wait(timeout=60)
-    assert p.returncode == -signal.SIGKILL
+    sigkill_after_first_save([sys.executable, "-u", os.path.join(ROOT, "train_distill_reason.py"),
+                              *_resume_argv(tmp_path / "b", data)], env=env)
     code, out, err = _inproc(_resume_argv(tmp_path / "b", data, "--from_resume", "1"), capsys)
     assert code == 0, out[-2000:] + err[-2000:]
     start = int(re.search(r"resumed from epoch \d+ step (\d+)", out).group(1))

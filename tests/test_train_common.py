@@ -17,6 +17,21 @@ from trainer.checkpoint import (atomic_save, describe_state_dict, load_weights, 
 from trainer.errors import UserError  # noqa: E402
 
 
+def sigkill_after_first_save(cmd, **popen_kwargs):
+    """Run a training command and SIGKILL it at the first step it logs after its first save (a crash
+    mid-run with a resume file on disk), for the tests that then continue it with --from_resume 1."""
+    import signal
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **popen_kwargs)
+    saved = False
+    for line in p.stdout:
+        saved = saved or line.startswith("saved ")
+        if saved and line.startswith("epoch "):
+            os.kill(p.pid, signal.SIGKILL)
+            break
+    p.wait(timeout=60)
+    assert p.returncode == -signal.SIGKILL, f"it finished before it could be killed (exit {p.returncode})"
+
+
 class FakeLM(nn.Module):
     """Same key layout as MiniMind2 (embed, layers.N, tied lm_head), no model package needed."""
 
