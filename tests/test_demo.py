@@ -31,7 +31,7 @@ REDUCED = ["--dim", "128", "--n_layers", "2", "--max_seq_len", "128", "--threads
            "--dpo_epochs", "1", "--dpo_batch", "8", "--dpo_lr", "2e-5",
            "--reason_epochs", "4", "--reason_batch", "8", "--reason_lr", "2e-3",
            "--lora_epochs", "2", "--lora_batch", "8", "--lora_lr", "3e-3",
-           "--rl", "--grpo_epochs", "2", "--grpo_batch", "4", "--grpo_lr", "1e-4"]
+           "--rl", "--grpo_epochs", "1", "--grpo_batch", "4", "--grpo_lr", "1e-4"]
 # Naming the asked attribute with a random value would be right about 1 time in 8 (~7 of 56).
 # This reduced run answered 44/56 after SFT; over seeds 1337, 1, 2, 3 and 4 it answered 44, 50, 48,
 # 46 and 41 (English 22, 26, 23, 21, 18 of 28; Chinese 22, 24, 25, 25, 23). The bounds sit a few
@@ -196,12 +196,12 @@ def test_grpo_stage_reports_before_and_after(reduced):
         assert f["well_formed"]["count"] == sum(is_well_formed(a["output"]) for a in answers)
         assert 0 <= f["pass_at_k"]["count"] <= 60 and f["pass_at_k"]["k"] == 4
         assert 10 < f["mean_length"] <= grpo_stage.REASON_MAX_NEW_TOKENS
-    assert g["after"]["well_formed"]["count"] >= 0.7 * 60  # 10 small steps keep the format
+    assert g["after"]["well_formed"]["count"] >= 0.7 * 60  # 5 small steps keep the format
     for line in grpo_stage.summary(g):
         assert line in proc.stdout
     with open(out / "logs" / "grpo.log", encoding="utf-8") as f:
         logged = logs.parse_log(f.read().splitlines())
-    assert g["steps"] == len(logged) == 10 and [r[2] for r in g["reward"]] == [r["rewards/gt/mean"] for r in logged]
+    assert g["steps"] == len(logged) == 5 and [r[2] for r in g["reward"]] == [r["rewards/gt/mean"] for r in logged]
     command = (out / "logs" / "grpo.log").read_text(encoding="utf-8").splitlines()[0]
     assert "train_grpo.py" in command and "--reward_funcs format,gt" in command and "--from_weight reason" in command
 

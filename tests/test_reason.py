@@ -430,9 +430,7 @@ def test_train_reason_is_the_same_script_under_minimind_2510s_name(tmp_path):
     import train_distill_reason
     from trainer.stages import reason_sft
     assert vars(reason_sft.parse_args([], "train_reason.py")) == vars(train_distill_reason.parse_args([]))
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "train_reason.py"), "--help"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0 and r.stdout.startswith("usage: train_reason.py") and "--tag_weight" in r.stdout
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train_reason.py"), "--nope", "1"], capture_output=True,
                        text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "train_reason.py: error" in r.stderr and "Traceback" not in r.stderr
+    assert "(see train_reason.py --help)" in r.stderr
