@@ -1,10 +1,12 @@
 """The MiniMind model and everything that uses one: loading, generating, chatting, adapters, export.
 
-    model_minimind.py   MiniMindConfig, MiniMindForCausalLM (self-contained: it travels with exports)
+    model_minimind.py   MiniMindConfig, MiniMindForCausalLM, MiniMindForSequenceClassification (the reward
+                        model's class; self-contained: it travels with exports)
     loading.py          a model from a checkpoint name, a .pth, a transformers folder, a LoRA on top
     generation.py       streamed and batched generation (ids, masks, log-probs, stop strings)
     chat.py             prompts, history and answers of a conversation (eval_model.py, page, demo)
     reasoning.py        the chat template's parsing: <think>/<answer>
+    reward.py           reward models: the head on a trunk, .pth files, scoring conversations
     lora.py             LoRA adapters (peft) in MiniMind2's file format: apply, merge, list
     export.py           transformers (MiniMind / Llama), .pth, PEFT and GGUF outputs
     tokenizer*.json     the tokenizer
@@ -12,11 +14,12 @@
 Importing this package registers MiniMind with transformers' Auto* classes.
 """
 
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from .model_minimind import MiniMindConfig, MiniMindForCausalLM
+from .model_minimind import MiniMindConfig, MiniMindForCausalLM, MiniMindForSequenceClassification
 
 AutoConfig.register(MiniMindConfig.model_type, MiniMindConfig, exist_ok=True)
 AutoModelForCausalLM.register(MiniMindConfig, MiniMindForCausalLM, exist_ok=True)
+AutoModelForSequenceClassification.register(MiniMindConfig, MiniMindForSequenceClassification, exist_ok=True)
 
-__all__ = ["MiniMindConfig", "MiniMindForCausalLM"]
+__all__ = ["MiniMindConfig", "MiniMindForCausalLM", "MiniMindForSequenceClassification"]

@@ -100,6 +100,10 @@ def load_dir_model(path, dtype=torch.float32, rope_scaling=False):
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise UserError(f"{os.path.join(path, 'config.json')}: not found; --model_path must be a directory written "
                         "by save_pretrained or scripts/convert_model.py (or drop it to read .pth weights)")
+    from model.reward import is_reward_dir
+    if is_reward_dir(path):
+        raise UserError(f"{path}: is a reward model (a sequence classifier): it scores conversations, it does not "
+                        "generate; pass it to train_grpo.py --reward_model_path")
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # a bar on stderr for a one-file load is noise in a chat

@@ -8,6 +8,9 @@ plus 1 shared expert. Parameter names are MiniMind2's, which are Llama's: MiniMi
 checkpoints load as they are, and dense weights load into transformers.LlamaForCausalLM
 (and from there into vLLM / llama.cpp / Ollama).
 
+MiniMindForSequenceClassification is the same trunk with a linear `score` head read at each sequence's
+last token (a reward model, num_labels=1: train_reward.py), as transformers' LlamaForSequenceClassification.
+
 Sizes (unique parameters): 512 x 8 = 25.830M (MiniMind2-Small),
 768 x 16 = 104.031M (MiniMind2), 640 x 8 with MoE = 145.030M (MiniMind2-MoE).
 """
@@ -20,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutputWithPast
 
 
 # MiniMind's 2025-10 `inference_rope_scaling=True`: YaRN from its 2048 trained positions to 32768.
@@ -421,3 +424,44 @@ class MiniMindForCausalLM(PreTrainedModel, GenerationMixin):
             # zero-padded full-size gradient; it also honours the HF Trainer's num_items_in_batch
             loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return MiniMindCausalLMOutput(loss=loss, logits=logits, cache=cache, aux_loss=aux_loss)
+
+
+@dataclass
+class MiniMindSequenceClassifierOutput(SequenceClassifierOutputWithPast):
+    """SequenceClassifierOutputWithPast plus the MoE load-balancing loss."""
+
+    aux_loss: torch.FloatTensor | None = None
+
+
+def last_token_index(input_ids, pad_token_id):
+    """(B,) index of each row's last token: the rightmost one that is not pad_token_id, as transformers'
+    sequence classifiers find it (right or left padding); the last position when there is no pad id."""
+    if pad_token_id is None:
+        return torch.full(input_ids.shape[:1], input_ids.shape[1] - 1, device=input_ids.device)
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    return (positions * (input_ids != pad_token_id)).argmax(-1)
+
+
+class MiniMindForSequenceClassification(PreTrainedModel):
+    """The trunk and a linear head (`score`, no bias) read at each row's last non-pad token.
+
+    With num_labels=1 this is a reward model. The names are Llama's (model.*, score.weight): a dense one
+    loads into transformers.LlamaForSequenceClassification, which reads the same token."""
+    config_class = MiniMindConfig
+    base_model_prefix = "model"
+    _no_split_modules = ["MiniMindBlock"]
+
+    def __init__(self, config: MiniMindConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = MiniMindModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+        """input_ids (B, T), padded with config.pad_token_id (right padding needs no attention_mask: causal
+        attention hides trailing pads; left padding does) -> logits (B, num_labels) at each row's last token."""
+        hidden, aux_loss = self.model(input_ids, attention_mask, position_ids)
+        last = last_token_index(input_ids, self.config.pad_token_id)
+        pooled = hidden[torch.arange(len(hidden), device=hidden.device), last]
+        return MiniMindSequenceClassifierOutput(logits=self.score(pooled), aux_loss=aux_loss)

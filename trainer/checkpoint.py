@@ -19,6 +19,7 @@ MADE_BY = {
     "dpo": "train_dpo.py",  # MiniMind's later name for rlhf
     "reason": "train_distill_reason.py",
     "full_dist": "train_distillation.py",
+    "reward": "train_reward.py",
 }
 
 
@@ -286,6 +287,10 @@ def check_compatible(model, state, path: str):
     wrong = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
     if not (missing or unexpected or wrong):
         return
+    if "score.weight" in state and "score.weight" not in own:
+        raise UserError(f"{path}: is a reward model (train_reward.py): it scores conversations, it does not "
+                        "generate; pass it to train_grpo.py --reward_model_path, or export it with "
+                        "scripts/convert_model.py --to llama")
     held, asked = describe_state_dict(state), describe_state_dict(own)
     if held != asked:
         raise UserError(f"{path}: holds a model with {_fmt(held)}, but the flags ask for {_fmt(asked)}; "
