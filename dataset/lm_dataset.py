@@ -1,4 +1,4 @@
-"""The data sets (pretrain, packed pretrain, SFT, DPO) on the token cache, and their collate functions.
+"""The data sets (pretrain, packed pretrain, SFT, DPO, reward pairs) on the token cache, and their collates.
 
 Loss masks (SFT and DPO): the conversation is rendered with the tokenizer's own chat template, in which
 each assistant turn must appear as "<|im_start|>assistant\\n{content}<|im_end|>"; the rendering is cut
@@ -180,6 +180,53 @@ class DPODataset(_ChatBase):
                     x_rejected=xr, y_rejected=yr, mask_rejected=mr, index=int(i))
 
 
+def template_tail(tokenizer):
+    """The token ids the chat template writes after a conversation's last <|im_end|> ([] if nothing): what a
+    reward model reads is the whole rendering (TRL's convention, and what apply_chat_template gives a user),
+    scored at its last token, for MiniMind's template the newline after the last <|im_end|>."""
+    from dataset.token_cache import IM_END
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+                                         tokenize=False)
+    tail = text.rsplit(IM_END, 1)[1] if IM_END in text else ""
+    return tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
+
+
+class RewardDataset(DPODataset):
+    """DPO's {"chosen", "rejected"} lines (and optional "margin") for a reward model: dict(x_chosen,
+    x_rejected, margin, index), each conversation whole as the chat template renders it: the cached ids
+    (which stop at the last <|im_end|>) and template_tail() after them. A pair that does not fit
+    max_length is left out, not cut (TRL's rule: a cut conversation hides the end the score is read at);
+    they are counted in num_dropped."""
+
+    def __init__(self, file_path, tokenizer, max_length=1024, *, cache_dir=None, num_proc=None, verbose=True):
+        tokenizer = _load_tokenizer(tokenizer)
+        super().__init__(file_path, tokenizer, max_length, cache_dir=cache_dir, num_proc=num_proc, verbose=False)
+        self.tail = _long(template_tail(tokenizer))
+        full = [self.cache.column(f"{s}_ids").lengths()[self.index] + len(self.tail) for s in ("chosen", "rejected")]
+        keep = (full[0] <= self.max_length) & (full[1] <= self.max_length)
+        self.index = self.index[keep]
+        self.lengths = np.maximum(full[0], full[1])[keep]
+        self.num_dropped, self.num_truncated = len(self.cache.data) - len(self.index), 0
+        if len(self.index) == 0:
+            raise data_error(file_path, None, f"pairs whose conversations fit max_length={self.max_length} tokens "
+                             "whole", f"none (the shortest needs {int(np.maximum(*full).min())})",
+                             "raise --max_seq_len")
+        self.margins = self.cache.array("margin")[self.index]
+        self._report(verbose)
+
+    def summary(self):
+        text = f"{os.path.basename(self.cache.path)}: {len(self)} pairs"
+        if self.num_dropped:
+            text += (f", {self.num_dropped} left out (a conversation longer than max_length={self.max_length} "
+                     "tokens: a reward model reads it whole)")
+        return text
+
+    def __getitem__(self, i):
+        j = int(self.index[i])
+        x = {s: torch.cat([_long(self.cache.column(f"{s}_ids").row(j)), self.tail]) for s in ("chosen", "rejected")}
+        return dict(x_chosen=x["chosen"], x_rejected=x["rejected"], margin=float(self.margins[i]), index=int(i))
+
+
 class PromptDataset(_Base):
     """RLAIF {"conversations"} lines -> dict(prompt_ids, fields, index): the prompt as the chat template
     renders it with the generation prompt (its last assistant turn dropped), cut to its LAST max_length
@@ -246,5 +293,18 @@ def dpo_collate(pad_id):
     return collate
 
 
-__all__ = ["PretrainDataset", "PackedPretrainDataset", "SFTDataset", "DPODataset", "pad_collate",
-           "dpo_collate"]
+def reward_collate(pad_id):
+    """collate_fn for RewardDataset dicts: input_ids (2B, T), the B chosen conversations then the B rejected,
+    right-padded with pad_id (the reward model reads each row at its last non-pad token); margin (B,)."""
+
+    def collate(batch):
+        seqs = [d["x_chosen"] for d in batch] + [d["x_rejected"] for d in batch]
+        return {"input_ids": _pad(seqs, max(len(x) for x in seqs), pad_id),
+                "margin": torch.tensor([d["margin"] for d in batch], dtype=torch.float32),
+                "index": torch.tensor([int(d["index"]) for d in batch], dtype=torch.long)}
+
+    return collate
+
+
+__all__ = ["PretrainDataset", "PackedPretrainDataset", "SFTDataset", "DPODataset", "RewardDataset", "pad_collate",
+           "dpo_collate", "reward_collate"]

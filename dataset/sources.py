@@ -4,7 +4,8 @@ and checked, with one-line DataErrors ("PATH:LINE: expected ..., got ...; what t
 Fields (MiniMind's JSONL, one object per line; the same columns in Parquet files and saved datasets):
     pretrain  {"text": "..."}
     SFT       {"conversations": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
-    DPO       {"chosen": [messages], "rejected": [messages]}
+    DPO       {"chosen": [messages], "rejected": [messages]}, and an optional "margin": a number (TRL's
+              reward margin; train_reward.py's loss is -log sigmoid(r_chosen - r_rejected - margin))
     RLAIF     {"conversations": [messages ending with a user turn, then an optional (empty) assistant
               turn]} plus any other fields, which reach the reward functions ("gt": [...] for the gt reward)
 A data path is a JSONL or .parquet file, a `Dataset.save_to_disk` folder, or a glob / folder of shards.
@@ -13,6 +14,7 @@ The parsing and checking functions are pure: they run in the token cache's map w
 """
 import glob
 import json
+import math
 import os
 
 ROLES = ("system", "user", "assistant")
@@ -141,6 +143,17 @@ def _check_messages(value, field, path, lineno):
         raise data_error(path, lineno, f'at least one assistant message in "{field}"',
                          "none", "add the answer the model should learn")
     return messages
+
+
+def _check_margin(obj, path, lineno):
+    """A DPO line's optional "margin" (0.0 when absent or null): a finite number."""
+    value = obj.get("margin")
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise data_error(path, lineno, '"margin" to be a number (how far the chosen answer should score above '
+                         'the rejected one)', _short(value), "fix this line or leave the field out")
+    return float(value)
 
 
 def _check_prompt(value, path, lineno):

@@ -4,9 +4,9 @@ JSONL is read as lines, never by pyarrow's JSON reader (it infers a schema and f
 number): `Dataset.map(batched=True, with_indices=True, num_proc=N)` runs over the lines' byte spans,
 parses and checks each line (errors name the file and 1-based line, or row), renders and tokenizes it,
 and writes the columns <stream>_ids (list<uint16>) and, for SFT/DPO, <stream>_mask (list<uint8>) and
-<stream>_first (first target). The map's output files are the cache, memory-mapped (`Dataset.from_file`)
-and shared by every process through the page cache: <data dir>/.minimind_cache/, or $MINIMIND_DATA_CACHE
-when set (a read-only data folder). Their key is an explicit
+<stream>_first (first target); DPO's also "margin" (float32). The map's output files are the cache,
+memory-mapped (`Dataset.from_file`) and shared by every process through the page cache:
+<data dir>/.minimind_cache/, or $MINIMIND_DATA_CACHE when set (a read-only data folder). Their key is an explicit
 fingerprint, not a dill hash: the file's absolute path, size, mtime and first/last 64 KiB, the
 tokenizer's vocabulary, merges, chat template and special ids, FORMAT_VERSION and the stage. Editing the
 file or switching tokenizer builds a new cache (the old one is deleted); later epochs, runs and DDP
@@ -28,10 +28,14 @@ from contextlib import ExitStack
 
 import numpy as np
 
-from dataset.sources import (_KINDS, PRETRAIN, RLAIF, DataError, _check_messages, _check_prompt, _field,
-                             _parse_line, _pretrain_text, _short, _size, data_error, resolve_sources)
+from dataset.sources import (_KINDS, DPO, PRETRAIN, RLAIF, DataError, _check_margin, _check_messages,
+                             _check_prompt, _field, _parse_line, _pretrain_text, _short, _size, data_error,
+                             resolve_sources)
 
 FORMAT_VERSION = 2
+# A stage whose columns changed since FORMAT_VERSION, so that only its caches are built again:
+# dpo 2 added "margin" (float32, 0 where a line has none; train_reward.py reads it).
+KIND_VERSION = {"dpo": 2}
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 ASSISTANT_HEADER = IM_START + "assistant\n"
 CACHE_DIRNAME = ".minimind_cache"
@@ -170,6 +174,8 @@ def _encode_chunk(batch, indices, kind, path, tok, dtype, lines, own_tok):
             masks.append(pa.array(ms, mask_type))
         cols[f"{s}_ids"], cols[f"{s}_mask"] = _concat(ids, ids_type), _concat(masks, mask_type)
         cols[f"{s}_first"] = pa.array(first, pa.int32())
+    if kind is DPO:
+        cols["margin"] = pa.array([_check_margin(obj, path, lineno) for lineno, obj in objs], pa.float32())
     return pa.table(cols)
 
 
@@ -282,8 +288,9 @@ class TokenCache:
     def _open(self, src, tok, tok_key, cache_dir, num_proc):
         hf = hf_datasets()
         path, _ = src
+        version = [KIND_VERSION[self.kind.name]] if self.kind.name in KIND_VERSION else []
         key = hashlib.sha256(json.dumps([FORMAT_VERSION, self.kind.name, _file_signature(path), tok_key,
-                                         self.dtype.str], sort_keys=True).encode()).hexdigest()[:16]
+                                         self.dtype.str, *version], sort_keys=True).encode()).hexdigest()[:16]
         where = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:8]
         base = f"{os.path.basename(os.path.normpath(path))}.{self.kind.name}.{where}"
         stem = f"{base}-{key}"
