@@ -1,4 +1,4 @@
-"""Stage losses: masked next-token cross-entropy and DPO on summed response log-probs."""
+"""Stage losses: masked next-token cross-entropy, DPO on summed response log-probs, the reward model's."""
 import torch
 import torch.nn.functional as F
 
@@ -41,5 +41,29 @@ def dpo_loss(pc, pr, rc, rr, beta):
         "rewards/margins": chosen_rewards - rejected_rewards,
         "logps/chosen": pc.detach(),
         "logps/rejected": pr.detach(),
+    }
+    return losses, metrics
+
+
+def reward_loss(chosen, rejected, margin=None, center_rewards_coefficient=None):
+    """Bradley-Terry loss per pair, as TRL's RewardTrainer, and its metrics.
+
+    chosen/rejected: the rewards (B,); margin (B,) or None: TRL's optional per-pair margin. The loss is
+    -log sigmoid(chosen - rejected - margin), plus center_rewards_coefficient * (chosen + rejected)^2
+    (TRL's centering term, which keeps the rewards near 0), whose batch mean is TRL's loss."""
+    diff = chosen - rejected
+    losses = -F.logsigmoid(diff - margin if margin is not None else diff)
+    if center_rewards_coefficient:
+        losses = losses + center_rewards_coefficient * (chosen + rejected) ** 2
+    both = torch.stack([chosen, rejected], 1).detach()
+    metrics = {
+        "accuracy": (chosen > rejected).float(),
+        "margin": diff.detach(),
+        "rewards/chosen": chosen.detach(),
+        "rewards/rejected": rejected.detach(),
+        "mean_reward": both.mean(1),
+        # TRL's batch minimum and maximum (averaged over the logging window, as TRL's are)
+        "min_reward": both.min().reshape(1),
+        "max_reward": both.max().reshape(1),
     }
     return losses, metrics
