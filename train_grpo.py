@@ -80,8 +80,9 @@ def parse_args(argv=None):
     g.add_argument("--reasoning", type=int, choices=[0, 1], default=1,
                    help="1: a reasoning model (reads reason_*.pth; the format reward) (default %(default)s)")
     g.add_argument("--reward_model_path", type=str, default=None,
-                   help="a reward model folder (sequence classification, or InternLM2-style get_score as MiniMind's "
-                        "internlm2-1_8b-reward) scored as the reward_model reward (default: none)")
+                   help="a reward model scored as the reward_model reward: train_reward.py's reward_{dim}.pth, or a "
+                        "folder (sequence classification, or InternLM2-style get_score as MiniMind's "
+                        "internlm2-1_8b-reward) (default: none)")
     g.add_argument("--reward_funcs", type=comma_list, default=None,
                    help="comma-separated rewards: format, length, repetition, gt, reward_model, or "
                         "path/to/file.py:function (default: MiniMind's rules, the reward model when given, "

@@ -2,6 +2,8 @@
 
     export_minimind(model, tokenizer, dir)   MiniMindForCausalLM + its modelling file (trust_remote_code)
     export_llama(model, tokenizer, dir)      plain LlamaForCausalLM (vLLM, TGI, llama.cpp's converter)
+A reward model (train_reward.py) goes out as a sequence classifier: MiniMindForSequenceClassification or
+LlamaForSequenceClassification (num_labels=1, pad_token_id set), and back to .pth.
     export_pth(model, path)                  the training scripts' state dict
     export_peft(model, adapter, dir)         a MiniMind LoRA file as a PEFT adapter folder
     export_gguf(model, tokenizer, path)      one llama-architecture GGUF, tokenizer inside, and a Modelfile
@@ -126,15 +128,33 @@ def _generation_config(cfg, tokenizer):
                             pad_token_id=tokenizer.pad_token_id, **GEN_DEFAULTS)
 
 
+def is_reward(net):
+    """Whether `net` is a reward model (a sequence classifier: MiniMind's or a Llama)."""
+    return type(net).__name__.endswith("ForSequenceClassification")
+
+
+def _as_source(net, where="the model"):
+    if is_reward(net):
+        from model.reward import as_reward_minimind
+        net = as_reward_minimind(net, where)
+        net.config.architectures = [type(net).__name__]
+        return net
+    return as_minimind(net, where)
+
+
 def export_minimind(net, tokenizer, output, outtype="f16", force=False):
     """transformers directory in the project's own format; the modelling file travels with it."""
-    net = as_minimind(net).to(TORCH_OUTTYPES[outtype])
+    reward = is_reward(net)
+    net = _as_source(net).to(TORCH_OUTTYPES[outtype])
     # save_pretrained copies model/model_minimind.py (self-contained: torch + transformers) into the
     # folder and writes config.json's auto_map for the classes registered here.
-    net.generation_config = _generation_config(net.config, tokenizer)
+    if reward:
+        net.config.pad_token_id = tokenizer.pad_token_id  # where a classifier finds each row's last token
+    else:
+        net.generation_config = _generation_config(net.config, tokenizer)
     cfg_cls, model_cls = type(net.config), type(net)
     cfg_cls.register_for_auto_class()
-    model_cls.register_for_auto_class("AutoModelForCausalLM")
+    model_cls.register_for_auto_class("AutoModelForSequenceClassification" if reward else "AutoModelForCausalLM")
     try:
         with _Output(output, force, is_dir=True) as tmp:
             net.save_pretrained(tmp)
@@ -148,13 +168,22 @@ def export_minimind(net, tokenizer, output, outtype="f16", force=False):
 
 
 def export_llama(net, tokenizer, output, outtype="f16", force=False):
-    """transformers directory with LlamaForCausalLM: the state-dict names are already Llama's."""
-    from transformers import LlamaForCausalLM
-    src = as_minimind(net)
-    llama = LlamaForCausalLM(llama_config_from(src.config))
+    """transformers directory with LlamaForCausalLM: the state-dict names are already Llama's. A reward model
+    goes out as LlamaForSequenceClassification (num_labels=1; pad_token_id set, by which transformers finds
+    each row's last token, where the score is read)."""
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+    src = _as_source(net)
+    cfg = llama_config_from(src.config)
+    if is_reward(src):
+        cfg.num_labels, cfg.pad_token_id, cfg.tie_word_embeddings = src.config.num_labels, tokenizer.pad_token_id, False
+        cfg.architectures = ["LlamaForSequenceClassification"]
+        llama = LlamaForSequenceClassification(cfg)
+    else:
+        llama = LlamaForCausalLM(cfg)
     llama.load_state_dict(src.state_dict(), strict=True)
     llama = llama.to(TORCH_OUTTYPES[outtype]).eval()
-    llama.generation_config = _generation_config(llama.config, tokenizer)
+    if not is_reward(src):
+        llama.generation_config = _generation_config(llama.config, tokenizer)
     with _Output(output, force, is_dir=True) as tmp:
         llama.save_pretrained(tmp)
         save_tokenizer(tokenizer, tmp)
@@ -183,11 +212,17 @@ def _add_legacy_config_keys(path, src_cfg):
 
 def export_pth(net, output, outtype="f16", force=False, where="the model"):
     """A .pth state_dict with MiniMind2's key names, as the training scripts write it."""
-    src = as_minimind(net, where)
+    src = _as_source(net, where)
     with _Output(output, force, is_dir=False) as tmp:
         save_weights(src, tmp, dtype=TORCH_OUTTYPES[outtype])
     c = src.config
     return (f"--dim {c.hidden_size} --n_layers {c.num_hidden_layers} --use_moe {int(bool(c.use_moe))}")
+
+
+def _no_reward(net, to):
+    if is_reward(net):
+        raise UserError(f"--to {to}: a reward model (train_reward.py) goes out as --to llama or --to minimind "
+                        "(a transformers sequence classifier) or --to pth")
 
 
 # ----------------------------------------------------------------------------------------- PEFT
@@ -197,6 +232,7 @@ def export_peft(net, adapter_path, output, outtype="f16", force=False):
     adapter_model.safetensors) that PeftModel.from_pretrained puts on the exported base
     (--to minimind or --to llama: the module names are the same)."""
     from model.lora import apply_lora, block_linears
+    _no_reward(net, "peft")
     pm = apply_lora(net, adapter_path)
     cfg = pm.peft_config["default"]
     names = list(cfg.target_modules)
@@ -286,6 +322,7 @@ GGUF_FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0"}
 def export_gguf(net, tokenizer, output, outtype="f16", force=False, name="MiniMind"):
     """A llama-architecture GGUF with the tokenizer embedded, and an Ollama Modelfile beside it."""
     import gguf
+    _no_reward(net, "gguf")
     src = as_minimind(net)
     cfg = src.config
     llama_config_from(cfg)  # refuses MoE with a one-line error

@@ -10,6 +10,9 @@
     --to pth       back from a transformers directory (either format) to a .pth state_dict.
     --to peft      a LoRA adapter (--lora_name) as a PEFT adapter folder for the exported base.
 With --lora_name NAME every other format gets {out_dir}/lora/NAME_{dim}[_moe].pth merged in.
+A reward model (train_reward.py's reward_{dim}.pth, --weight reward) goes out as a sequence classifier:
+--to llama gives LlamaForSequenceClassification, --to minimind MiniMindForSequenceClassification, and
+--to pth takes either back.
 
 The source is chosen as in eval_model.py: {out_dir}/{pretrain|full_sft|rlhf}_{dim}[_moe].pth from
 --model_mode (or --weight NAME / --weight PATH.pth) with --dim/--n_layers/--use_moe, or a transformers
@@ -31,6 +34,7 @@ if REPO not in sys.path:
 from model.export import (export_gguf, export_llama, export_minimind, export_peft, export_pth,  # noqa: E402
                           llama_config_from)
 from model.loading import add_source_args, load_source, source_is_dir  # noqa: E402
+from model.reward import load_reward_source  # noqa: E402
 from trainer.args import ArgumentParser, build_config  # noqa: E402
 from trainer.errors import UserError, run_main  # noqa: E402
 
@@ -73,16 +77,26 @@ def main(argv=None):
     if args.model_path and out_abs == os.path.abspath(args.model_path):
         raise UserError(f"{args.output}: is the source directory; write the export somewhere else")
 
-    net, tokenizer, where = load_source(args, merge_lora=args.to != "peft")
+    reward = load_reward_source(args)  # a reward model (train_reward.py): a sequence classifier goes out
+    if reward is not None and args.to in ("gguf", "peft"):
+        raise UserError(f"--to {args.to}: {reward[2]} is a reward model; export it with --to llama "
+                        "(LlamaForSequenceClassification), --to minimind or --to pth")
+    net, tokenizer, where = reward or load_source(args, merge_lora=args.to != "peft")
     n_params = sum(p.numel() for p in {id(p): p for p in net.parameters()}.values())
     print(f"read {where}: {n_params / 1e6:.2f}M parameters")
     if args.to == "minimind":
         export_minimind(net, tokenizer, args.output, args.outtype, args.force)
-        print(f"wrote {args.output} (MiniMindForCausalLM, {args.outtype}); load it with "
-              f"AutoModelForCausalLM.from_pretrained({args.output!r}, trust_remote_code=True)")
+        kind = "SequenceClassification" if reward else "CausalLM"
+        print(f"wrote {args.output} (MiniMindFor{kind}, {args.outtype}); load it with "
+              f"AutoModelFor{kind}.from_pretrained({args.output!r}, trust_remote_code=True)")
     elif args.to == "llama":
         export_llama(net, tokenizer, args.output, args.outtype, args.force)
-        print(f"wrote {args.output} (LlamaForCausalLM, {args.outtype}); e.g. vllm serve {args.output}")
+        if reward:
+            print(f"wrote {args.output} (LlamaForSequenceClassification, {args.outtype}); load it with "
+                  f"AutoModelForSequenceClassification.from_pretrained({args.output!r}), or pass it to "
+                  "train_grpo.py --reward_model_path")
+        else:
+            print(f"wrote {args.output} (LlamaForCausalLM, {args.outtype}); e.g. vllm serve {args.output}")
     elif args.to == "gguf":
         _, modelfile = export_gguf(net, tokenizer, args.output, args.outtype, args.force, name=args.name)
         print(f"wrote {args.output} (GGUF llama, {args.outtype}) and {modelfile}; "

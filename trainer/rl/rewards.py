@@ -15,9 +15,10 @@ Built-ins (names for --reward_funcs):
                   answer (after </think>), times 2 x 0.5, capped at 0.5
     gt            the share of the line's "gt" strings the answer (after </think>) contains, numbers
                   compared as numbers (MiniMind's agent-RL check); None for a line without gt
-    reward_model  a reward model (--reward_model_path): a transformers sequence-classification folder
-                  (train_reward.py exports one), or a remote-code model with InternLM2's get_score as
-                  MiniMind uses; scores clipped to +-3
+    reward_model  a reward model (--reward_model_path): train_reward.py's reward_{dim}.pth (its size read
+                  from its tensors), a transformers sequence-classification folder (scripts/convert_model.py
+                  exports one), or a remote-code model with InternLM2's get_score as MiniMind uses; scores
+                  clipped to +-3. A classifier reads the conversation as the chat template renders it.
 Your own: --reward_funcs path/to/file.py:name (any mix with the built-ins), weights --reward_weights.
 """
 import importlib.util
@@ -103,13 +104,17 @@ BUILTINS = {"format": format_reward, "length": length_reward, "repetition": repe
 # A reward model
 
 class RewardModel:
-    """Scores (prompt messages, answer) with a reward model folder; see the module docstring."""
+    """Scores (prompt messages, answer) with a reward model (.pth or folder); see the module docstring."""
     name = "reward_model"
 
     def __init__(self, path, device, tokenizer_path=None):
+        if os.path.isfile(path):
+            self._load_pth(path, device, tokenizer_path)
+            return
         if not os.path.isdir(path):
-            raise UserError(f"--reward_model_path {path}: no such folder; pass a reward model folder (train_reward.py "
-                            "exports one, or MiniMind's internlm2-1_8b-reward), or leave the flag out for the rules alone")
+            raise UserError(f"--reward_model_path {path}: no such folder or .pth file; pass train_reward.py's "
+                            "reward_{dim}.pth or a reward model folder (scripts/convert_model.py exports one, or "
+                            "MiniMind's internlm2-1_8b-reward), or leave the flag out for the rules alone")
         from transformers import AutoConfig, AutoTokenizer
         try:
             config = AutoConfig.from_pretrained(path, trust_remote_code=True)
@@ -117,7 +122,9 @@ class RewardModel:
             archs = getattr(config, "architectures", None) or []
             if any(a.endswith("ForSequenceClassification") for a in archs):
                 from transformers import AutoModelForSequenceClassification
-                self.model = AutoModelForSequenceClassification.from_pretrained(path)
+                # MiniMind's own classes registered (an export --to minimind); others may be remote code
+                importlib.import_module("model")
+                self.model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)
                 self.kind = "classifier"
             else:
                 from transformers import AutoModel
@@ -135,6 +142,18 @@ class RewardModel:
                             f"{' '.join(str(e).split())[:160]}); pass a reward model folder")
         self.model = self.model.to(device).eval()
         self.device = device
+
+    def _load_pth(self, path, device, tokenizer_path):
+        """train_reward.py's reward_{dim}.pth: its size from its tensors, the repo's tokenizer unless given."""
+        from model.loading import tokenizer_for
+        from model.reward import load_reward_pth
+        try:
+            self.model = load_reward_pth(path)
+            self.tokenizer = tokenizer_for(self.model, tokenizer_path)
+        except UserError as e:
+            raise UserError(f"--reward_model_path {e}") from None
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model, self.kind, self.device = self.model.to(device).eval(), "classifier", device
 
     @torch.no_grad()
     def score(self, messages, answer):
