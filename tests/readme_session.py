@@ -33,6 +33,7 @@ SMALL = {
     "train_pretrain.py": TRAIN_SMALL,
     "train_full_sft.py": TRAIN_SMALL,
     "train_dpo.py": TRAIN_SMALL,
+    "train_reward.py": TRAIN_SMALL,
     "train_distill_reason.py": TRAIN_SMALL,
     "train_lora.py": TRAIN_SMALL,
     "train_grpo.py": TRAIN_SMALL + ["--max_gen_len", "8", "--num_generations", "2"],

@@ -313,7 +313,7 @@ def test_torchrun_two_ranks(run_a, tmp_path):
                         os.path.join(ROOT, "train_reward.py"), *argv, "--device", "cpu", "--batch_size", "4"],
                        capture_output=True, text=True, timeout=300, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert r.stdout.count("reward model params") == 1 and "2 process(es)" in r.stdout
+    assert r.stdout.count("LLM total params") == 1 and "2 process(es)" in r.stdout
     assert "6 batches of 4 per process per epoch, 6 optimizer steps" in r.stdout  # 48 pairs / 2 ranks / 4
     assert sorted(logged(r.stdout, "accuracy")) == list(range(1, 7))
     assert sorted(logged(r.stdout, "val/accuracy")) == [3, 6]

@@ -31,7 +31,7 @@ def build_reward_model(trainer):
     torch.manual_seed(a.seed)
     model = MiniMindForSequenceClassification(cfg)
     trainer.n_params = sum(p.numel() for p in model.parameters())
-    trainer.log(f"reward model params: {trainer.n_params / 1e6:.3f} M")
+    trainer.log(f"LLM total params: {trainer.n_params / 1e6:.3f} M")  # every train_*.py's first line
     src = trainer.from_weight_path()
     if src is None:
         trainer.log("--from_weight none: the trunk and the score head start from random weights")
