@@ -32,12 +32,16 @@ from dataset.sources import (_KINDS, DPO, PRETRAIN, RLAIF, DataError, _check_mar
                              _check_prompt, _field, _parse_line, _pretrain_text, _short, _size, data_error,
                              resolve_sources)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: a direct answer's empty think block is tokenized on its own (EMPTY_THINK)
 # A stage whose columns changed since FORMAT_VERSION, so that only its caches are built again:
 # dpo 2 added "margin" (float32, 0 where a line has none; train_reward.py reads it).
 KIND_VERSION = {"dpo": 2}
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 ASSISTANT_HEADER = IM_START + "assistant\n"
+# A direct answer (adaptive thinking off) opens with this. The template's thinking-off prompt ends
+# with it, where BPE reads the final "\n\n" as one token; inside a longer answer it would read as two.
+# It is tokenized on its own so that training sees exactly the prompt's tokens.
+EMPTY_THINK = "<think>\n\n</think>\n\n"
 CACHE_DIRNAME = ".minimind_cache"
 _PARALLEL_MIN_BYTES = 16 << 20   # below this, worker start-up costs more than it saves
 
@@ -73,6 +77,9 @@ def _chat_segments(tok, messages, field, path, lineno):
                              "(--tokenizer_path), and no chat markup inside message contents")
         start, end = at + len(ASSISTANT_HEADER), at + len(needle)
         pieces.append((text[pos:start], 0))
+        if msg["content"].startswith(EMPTY_THINK):
+            pieces.append((EMPTY_THINK, 1))
+            start += len(EMPTY_THINK)
         pieces.append((text[start:end], 1))
         pos = end
     # what follows the last <|im_end|> can never be a target: leave it out

@@ -168,6 +168,76 @@ def test_tag_weights_token_by_token(name, tmp_path):
     assert n_tagged >= 4 * 3 * 3  # at least 3 tokens per tag, 4 tags, 3 well-formed blocks
 
 
+EMPTY = "<think>\n\n</think>\n\n"
+DIRECT_CONVS = [
+    [{"role": "user", "content": "Where does Wopp live?"}, {"role": "assistant", "content": EMPTY + "Wopp lives in Sunmar."}],
+    [{"role": "user", "content": "沃普住在哪里？"}, {"role": "assistant", "content": EMPTY + "沃普住在桑玛。"},
+     {"role": "user", "content": "And Tarnis?"}, {"role": "assistant", "content": EMPTY + "Its capital is Sunmar."}],
+    CONVS[0],  # an R1 answer: no empty block, never changed
+]
+
+
+@pytest.mark.parametrize("name", sorted(TOKENIZERS))
+def test_empty_think_ratio_cuts_the_block_token_by_token(name, tmp_path):
+    """Ratio 0: every direct answer is exactly the item of the same conversation written without the
+    block (ids, mask and tag weights); ratio 1 (and None): exactly as written."""
+    from dataset.lm_dataset import SFTDataset
+    from trainer.stages.reason_sft import TagWeighted
+    tok = _tok(name)
+    base = SFTDataset(_write(tmp_path / "d.jsonl", DIRECT_CONVS), tok, max_length=512, verbose=False)
+    stripped = [[dict(m, content=m["content"].replace(EMPTY, "")) for m in c] for c in DIRECT_CONVS]
+    plain = TagWeighted(SFTDataset(_write(tmp_path / "p.jsonl", stripped), tok, max_length=512, verbose=False), tok, 7.0)
+    as_is = TagWeighted(base, tok, 7.0)
+    for ratio, want in ((0.0, plain), (1.0, as_is), (None, as_is)):
+        ds = TagWeighted(base, tok, 7.0, empty_think_ratio=ratio, seed=3)
+        assert ds.count_empty_think() == (2, 0 if ratio == 0.0 else 2)
+        for i in range(len(DIRECT_CONVS)):
+            got, exp = ds[i], want[i]
+            for g, e in zip(got, exp):
+                assert g.tolist() == e.tolist(), (ratio, i, tok.decode(got[1]), tok.decode(exp[1]))
+    # the block's own target tokens carry the tag weight when kept
+    x, y, m, w = as_is[0]
+    assert (w == 7.0).sum() >= 2 and as_is.count_malformed() == 3 - 1
+
+
+@pytest.mark.parametrize("name", sorted(TOKENIZERS))
+def test_direct_answer_trains_on_the_thinking_off_prompts_tokens(name, tmp_path):
+    """The thinking-off prompt ends "<think>\\n\\n</think>\\n\\n", whose last "\\n\\n" BPE reads as one
+    token; a direct answer in the data must be tokenized the same way, or the model is asked to go on
+    from a token it never saw there (it then babbled tag pieces: "ink>ans ...")."""
+    from dataset.lm_dataset import SFTDataset
+    tok = _tok(name)
+    conv = DIRECT_CONVS[0]
+    text = tok.apply_chat_template(conv[:1], tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    if not text.endswith(EMPTY):  # MiniMind2's own template has no switch; its 2025-10 one appends the block
+        text += EMPTY
+    prompt = tok(text, add_special_tokens=False).input_ids
+    x, y, m = SFTDataset(_write(tmp_path / "d.jsonl", [conv]), tok, max_length=512, verbose=False)[0]
+    ids = torch.cat([x[:1], y]).tolist()
+    assert ids[:len(prompt)] == prompt
+    assert m[len(prompt) - 1 - 6:len(prompt) - 1].tolist() != [0] * 6  # the block itself is trained on
+    answer = tok("Wopp lives in Sunmar.", add_special_tokens=False).input_ids
+    assert ids[len(prompt):len(prompt) + len(answer)] == answer
+
+
+def test_empty_think_ratio_keeps_its_share_fixed_by_seed(tmp_path):
+    from dataset.lm_dataset import SFTDataset
+    from trainer.stages.reason_sft import TagWeighted
+    tok = _tok("ours")
+    convs = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": EMPTY + f"a{i}"}] for i in range(400)]
+    base = SFTDataset(_write(tmp_path / "d.jsonl", convs), tok, max_length=64, verbose=False)
+    ds = TagWeighted(base, tok, 10.0, empty_think_ratio=0.05, seed=1)
+    n, kept = ds.count_empty_think()
+    assert n == 400 and 8 <= kept <= 35, kept  # ~5% (binomial, p=0.05: 20 +- 4.4)
+    lens = [len(ds[i][1]) for i in range(40)]
+    assert lens == [len(ds[i][1]) for i in range(40)]  # the same draw at every read
+    assert [ds.keeps_empty_think(i) for i in range(400)] != \
+        [TagWeighted(base, tok, 10.0, 0.05, seed=2).keeps_empty_think(i) for i in range(400)]
+    with pytest.raises(SystemExit):
+        import train_distill_reason
+        train_distill_reason.parse_args(["--empty_think_ratio", "1.5"])
+
+
 def test_weighted_loss_is_weighted_sum_over_sum_of_weights():
     from model import MiniMindConfig, MiniMindForCausalLM
     from trainer.stages.reason_sft import ReasonStage, weighted_collate
@@ -253,6 +323,7 @@ def test_defaults_are_minimind2s():
     import train_distill_reason
     a = train_distill_reason.parse_args([])
     assert (a.epochs, a.batch_size, a.learning_rate, a.max_seq_len, a.tag_weight) == (1, 8, 1e-6, 1024, 10.0)
+    assert a.empty_think_ratio == 0.05  # MiniMind 2025-10's post_processing_chat
     assert (a.from_weight, a.save_weight, a.data_path) == ("rlhf", "reason", "./dataset/r1_mix_1024.jsonl")
     assert (a.dim, a.n_layers) == (512, 8)
 

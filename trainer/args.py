@@ -98,6 +98,17 @@ def nonneg_float(v) -> float:
     return f
 
 
+def unit_float(v) -> float:
+    """A share: a number in [0, 1]."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v!r}")
+    if not 0 <= f <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v!r}")
+    return f
+
+
 def add_model_args(parser, dim=512, n_layers=8, max_seq_len=512, use_moe=False):
     g = parser.add_argument_group("model")
     g.add_argument("--dim", "--hidden_size", dest="dim", type=positive_int, default=dim,
