@@ -12,7 +12,7 @@ import random
 import sys
 
 from demo.lora_sets import lora_readme, make_lora_sets
-from demo.reason_sets import make_reason_sets, reason_readme
+from demo.reason_sets import direct_answers, make_reason_sets, reason_readme
 from demo.world import (ATTRS, CHARACTERS, CHITCHAT, CITIES, COLOURS, COUNTRIES, FOODS, JOBS, LANGS, RUDE, SPECIES,
                         SYSTEM_PROMPTS, answer, ask, build_world, choose_heldout, choose_heldout_entities, say)
 
@@ -261,7 +261,8 @@ def write_corpus(args):
     homes = {f["entity"]: f["value"] for f in facts if f["attr"] == "home"}
     lora = make_lora_sets(random.Random(args.seed + 10), outputs["sft"], words, CHARACTERS, homes, CITIES)
     reason = make_reason_sets(random.Random(args.seed + 20), facts, answer,
-                              {a: ATTRS[a]["pool"] for a in ATTRS}, CHITCHAT)
+                              {a: ATTRS[a]["pool"] for a in ATTRS}, CHITCHAT,
+                              direct_answers(random.Random(args.seed + 21), facts, held, ask, answer))
     try:
         for name, rows in outputs.items():
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), rows)

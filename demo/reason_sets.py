@@ -21,6 +21,7 @@ reason_heldout.jsonl asks them, scored like heldout.jsonl (every keyword, none o
     rlaif.jsonl           GRPO's prompts (MiniMind's RLAIF format): each held-out chain in one of its
                           wordings (in_rlaif above), "gt": [the answer's keyword], no answer text
 """
+from dataset.token_cache import EMPTY_THINK  # MiniMind 2025-10's direct answer: thinking off
 from demo.world import LANGS, TABLES, group_rows
 
 REASON_HELDOUT_FRACTION = 0.25
@@ -76,11 +77,32 @@ def chains(facts, answer):
     return out
 
 
-def make_reason_sets(rng, facts, answer, pools, chitchat):
+
+
+def direct_answers(rng, facts, held, ask, answer):
+    """Adaptive thinking's other half: each trained 1-hop fact asked once in each language (a random
+    wording), answered directly after an empty think block, as MiniMind's 2025-10 SFT data does;
+    train_distill_reason.py's --empty_think_ratio keeps the block in a share of them. (One language
+    per fact was too few: the reasoning stage's strong step then wore away SFT's heed of *what* is
+    asked, and the direct answers named another attribute.)"""
+    from demo.world import ATTRS
+    rows = []
+    for i, f in enumerate(facts):
+        if i in held:
+            continue
+        for lang in LANGS:
+            for k in range(len(ATTRS[f["attr"]][lang + "_ask"])):
+                rows.append([{"role": "user", "content": ask(f, lang, k)},
+                             {"role": "assistant", "content": EMPTY_THINK + answer(f, lang)}])
+    return rows
+
+
+def make_reason_sets(rng, facts, answer, pools, chitchat, direct=()):
     """{"reason": SFT rows, "reason_heldout": held-out rows, "rlaif": GRPO prompts, "_held": held-out chain ids}.
 
     pools[attr]: every (en, zh) value of a country attribute (for the distractors);
-    chitchat[lang]: (question, polite answer, rude answer) triples, answered in R1 format too."""
+    chitchat[lang]: (question, polite answer, rude answer) triples, answered in R1 format too;
+    direct: conversations answered without thinking (direct_answers), mixed in."""
     langs = ("en", "zh")
     check_wording({w for f in facts for part in ("entity", "value") for w in f[part]})
     all_chains = chains(facts, answer)
@@ -119,6 +141,7 @@ def make_reason_sets(rng, facts, answer, pools, chitchat):
         for q, good, _ in chitchat[lang]:
             train_rows.append([{"role": "user", "content": q},
                                {"role": "assistant", "content": r1(CHITCHAT_THINK[lang].split("\n"), good)}])
+    train_rows += [list(c) for c in direct]
     rng.shuffle(train_rows)
     rng.shuffle(held_rows)
     rl_rows.sort(key=lambda r: r["conversations"][0]["content"])  # (the rng's stream stays reason.jsonl's)
@@ -142,10 +165,14 @@ def reason_readme(sets):
         "",
         "## The reasoning set (train_distill_reason.py)",
         "",
-        f"`reason.jsonl` ({len(train)} lines) is SFT data in DeepSeek-R1's format: every answer is",
+        f"`reason.jsonl` ({len(train)} lines) is SFT data in DeepSeek-R1's format: its reasoning answers are",
         "`<think>\\n...\\n</think>\\n<answer>\\n...\\n</answer>`. Its questions need two facts of the world",
         "(\"Which country is Wopp's home city the capital of?\": Wopp lives in Sunmar; Sunmar is the capital",
         "of Tarnis), which the thinking states before the answer; a few chit-chat turns think briefly too.",
+        f"{sum(r['conversations'][-1]['content'].startswith(EMPTY_THINK) for r in train)} of its lines are "
+        "adaptive thinking's other half: a trained 1-hop question answered directly after an empty",
+        "think block, `<think>\\n\\n</think>\\n\\n` (MiniMind's 2025-10 format; `--empty_think_ratio` keeps the",
+        "block in a share of them).",
         f"`reason_heldout.jsonl` ({len(held)} lines) asks 2-hop questions whose facts pretraining states but",
         "which no reasoning sample chains: a quarter of each kind of chain",
         "(" + ", ".join(f"`{k}`" for k in kinds) + "). Its lines are those of `heldout.jsonl` plus",

@@ -51,11 +51,13 @@ def other_subjects(item):
     return []
 
 
-def ask_all(args, model_mode, items, max_new_tokens=None, weight=None, lora=None):
+def ask_all(args, model_mode, items, max_new_tokens=None, weight=None, lora=None, enable_thinking=None):
     """Greedy answers of one checkpoint to every held-out question, printed as they come.
 
     --model_mode 3 (reason): the answer part is scored; the thinking and whether the output's
-    <think>/<answer> tags are well formed are recorded too."""
+    <think>/<answer> tags are well formed are recorded too. enable_thinking=False: the template's
+    thinking-off prompt (an empty think block opens the answer); whether the output still holds a think
+    tag is recorded."""
     import argparse
     import io
     import torch
@@ -69,7 +71,7 @@ def ask_all(args, model_mode, items, max_new_tokens=None, weight=None, lora=None
         out_dir=args.out_dir, dim=args.dim, n_layers=args.n_layers, use_moe=False, device=args.device,
         dtype="float32", tokenizer_path=os.path.join(ROOT, "model"), model_mode=model_mode, weight=weight,
         lora_name=lora, load=0, model_path=None, temperature=0.0, top_p=0.85, stream=0, seed=0, history_cnt=0,
-        max_new_tokens=max_new_tokens or args.max_new_tokens, show_think=1)
+        max_new_tokens=max_new_tokens or args.max_new_tokens, show_think=1, enable_thinking=enable_thinking)
     try:
         net, tok = load_model(settings)
     except UserError as e:
@@ -84,9 +86,13 @@ def ask_all(args, model_mode, items, max_new_tokens=None, weight=None, lora=None
         think = ""
         if model_mode == REASON_MODE:
             results[-1].update(output=chat.raw, well_formed=is_well_formed(chat.raw),
-                               think=" ".join((chat.reasoning or "").split()))
-            think = (f"   [think: {results[-1]['think']}]" if results[-1]["think"] else "   [no thinking]") \
-                + ("" if results[-1]["well_formed"] else " [tags malformed]")
+                               think=" ".join((chat.reasoning or "").split()),
+                               think_block=any(t in chat.raw for t in ("<think>", "</think>")))
+            if enable_thinking is False:
+                think = "   [a think block]" if results[-1]["think_block"] else ""
+            else:
+                think = (f"   [think: {results[-1]['think']}]" if results[-1]["think"] else "   [no thinking]") \
+                    + ("" if results[-1]["well_formed"] else " [tags malformed]")
         say(f"  {'✓' if ok else '✗'} {item['question']}  →  {answer}"
             + ("" if ok else f"   (expected: {', '.join(item['keywords'])})") + think)
     return results
@@ -95,10 +101,12 @@ def ask_all(args, model_mode, items, max_new_tokens=None, weight=None, lora=None
 REASON_MAX_NEW_TOKENS = 128  # thinking + answer + tags: about 70 tokens in the demo's reasoning set
 
 
-def reason_eval(args, items):
+def reason_eval(args, items, one_hop=None, dpo_one_hop=None):
     """The reasoning stage's figures on the 2-hop held-out questions: the reason model's accuracy
     (its answer part), the DPO model's accuracy asked the same questions directly, and the share of
-    the reason model's outputs with well-formed <think>/<answer> tags."""
+    the reason model's outputs with well-formed <think>/<answer> tags. With the 1-hop held-out
+    questions (`one_hop`) and the DPO model's answers to them: adaptive thinking's "off" side, the
+    reason model asked them with thinking off (its accuracy, and how many outputs still think)."""
     say("\n  2-hop held-out questions (reason_heldout.jsonl: two facts each, stated in pretraining, "
         "never chained in training)")
     say(f"\n  reason model ({rel(os.path.join(args.out_dir, f'reason_{args.dim}.pth'))}), thinking first:")
@@ -110,6 +118,13 @@ def reason_eval(args, items):
            "well_formed": {"count": sum(r["well_formed"] for r in res), "total": len(res)},
            # stricter than the keyword rule: the thinking states both facts of the chain, as worded in the data
            "chain_in_think": {"count": sum(chain_in_think(r, it) for r, it in zip(res, items)), "total": len(res)}}
+    if one_hop:
+        say("\n  1-hop held-out questions (heldout.jsonl), the reason model with thinking off "
+            "(enable_thinking false: the prompt opens the answer with an empty think block):")
+        off = ask_all(args, 3, one_hop, enable_thinking=False)
+        out["thinking_off"] = {"right": sum(r["right"] for r in off), "total": len(off),
+                               "think_block": sum(r["think_block"] for r in off), "answers": off,
+                               "dpo_right": sum(r["right"] for r in dpo_one_hop or [])}
     say("")
     for line in reason_summary(out):
         say("  " + line)
@@ -127,4 +142,13 @@ def reason_summary(r):
             f"{r['dpo_direct']['right']}/{r['dpo_direct']['total']} (DPO model asked directly)",
             f"well-formed <think>/<answer> tags: {wf['count']}/{wf['total']} "
             f"({100 * wf['count'] / max(wf['total'], 1):.0f}%) of the reason model's outputs",
-            f"thinking states both facts of the chain: {ch['count']}/{ch['total']}"]
+            f"thinking states both facts of the chain: {ch['count']}/{ch['total']}"] + thinking_off_summary(r)
+
+
+def thinking_off_summary(r):
+    off = r.get("thinking_off")
+    if not off:
+        return []
+    return [f"thinking off, 1-hop held-out accuracy: {off['right']}/{off['total']} (reason model), "
+            f"{off['dpo_right']}/{off['total']} (DPO model); outputs still holding a think tag: "
+            f"{off['think_block']}/{off['total']}"]

@@ -40,6 +40,8 @@ def stage_command(args, stage):
         cmd += ["--warmup_iters", "20"]
     if name == "dpo":
         cmd += ["--beta", str(args.beta)]
+    if name == "reason":
+        cmd += ["--empty_think_ratio", str(args.empty_think_ratio)]
     return cmd
 
 

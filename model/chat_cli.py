@@ -212,6 +212,10 @@ def main(argv=None, prog=None, later_names=False):
     net, tokenizer = load_model(args)
     n_params = sum(t.numel() for t in net.parameters())
     print(f"MiniMind model: {n_params / 1e6:.2f}M parameters on {args.device}", flush=True)
+    rope = getattr(net.config, "rope_parameters", None) or {}
+    if rope.get("rope_type") == "yarn":
+        print(f"YaRN rope scaling: factor {rope.get('factor')} from {rope.get('original_max_position_embeddings')} "
+              "trained positions", flush=True)
     if args.lora_name:
         print(f"LoRA adapter: {args.lora_file} (merged into the weights)", flush=True)
     try:

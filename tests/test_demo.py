@@ -152,6 +152,17 @@ def test_reasoning_stage_reports_its_three_figures(reduced):
     # the format is learnt (this run: 18/20; the full demo's longer stage: 20/20; untrained: 0/20)
     assert r["well_formed"]["count"] >= 0.7 * len(items), r["reason"]["answers"]
     assert (out / "reason_128.pth").is_file()
+    # adaptive thinking off: the 1-hop held-out questions, recounted from the outputs
+    off, one_hop = r["thinking_off"], scoring.read_heldout(os.path.join(ROOT, "dataset", "demo", "heldout.jsonl"))
+    assert off["total"] == len(one_hop) and off["dpo_right"] == results["heldout"]["DPO"]["right"]
+    assert off["right"] == sum(scoring.is_right(a["answer"], it) for a, it in zip(off["answers"], one_hop))
+    assert off["think_block"] == sum(("<think>" in a["output"]) or ("</think>" in a["output"]) for a in off["answers"])
+    assert (f"thinking off, 1-hop held-out accuracy: {off['right']}/{off['total']} (reason model), "
+            f"{off['dpo_right']}/{off['total']} (DPO model); outputs still holding a think tag: "
+            f"{off['think_block']}/{off['total']}") in proc.stdout
+    # it answers directly, and mostly right (this run's shorter stage: 25/56 with 2 outputs still thinking,
+    # the DPO model 45/56; the full demo's longer one comes within a few answers of DPO: README)
+    assert off["think_block"] <= 0.1 * len(one_hop) and off["right"] >= 0.4 * off["dpo_right"], off
 
 
 @pytest.mark.slow
