@@ -4,7 +4,9 @@ Loss masks (SFT and DPO): the conversation is rendered with the tokenizer's own 
 each assistant turn must appear as "<|im_start|>assistant\\n{content}<|im_end|>"; the rendering is cut
 there and tokenized piece by piece, so the targets are exactly each answer's content tokens and its
 closing <|im_end|> (never system/user turns, the header or padding), as the model generates them at
-inference. Tokens after the last target are dropped. A sample with no target left within max_length is
+inference. With tool calling, an assistant turn's content is followed by its <tool_call> blocks, which
+are targets too; the tool signatures (system turn) and the tool results (<tool_response> blocks, in a
+user turn) never are. Tokens after the last target are dropped. A sample with no target left within max_length is
 dropped (`num_dropped`), truncated ones are counted (`num_truncated`): `summary()`, printed by rank 0.
 The data files and their checks are dataset/sources.py; tokenizing and the cache, dataset/token_cache.py;
 streaming (--streaming 1), dataset/streaming.py.
@@ -152,7 +154,7 @@ class _ChatBase(_Base):
 
 class SFTDataset(_ChatBase):
     """{"conversations"} lines -> (X, Y, loss_mask), unpadded; loss_mask[i] = 1 iff Y[i] is an
-    assistant content token or the <|im_end|> closing an assistant turn."""
+    assistant content token (tool-call blocks included) or the <|im_end|> closing an assistant turn."""
 
     def __init__(self, jsonl_path, tokenizer, max_length=512, *, cache_dir=None, num_proc=None,
                  verbose=True):

@@ -3,7 +3,9 @@ and checked, with one-line DataErrors ("PATH:LINE: expected ..., got ...; what t
 
 Fields (MiniMind's JSONL, one object per line; the same columns in Parquet files and saved datasets):
     pretrain  {"text": "..."}
-    SFT       {"conversations": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+    SFT       {"conversations": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}; tool
+              calling as MiniMind's: "tools" on the system message, "tool_calls" on an assistant message,
+              its results as "tool" messages (a list or its JSON text; _check_messages says how)
     DPO       {"chosen": [messages], "rejected": [messages]}, and an optional "margin": a number (TRL's
               reward margin; train_reward.py's loss is -log sigmoid(r_chosen - r_rejected - margin))
     RLAIF     {"conversations": [messages ending with a user turn, then an optional (empty) assistant
@@ -17,7 +19,7 @@ import json
 import math
 import os
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 SHARD_EXTS = (".jsonl", ".json", ".parquet")
 
 
@@ -111,6 +113,12 @@ def _check_messages(value, field, path, lineno):
     A turn without "role" takes the role that alternation asks for (user after system/assistant or at
     the start, assistant after user), as in MiniMind's early role-less SFT files. A system turn is
     allowed first only; after it turns must alternate user/assistant, with at least one assistant.
+
+    Tool calling, in MiniMind's format (its template renders them; see _check_tools, _check_tool_calls):
+    "tools" on the system message; "tool_calls" on an assistant message (its "content" may then be
+    empty, null or left out), whose results follow as one or more "tool" messages, then an assistant turn.
+    The returned system message keeps its tools (decoded) and an assistant message its tool_calls
+    ([{"name", "arguments"}], arguments as written: a JSON string stays that string).
     """
     if not isinstance(value, list) or not value:
         raise data_error(path, lineno, f'"{field}" to be a non-empty list of messages',
@@ -120,29 +128,123 @@ def _check_messages(value, field, path, lineno):
         if not isinstance(msg, dict):
             raise data_error(path, lineno, f'message {k} of "{field}" to be an object',
                              _type_name(msg), 'write messages as {"role": ..., "content": ...}')
+        calls = msg.get("tool_calls")
         content = msg.get("content")
+        if content is None and calls not in (None, "", []):
+            content = ""  # OpenAI's assistant message with tool calls has "content": null
         if not isinstance(content, str):
             got = "no content" if "content" not in msg else _type_name(content)
             raise data_error(path, lineno, f'message {k} of "{field}" to have a string "content"',
                              got, "give every message its text")
-        want = "assistant" if prev == "user" else "user"
+        want = {"user": "assistant", "tool": "assistant", "calls": "tool"}.get(prev, "user")
         role = msg.get("role", want)
         if role not in ROLES:
-            raise data_error(path, lineno, f'message {k} of "{field}" to have role system, user or '
-                             'assistant', f"role {_short(role)}", "fix the role")
+            raise data_error(path, lineno, f'message {k} of "{field}" to have role system, user, assistant '
+                             'or tool', f"role {_short(role)}", "fix the role")
         if role == "system" and k != 1:
             raise data_error(path, lineno, f'a system message only as message 1 of "{field}"',
                              f"one as message {k}", "merge it into the first message")
-        if role != "system" and role != want:
+        if prev == "calls" and role != "tool":
+            raise data_error(path, lineno, f'message {k} of "{field}" to have role tool (the results of the '
+                             f'tool_calls of message {k - 1})', f"role {role}",
+                             "add the tool results after the calls, or drop the tool_calls")
+        if role == "tool" and prev not in ("calls", "tool"):
+            raise data_error(path, lineno, f'a tool message in "{field}" only after an assistant message with '
+                             'tool_calls, or after another tool message', f"one as message {k} after "
+                             + (f"{'an' if prev == 'assistant' else 'a'} {prev} message" if prev else "none"),
+                             "give the assistant message before it its tool_calls, or fix the order")
+        if role not in ("system", "tool") and role != want:
             raise data_error(path, lineno, f'message {k} of "{field}" to have role {want} (turns '
                              'alternate user/assistant after an optional system message)',
                              f"role {role}", "fix the roles or the order of the messages")
-        messages.append({"role": role, "content": content})
-        prev = role
+        out = {"role": role, "content": content}
+        for key in ("tools", "functions"):  # "functions": MiniMind 2025-10's name for the system's tools
+            if msg.get(key) not in (None, "", []):
+                if role != "system":
+                    raise data_error(path, lineno, f'"{key}" only on the system message (message 1) of '
+                                     f'"{field}"', f"it on message {k}, a {role} message",
+                                     "move the tool list to the system message")
+                out.setdefault("tools", _check_tools(msg[key], key, f'of message {k} of "{field}"', path, lineno))
+        if calls not in (None, "", []):
+            if role != "assistant":
+                raise data_error(path, lineno, f'"tool_calls" only on assistant messages of "{field}"',
+                                 f"them on message {k}, a {role} message", "move them to the assistant's turn")
+            out["tool_calls"] = _check_tool_calls(calls, f'of message {k} of "{field}"', path, lineno)
+        messages.append(out)
+        prev = "calls" if "tool_calls" in out else role
     if not any(m["role"] == "assistant" for m in messages):
         raise data_error(path, lineno, f'at least one assistant message in "{field}"',
                          "none", "add the answer the model should learn")
     return messages
+
+
+def _json_value(value, where, expected, path, lineno):
+    """A field given as JSON text (MiniMind-3's files store "tools" and "tool_calls" as strings) decoded."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise data_error(path, lineno, f"{where} to be {expected}",
+                         f"a string that is not JSON ({_json_problem(e, value)}): {_short(value)}",
+                         "fix the JSON") from None
+
+
+def _function_part(entry, item, place, path, lineno):
+    """An OpenAI {"type": "function", "function": {...}} entry's function, or the entry itself."""
+    if not isinstance(entry, dict):
+        raise data_error(path, lineno, f"{item} {place} to be an object", _type_name(entry),
+                         'write it as {"name": ..., ...} or {"type": "function", "function": {"name": ..., ...}}')
+    fn = entry.get("function", entry)
+    if not isinstance(fn, dict):
+        raise data_error(path, lineno, f'"function" of {item} {place} to be an object', _type_name(fn),
+                         'write it as {"type": "function", "function": {"name": ..., ...}}')
+    name = fn.get("name")
+    if not isinstance(name, str) or not name.strip():
+        got = f"keys {sorted(fn)}" if name is None else f"name {_short(name)}"
+        raise data_error(path, lineno, f'{item} {place} to have a "name"', got, "give the function its name")
+    return fn
+
+
+def _check_tools(value, key, place, path, lineno):
+    """The system message's tools: a list (or its JSON text) of OpenAI function tools, or of bare
+    {"name", "description", "parameters"} functions; rendered as given (one tojson line each)."""
+    where, expected = f'"{key}" {place}', "a list of tools (or that list as a JSON string)"
+    tools = _json_value(value, where, expected, path, lineno)
+    if not isinstance(tools, list):
+        raise data_error(path, lineno, f"{where} to be {expected}", _type_name(tools),
+                         'write it as [{"type": "function", "function": {"name": ..., "parameters": {...}}}]')
+    for i, entry in enumerate(tools):
+        fn = _function_part(entry, f"{key}[{i}]", place, path, lineno)
+        if "parameters" in fn and not isinstance(fn["parameters"], dict):
+            raise data_error(path, lineno, f"the parameters of {key}[{i}] {place} to be a JSON schema object",
+                             _type_name(fn["parameters"]), "fix or leave out the parameters")
+    return tools
+
+
+def _check_tool_calls(value, place, path, lineno):
+    """An assistant message's tool_calls: a list (or its JSON text) of {"name", "arguments"} or OpenAI's
+    {"type": "function", "function": {"name", "arguments"}}; arguments an object or a JSON string of one
+    (null, missing or "" mean no arguments: {}). Returns [{"name", "arguments"}], strings as written."""
+    where, expected = f'"tool_calls" {place}', "a list of tool calls (or that list as a JSON string)"
+    calls = _json_value(value, where, expected, path, lineno)
+    if not isinstance(calls, list):
+        raise data_error(path, lineno, f"{where} to be {expected}", _type_name(calls),
+                         'write it as [{"name": ..., "arguments": {...}}]')
+    out = []
+    for i, entry in enumerate(calls):
+        fn = _function_part(entry, f"tool_calls[{i}]", place, path, lineno)
+        arguments = fn.get("arguments")
+        if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+            arguments = {}
+        where = f"the arguments of tool_calls[{i}] {place}"
+        decoded = _json_value(arguments, where, "a JSON object", path, lineno)
+        if not isinstance(decoded, dict):
+            raise data_error(path, lineno, f"{where} to be a JSON object",
+                             _type_name(decoded) + ("" if decoded is arguments else " (as a JSON string)"),
+                             'write them as {"name": value, ...}')
+        out.append({"name": fn["name"], "arguments": arguments})
+    return out
 
 
 def _check_margin(obj, path, lineno):

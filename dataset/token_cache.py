@@ -56,10 +56,33 @@ def hf_datasets():
 # ----------------------------------------------------------------------------------------------
 # Tokenizing (the map function and its helpers; they run in the map's worker processes)
 
+def _tools_of(messages):
+    """The tools the system message carries (sources._check_messages keeps them there), or None."""
+    return messages[0].get("tools") if messages and messages[0]["role"] == "system" else None
+
+
+def _assistant_text(msg):
+    """An assistant turn's text as the chat template renders it between its header and <|im_end|>: the
+    content, then each tool call as format_tool_call writes it ("\\n" before a call after any text)."""
+    calls = msg.get("tool_calls")
+    if not calls:
+        return msg["content"]
+    from model.tools import format_tool_call  # only for tool data: it imports the model package
+    text = msg["content"]
+    for call in calls:
+        text += ("\n" if text else "") + format_tool_call(call["name"], call["arguments"])
+    return text
+
+
 def _chat_segments(tok, messages, field, path, lineno):
-    """Render with the chat template and cut it into (text, is_target) pieces."""
+    """Render with the chat template and cut it into (text, is_target) pieces.
+
+    Targets: each assistant turn's text (its answer, and its tool calls as <tool_call> blocks) and its
+    <|im_end|>. Everything else is not: system (with the tool signatures), user turns, and tool results,
+    which the template puts in user turns (<tool_response> blocks)."""
+    tools = _tools_of(messages)
     try:
-        text = tok.apply_chat_template(messages, tokenize=False)
+        text = tok.apply_chat_template(messages, tools=tools, tokenize=False)
     except Exception as e:  # a template may raise on content it does not accept
         raise data_error(path, lineno, f'"{field}" that the chat template can render',
                          f"{type(e).__name__}: {_short(str(e), 80)}", "fix this line") from None
@@ -68,9 +91,15 @@ def _chat_segments(tok, messages, field, path, lineno):
         if msg["role"] != "assistant":
             continue
         turn += 1
-        needle = ASSISTANT_HEADER + msg["content"] + IM_END
+        needle = ASSISTANT_HEADER + _assistant_text(msg) + IM_END
         at = text.find(needle, pos)
         if at < 0:
+            if msg.get("tool_calls"):
+                raise data_error(path, lineno, f'the chat template to render assistant turn {turn} of "{field}" '
+                                 'with its tool calls as <tool_call> blocks (<|im_start|>assistant\\n...'
+                                 '<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call><|im_end|>)',
+                                 "a rendering without them", "use a tokenizer whose chat template renders tool "
+                                 "calls (the project's, ./model)")
             raise data_error(path, lineno, f'the chat template to render assistant turn {turn} of '
                              f'"{field}" as <|im_start|>assistant\\n...<|im_end|>',
                              "a rendering without it", "use a tokenizer with a ChatML chat template "
@@ -82,8 +111,18 @@ def _chat_segments(tok, messages, field, path, lineno):
             start += len(EMPTY_THINK)
         pieces.append((text[start:end], 1))
         pos = end
+    if tools:  # a template without tools would leave the signatures out silently
+        missing = [t for t in tools if json.dumps(_tool_name(t), ensure_ascii=False) not in text]
+        if missing:
+            raise data_error(path, lineno, f'the chat template to render the tools of "{field}" in its prompt',
+                             f"a rendering without tool {_short(_tool_name(missing[0]))}",
+                             "use a tokenizer whose chat template renders tools (the project's, ./model)")
     # what follows the last <|im_end|> can never be a target: leave it out
     return pieces
+
+
+def _tool_name(entry):
+    return (entry.get("function") or entry)["name"]
 
 
 def _encode_batch(tok, texts):
@@ -194,7 +233,8 @@ def _encode_prompts(objs, path, tok, ids_type):
     for lineno, obj in objs:
         messages = _check_prompt(_field(obj, "conversations", path, lineno, RLAIF.example), path, lineno)
         try:
-            texts.append(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            texts.append(tok.apply_chat_template(messages, tools=_tools_of(messages), tokenize=False,
+                                                 add_generation_prompt=True))
         except Exception as e:
             raise data_error(path, lineno, '"conversations" that the chat template can render',
                              f"{type(e).__name__}: {_short(str(e), 80)}", "fix this line") from None

@@ -325,7 +325,7 @@ BAD = [
     ("sft", {"conversations": [U, {"role": "assistant", "content": None}]},
      'message 2 of "conversations" to have a string "content", got null'),
     ("sft", {"conversations": [U, {"role": "bot", "content": "a"}]},
-     'message 2 of "conversations" to have role system, user or assistant, got role bot'),
+     'message 2 of "conversations" to have role system, user, assistant or tool, got role bot'),
     ("sft", {"conversations": [U, A, {"role": "system", "content": "s"}]},
      "expected a system message only as message 1"),
     ("sft", {"conversations": [U, U, A]}, "message 2 of \"conversations\" to have role assistant"),
