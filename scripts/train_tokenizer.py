@@ -31,12 +31,60 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant"
 # turn and asks for the generation prompt, this renders exactly what MiniMind2's template renders.
 # With enable_thinking=False (or open_thinking=False) the generation prompt ends with an empty
 # <think>\n\n</think>\n\n, as MiniMind's 2025-10 template does.
+# Tool calling is MiniMind 2025-10's layout (Qwen's), its tags plain text: given OpenAI-style `tools`
+# (apply_chat_template(messages, tools=...)), the system turn holds the system message (if any), a blank
+# line, then TOOLS_PROMPT with one signature per line (tojson) and no default system prompt; an assistant
+# turn's `tool_calls` (a list of {"name", "arguments"} or {"type": "function", "function": {...}}) follow
+# its content as <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call> blocks, "\n" between blocks
+# and after non-empty content (arguments given as a string are written as they are, an object as
+# tojson); `tool` messages are <tool_response>\n...\n</tool_response>, consecutive ones in one user turn.
+# A conversation without tools, tool_calls or tool messages renders byte for byte as before.
+TOOLS_PROMPT = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>{signatures}\n</tools>\n\n"
+    "For each function call, return a json object with function name and arguments within "
+    "<tool_call></tool_call> XML tags:\n<tool_call>\n"
+    '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+)
+
+
+def _jinja_str(text):
+    """A Jinja string literal of text (single-quoted; backslash escapes as Python's)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+_TOOLS_HEAD, _TOOLS_TAIL = TOOLS_PROMPT.split("{signatures}")
 CHAT_TEMPLATE = (
-    "{%- if not messages or messages[0]['role'] != 'system' -%}"
+    "{%- if tools -%}"
+    "{{- '<|im_start|>system\\n' -}}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}{{- messages[0]['content'] + '\\n\\n' -}}{%- endif -%}"
+    "{{- " + _jinja_str(_TOOLS_HEAD) + " -}}"
+    "{%- for tool in tools -%}{{- '\\n' -}}{{- tool | tojson -}}{%- endfor -%}"
+    "{{- " + _jinja_str(_TOOLS_TAIL + "<|im_end|>\n") + " -}}"
+    "{%- elif not messages or messages[0]['role'] != 'system' -%}"
     "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' }}"
     "{%- endif -%}"
     "{%- for message in messages -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- set content = message['content'] if message['content'] is string else '' -%}"
+    "{%- if tools and loop.first and message['role'] == 'system' -%}"  # already in the tools' system turn
+    "{%- elif message['role'] == 'tool' -%}"
+    "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' -%}{{- '<|im_start|>user' -}}{%- endif -%}"
+    "{{- '\\n<tool_response>\\n' + content + '\\n</tool_response>' -}}"
+    "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' -%}{{- '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- else -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + content }}"
+    "{%- if message['role'] == 'assistant' and message.tool_calls -%}"
+    "{%- for tool_call in message.tool_calls -%}"
+    "{%- if content or not loop.first -%}{{- '\\n' -}}{%- endif -%}"
+    "{%- if tool_call.function -%}{%- set tool_call = tool_call.function -%}{%- endif -%}"
+    "{{- '<tool_call>\\n{\"name\": \"' -}}{{- tool_call.name -}}{{- '\", \"arguments\": ' -}}"
+    "{%- if tool_call.arguments is string -%}{{- tool_call.arguments -}}"
+    "{%- else -%}{{- tool_call.arguments | tojson -}}{%- endif -%}"
+    "{{- '}\\n</tool_call>' -}}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{{ '<|im_end|>\\n' }}"
+    "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}"
     "{{ '<|im_start|>assistant\\n' }}"
