@@ -4,9 +4,11 @@ Weights are a plain state_dict with MiniMind2's key names ({out_dir}/{name}_{dim
 so MiniMind2's own code and `torch.load(path, weights_only=True)` both read them.
 """
 import os
+import random
 import re
 import tempfile
 
+import numpy as np
 import torch
 
 from trainer.errors import UserError
@@ -342,3 +344,27 @@ def describe_checkpoints(out_dir: str) -> str:
     def flags(c):
         return f"--dim {c['dim']} --n_layers {c['n_layers']}" + (" --use_moe 1" if c["use_moe"] else "")
     return f"{out_dir} holds " + ", ".join(f"{c['file']} ({flags(c)})" for c in found)
+
+
+def rng_state():
+    """This process's RNG states (torch, Python, NumPy, CUDA): what a resume file holds per rank."""
+    st = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    st["numpy"] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st):
+    """Restore rng_state()."""
+    torch.set_rng_state(st["torch"])
+    random.setstate(_as_tuple(st["python"]))
+    name, keys, pos, has_gauss, cached = st["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x

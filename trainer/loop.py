@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 
 from trainer.args import build_config, check_device, load_tokenizer, resolve_dtype
 from trainer.checkpoint import (SaveError, atomic_save_many, load_weights, made_by, nonfinite_tensor, read_name,
-                                remove_stale_temps, resume_path, torch_load, unwrap, weight_path)
+                                remove_stale_temps, resume_path, rng_state, set_rng_state, torch_load, unwrap,
+                                weight_path)
 from trainer.errors import Interrupted, UserError
 from trainer.faults import StepGuard, agree, continue_hint, interrupt_message, plural, remedies, saved_phrase
 from trainer.sampler import LengthGroupedBatchSampler, ShardedEvalSampler, StreamSampler
@@ -84,28 +85,6 @@ def _file_id(path):
         return {"path": os.path.abspath(path), "size": st.st_size}
     except OSError:
         return {"path": os.path.abspath(path), "size": None}
-
-
-def _rng_state():
-    st = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    st["numpy"] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st):
-    torch.set_rng_state(st["torch"])
-    random.setstate(_as_tuple(st["python"]))
-    name, keys, pos, has_gauss, cached = st["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in st and torch.cuda.is_available() and len(st["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _as_tuple(x):
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +278,7 @@ class Trainer:
         (atomic), never from non-finite values. Rank 0 writes; every rank learns how it went, so a
         failed save stops all ranks with rank 0's line."""
         # every rank's RNG goes into the file: gathered collectively, written by rank 0
-        rng = _rng_state()
+        rng = rng_state()
         if getattr(self, "stream", None) is not None:  # --streaming: where this rank's stream is
             rng["data"] = self.stream.state_dict()
         if self.ddp:
@@ -401,8 +380,10 @@ class Trainer:
         eval_interval = a.eval_interval or a.save_interval
         self.step, self.total_steps = 0, total_steps
 
-        # only what the stage left trainable (LoRA freezes the base weights)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.learning_rate)
+        # the stage's parameter groups (default: the trainable ones at --learning_rate), each on the schedule
+        groups = stage.param_groups(model, a)
+        peaks, names = [g["lr"] for g in groups], [g.pop("name", f"group{i}") for i, g in enumerate(groups)]
+        optimizer = torch.optim.AdamW(groups, lr=a.learning_rate)
         # loss scaling only for float16: bfloat16 has float32's range
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
@@ -419,7 +400,7 @@ class Trainer:
             scaler.load_state_dict(resume["scaler"])
             start_epoch, start_batch, step = resume["epoch"], resume["batch"], resume["step"]
             rngs = resume["rng"]
-            _set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+            set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
             if self.stream is not None:
                 self.stream.load_state_dict(rngs[self.rank]["data"])
             self.wandb_id = resume.get("wandb_id")
@@ -450,7 +431,7 @@ class Trainer:
         pending = []  # this step's micro-batches, counted in the window once the step is taken
         t_start, step_at_start = time.time(), step
         t_window = time.time()
-        last_val = None
+        last_val, log_due = None, False
         for epoch in range(start_epoch, a.epochs):
             first = start_batch if epoch == start_epoch else 0
             if first >= batches_per_epoch:
@@ -474,31 +455,38 @@ class Trainer:
                 group = []
                 save_due = False
                 for iteration in range(stage.num_iterations):
-                    lr = get_lr(step, total_steps, a.learning_rate, a.warmup_iters)
-                    for pg in optimizer.param_groups:
-                        pg["lr"] = lr
-                    for i, (batch, ntok) in enumerate(micro):
-                        last = i + 1 == len(micro)
+                    lrs = [get_lr(step, total_steps, peak, a.warmup_iters) for peak in peaks]
+                    for pg, group_lr in zip(optimizer.param_groups, lrs):
+                        pg["lr"] = group_lr
+                    # the micro-batches of this step (PPO: one minibatch; none after its early stop)
+                    step_micro = stage.iteration_batches(micro, iteration)
+                    for i, (batch, ntok) in enumerate(step_micro):
+                        last = i + 1 == len(step_micro)
                         sync = nullcontext() if (last or not self.ddp) else train_model.no_sync()
                         with sync:
                             with self.autocast():
                                 loss, metrics = stage.loss(train_model, batch)
-                            scaler.scale(loss / len(micro)).backward()
-                        pending.append((loss.detach(), metrics, ntok if iteration == 0 else 0))
+                            scaler.scale(loss / len(step_micro)).backward()
+                        pending.append((loss.detach(), metrics, ntok))
 
-                    scaler.unscale_(optimizer)
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                               a.grad_clip if a.grad_clip > 0 else float("inf"))
-                    # a non-finite loss or gradient norm skips the step on every rank (trainer/faults.py)
-                    if self.guard.check(torch.stack([p[0].float() for p in pending]).sum(), grad_norm, scaler,
-                                        step + 1, total_steps, epoch, group_start, b - 1, batches_per_epoch):
-                        scaler.step(optimizer)
+                    if step_micro and not stage.accept_step(self):  # dropped by the stage (PPO's early stop)
                         for item in pending:
                             window.add(*item)
-                        window.grad_norm(grad_norm)
-                    else:
-                        window.tokens += sum(p[2] for p in pending)
-                    scaler.update()
+                    elif step_micro:  # (none: the step only advances the schedule)
+                        scaler.unscale_(optimizer)
+                        clip = a.grad_clip if a.grad_clip > 0 else float("inf")
+                        norms = [torch.nn.utils.clip_grad_norm_(pg["params"], clip) for pg in optimizer.param_groups]
+                        grad_norm = norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
+                        # a non-finite loss or gradient norm skips the step on every rank (trainer/faults.py)
+                        if self.guard.check(torch.stack([p[0].float() for p in pending]).sum(), grad_norm, scaler,
+                                            step + 1, total_steps, epoch, group_start, b - 1, batches_per_epoch):
+                            scaler.step(optimizer)
+                            for item in pending:
+                                window.add(*item)
+                            window.grad_norm(grad_norm)
+                        else:
+                            window.tokens += sum(p[2] for p in pending)
+                        scaler.update()
                     optimizer.zero_grad(set_to_none=True)
                     pending = []
                     step += 1
@@ -508,12 +496,15 @@ class Trainer:
                     done = step == total_steps
                     row = {}  # this step's wandb row, committed once
 
-                    if step % a.log_interval == 0 or done or step == 1:  # a short run shows where it started
+                    # a short run shows its start; a line due at a step left empty waits for one with something to say
+                    log_due = log_due or step % a.log_interval == 0 or step == 1
+                    if (log_due or done) and (step_micro or window.n):
+                        log_due = False
                         stats = window.reduce(self.ddp)
                         now = time.time()
                         tps = stats.pop("tokens") / max(now - t_window, 1e-9)
                         eta = (now - t_start) / max(step - step_at_start, 1) * (total_steps - step)
-                        row.update(self._log_step(epoch, step, total_steps, lr, stats, tps, eta))
+                        row.update(self._log_step(epoch, step, total_steps, lrs, names, stats, tps, eta))
                         row.update(stage.log_extras(self, step))
                         window = _Window(self.device)
                         t_window = time.time()
@@ -534,19 +525,20 @@ class Trainer:
             self.bar = None
         return last_val
 
-    def _log_step(self, epoch, step, total, lr, stats, tps, eta):
+    def _log_step(self, epoch, step, total, lrs, names, stats, tps, eta):
         a = self.args
-        loss = stats.pop("loss")
-        gn = stats.pop("grad_norm")
+        loss, gn, lr = stats.pop("loss"), stats.pop("grad_norm"), lrs[0]
+        group_lrs = {f"{n}_lr": v for n, v in zip(names, lrs)} if len(lrs) > 1 else {}  # PPO: actor_lr, critic_lr
         line = (f"epoch {epoch + 1}/{a.epochs} step {step}/{total} loss {loss:.6f} lr {lr:.3e} "
-                f"grad_norm {gn:.4f} tok/s {tps:.0f} eta {fmt_duration(eta)}")
+                + "".join(f"{k} {v:.3e} " for k, v in group_lrs.items())
+                + f"grad_norm {gn:.4f} tok/s {tps:.0f} eta {fmt_duration(eta)}")
         if stats:
             line += " " + " ".join(f"{k} {v:.4f}" for k, v in stats.items())
         skipped = self.guard.skipped
         if skipped:
             line += f" skipped_steps {skipped}"
         self.log(line)
-        return {"loss": loss, "lr": lr, "grad_norm": gn, "tokens_per_sec": tps, "epoch": epoch + 1, **stats,
+        return {"loss": loss, "lr": lr, **group_lrs, "grad_norm": gn, "tokens_per_sec": tps, "epoch": epoch + 1, **stats,
                 "skipped_steps": skipped}
 
 

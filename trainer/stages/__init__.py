@@ -1,7 +1,7 @@
 """The training stages: here the Stage protocol and LMStage (pretrain, SFT); one module per other stage.
 
 A stage is what differs between pretraining, SFT, DPO and the stages after them (dpo.py,
-distill.py, reason_sft.py, lora.py beside this file).
+distill.py, reason_sft.py, lora.py, reward.py, grpo.py, ppo.py beside this file).
 
 `Trainer.fit` (trainer/loop.py) runs any `Stage`: the stage gives the loss of a batch, the sums
 validation adds up and the metrics made from them, and may prepare itself once before training
@@ -11,7 +11,13 @@ weights and resume files hold (the whole model by default; LoRA: only the adapte
 Each optimizer step, the loop hands the stage the loader's batches of that step (--accumulation_steps
 of them) and trains on what `rollout` returns. Offline stages return them unchanged; an RL stage
 (grpo.py) makes its batches online there: it generates from the prompts, scores the completions and
-returns the micro-batches to train on, over which the loop then takes `num_iterations` optimizer steps.
+returns the micro-batches to train on, over which the loop then takes `num_iterations` optimizer steps
+(each on the micro-batches `iteration_batches` picks: all of them by default; PPO, ppo.py: one minibatch
+each, and none once `accept_step` has stopped the rollout's updates early).
+
+What is trained is `param_groups`: one group of every trainable parameter at --learning_rate by default;
+PPO's actor and critic are two groups with their own peak rates. Each group follows the one LR schedule
+from its own peak and is clipped to --grad_clip on its own.
 """
 import math
 
@@ -31,6 +37,26 @@ class Stage:
         """[(micro-batch, input tokens)] one optimizer step trains on, from the loader's [(batch, tokens)]
         of that step (already on the device). Offline stages train on the batches as they are."""
         return batches
+
+    def param_groups(self, model, args):
+        """The optimizer's parameter groups: [{"params": [...], "lr": peak learning rate, "name": ...}].
+        Every group follows the LR schedule from its own peak and is clipped to --grad_clip on its own;
+        with more than one, each group's current rate is logged as {name}_lr. Default: one group of every
+        trainable parameter (LoRA freezes the base weights) at --learning_rate. Called once, before prepare()."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": args.learning_rate}]
+
+    def iteration_batches(self, micro, iteration):
+        """The [(micro-batch, input tokens)] that optimizer step `iteration` (0 .. num_iterations - 1) of
+        this rollout trains on, from what `rollout` returned; its tokens are counted once (in tok/s). []
+        takes no step (the schedule still advances): the same answer on every rank. Default: all of them,
+        every iteration, their tokens counted in the first."""
+        return micro if iteration == 0 else [(batch, 0) for batch, _ in micro]
+
+    def accept_step(self, trainer):
+        """After a step's backward, before the optimizer: False drops the step's gradients (no update, the
+        schedule still advances; its metrics are logged). Called on every rank, the same answer on each
+        (PPO's early stop on the approximate KL)."""
+        return True
 
     def log_extras(self, trainer, step):
         """More of the logged row, at each log step (rank 0 and the others alike): GRPO's completion samples."""
