@@ -10,11 +10,11 @@ and updates the policy towards the better ones of each group (trainer/stages/grp
 """
 import argparse
 
-from trainer.args import make_parser, nonneg_float, nonneg_int, positive_float, positive_int, str2bool
-from trainer.errors import UserError, run_main
+from trainer.args import make_parser, nonneg_float, positive_float, positive_int, str2bool
+from trainer.errors import run_main
 from trainer.loop import Trainer
 from trainer.rl.grpo import LOSS_TYPES
-from trainer.rl.rollout import ENGINES
+from trainer.rl.online import add_reward_flags, add_rollout_flags, setup_rewards
 
 # Default learning rate. MiniMind's 8e-8 (3e-7 in 2026) suited its loss, whose ratio exp(logp - logp.detach())
 # made every step one plain policy-gradient step on doubly normalised advantages over 1536-token rollouts.
@@ -30,17 +30,6 @@ def at_least_two(v):
         raise argparse.ArgumentTypeError(f"expected at least 2 (GRPO compares a prompt's completions "
                                          f"with each other), got {v!r}")
     return n
-
-
-def comma_list(v):
-    return [s.strip() for s in v.split(",") if s.strip()]
-
-
-def comma_floats(v):
-    try:
-        return [float(s) for s in comma_list(v)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {v!r}")
 
 
 def parse_args(argv=None):
@@ -59,9 +48,6 @@ def parse_args(argv=None):
     g = p.add_argument_group("GRPO")
     g.add_argument("--num_generations", type=at_least_two, default=8,
                    help="completions sampled per prompt, compared within their group (default %(default)s)")
-    g.add_argument("--max_gen_len", type=positive_int, default=1536, help="max new tokens per completion (default %(default)s)")
-    g.add_argument("--temperature", type=positive_float, default=0.8, help="sampling temperature (default %(default)s)")
-    g.add_argument("--top_p", type=positive_float, default=1.0, help="nucleus sampling (default %(default)s)")
     g.add_argument("--loss_type", choices=LOSS_TYPES, default="cispo",
                    help="cispo (MiniMind's default), grpo, dr_grpo or dapo; README says what each is (default %(default)s)")
     g.add_argument("--beta", type=nonneg_float, default=0.02,
@@ -77,22 +63,8 @@ def parse_args(argv=None):
                         "(default %(default)s)")
     g.add_argument("--mask_truncated_completions", type=str2bool, default=False, metavar="{1,0}",
                    help="leave completions cut by --max_gen_len out of the loss (default %(default)s)")
-    g.add_argument("--reasoning", type=int, choices=[0, 1], default=1,
-                   help="1: a reasoning model (reads reason_*.pth; the format reward) (default %(default)s)")
-    g.add_argument("--reward_model_path", type=str, default=None,
-                   help="a reward model scored as the reward_model reward: train_reward.py's reward_{dim}.pth, or a "
-                        "folder (sequence classification, or InternLM2-style get_score as MiniMind's "
-                        "internlm2-1_8b-reward) (default: none)")
-    g.add_argument("--reward_funcs", type=comma_list, default=None,
-                   help="comma-separated rewards: format, length, repetition, gt, reward_model, or "
-                        "path/to/file.py:function (default: MiniMind's rules, the reward model when given, "
-                        "gt when the data has it)")
-    g.add_argument("--reward_weights", type=comma_floats, default=None,
-                   help="comma-separated weights of the rewards, in their order (default all 1)")
-    g.add_argument("--log_completions", type=nonneg_int, default=0,
-                   help="print this many prompt/completion/reward samples at each log step (a wandb table too)")
-    g.add_argument("--rollout_engine", choices=sorted(ENGINES), default="torch",
-                   help="what generates the completions (default %(default)s: the policy itself)")
+    add_rollout_flags(g)
+    add_reward_flags(g)
     args = p.parse_args(argv)
     if args.from_weight is None:
         args.from_weight = "reason" if args.reasoning else "full_sft"
@@ -101,26 +73,13 @@ def parse_args(argv=None):
     return args
 
 
-def data_has_gt(ds):
-    import pyarrow.compute as pc
-    return bool(pc.any(pc.match_substring(ds.cache.data.data.table.column("fields"), '"gt":')).as_py())
-
-
 def main(argv=None):
     args = parse_args(argv)
     from dataset.lm_dataset import PromptDataset, prompt_collate
-    from trainer.rl.rewards import RewardModel, resolve_funcs, reward_set
     from trainer.stages.grpo import GRPOStage
     with Trainer(args) as trainer:
-        reward_model = RewardModel(args.reward_model_path, trainer.device) if args.reward_model_path else None
-        funcs = resolve_funcs(args.reward_funcs, reward_model)  # a bad path or name stops before the data
-        train_ds = trainer.dataset(PromptDataset, args.data_path, max_length=args.max_seq_len)
-        funcs = reward_set(funcs, args.reasoning, data_has_gt(train_ds), reward_model)
-        if args.reward_weights is not None and len(args.reward_weights) != len(funcs):
-            raise UserError(f"--reward_weights: {len(args.reward_weights)} weights for {len(funcs)} rewards "
-                            f"({', '.join(n for n, _ in funcs)}); give one weight per reward")
-        trainer.log("rewards: " + ", ".join(f"{n} x {w:g}" for (n, _), w in
-                                           zip(funcs, args.reward_weights or [1.0] * len(funcs))))
+        funcs, train_ds = setup_rewards(
+            trainer, args, lambda: trainer.dataset(PromptDataset, args.data_path, max_length=args.max_seq_len))
         model = trainer.build_model()
         val_ds = trainer.dataset(PromptDataset, args.val_data_path, max_length=args.max_seq_len) \
             if args.val_data_path else None

@@ -9,6 +9,10 @@
                                                  policy at the sampling temperature T, as TRL), through the
                                                  same forward and precision the update uses, so the
                                                  importance ratio is exactly 1 before the first update
+    token_logprobs(lm_head, hidden, rollout, T)  the same from a forward's final hidden states (PPO's
+                                                 actor-critic forward gives them)
+    concat_rollouts(rollouts, pad_id)            one Rollout of several (prompts left-padded, completions
+                                                 right-padded to the widest)
 
 A faster back end (vLLM or SGLang serving the Llama export) is a class with these two methods added
 to ENGINES; the stages never see which one ran.
@@ -88,15 +92,42 @@ def completion_logprobs(model, rollout, temperature=1.0, with_entropy=False):
     real tokens, so left padding does not move them); the LM head then runs on the C positions that
     predict completion tokens only, and log_softmax of logits / temperature in float32 (the distribution
     the tokens were sampled from), inside the same autocast the update runs in. Padding positions are 0."""
-    C = rollout.completion_ids.shape[1]
     out = model(rollout.input_ids, attention_mask=rollout.attention_mask, skip_logits=True)
-    h = out.hidden_states[-1][:, -C - 1:-1]
-    logits = unwrap(model).lm_head(h).float() / temperature
+    logps, entropy = token_logprobs(unwrap(model).lm_head, out.hidden_states[-1], rollout, temperature, with_entropy)
+    return logps, entropy, out
+
+
+def token_logprobs(lm_head, hidden, rollout, temperature=1.0, with_entropy=False):
+    """(logps, entropy or None), both (N, C), from the final hidden states (N, P + C, d) of a forward over
+    the rollout: completion_logprobs' arithmetic."""
+    C = rollout.completion_ids.shape[1]
+    logits = lm_head(hidden[:, -C - 1:-1]).float() / temperature
     logp_all = torch.log_softmax(logits, -1)
     mask = rollout.completion_mask
     logps = logp_all.gather(-1, rollout.completion_ids[..., None]).squeeze(-1) * mask
     if not with_entropy:
-        return logps, None, out
+        return logps, None
     with torch.no_grad():
         entropy = -(logp_all.exp() * logp_all).sum(-1) * mask
-    return logps, entropy, out
+    return logps, entropy
+
+
+def concat_rollouts(rollouts, pad_id):
+    """One Rollout of several, rows in order: prompts left-padded and completions right-padded to the
+    widest (padding is pad_id, masked 0)."""
+    if len(rollouts) == 1:
+        return rollouts[0]
+    P = max(r.input_ids.shape[1] - r.completion_ids.shape[1] for r in rollouts)
+    C = max(r.completion_ids.shape[1] for r in rollouts)
+    ids, att, comp, cmask = [], [], [], []
+    for r in rollouts:
+        p, c = r.input_ids.shape[1] - r.completion_ids.shape[1], r.completion_ids.shape[1]
+        n = len(r)
+        left = r.input_ids.new_full((n, P - p), pad_id)
+        ids.append(torch.cat([left, r.input_ids, r.input_ids.new_full((n, C - c), pad_id)], 1))
+        att.append(torch.cat([r.attention_mask.new_zeros(n, P - p), r.attention_mask,
+                              r.attention_mask.new_zeros(n, C - c)], 1))
+        comp.append(torch.cat([r.completion_ids, r.completion_ids.new_full((n, C - c), pad_id)], 1))
+        cmask.append(torch.cat([r.completion_mask, r.completion_mask.new_zeros(n, C - c)], 1))
+    return Rollout(torch.cat(ids), torch.cat(att), torch.cat(comp), torch.cat(cmask),
+                   [t for r in rollouts for t in r.texts], torch.cat([r.truncated for r in rollouts]))

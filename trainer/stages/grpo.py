@@ -8,6 +8,10 @@ during it: the reference log-probs (--beta > 0) and, for --num_iterations > 1, t
 same forward the update uses (with one iteration the old log-probs are the new ones, detached: no extra
 forward, as TRL). The loop then takes --num_iterations optimizer steps over those micro-batches, each
 micro-batch's loss being trainer/rl/grpo.policy_loss. A prompt's completions stay on its rank.
+
+RolloutStage is what every online stage shares (PPO, trainer/stages/ppo.py, too): the rollout engine on the
+policy, sampling and scoring a batch of prompts, the weighted reward, validation by greedy answers scored by
+the same rewards, and the --log_completions samples.
 """
 import copy
 import math
@@ -22,79 +26,37 @@ from trainer.rl.rollout import ENGINES, completion_logprobs
 from trainer.stages import Stage, add_aux_loss
 
 
-class GRPOStage(Stage):
-    name = "grpo"
-    title = "GRPO"
+class RolloutStage(Stage):
+    """What the online stages share: sampling from the policy, scoring by the rewards, validation, samples."""
 
     def __init__(self, args, reward_funcs, reward_weights=None):
         self.args = args
         self.funcs = reward_funcs
         self.weights = torch.tensor(reward_weights if reward_weights else [1.0] * len(reward_funcs), dtype=torch.float64)
-        self.num_iterations = args.num_iterations
-        self.G = args.num_generations
         self.ref = None
         self.samples = []  # the last step's (prompt, completion, reward) rows, for --log_completions
-        self.last_ratio_dev = None
         names = [n for n, _ in reward_funcs]
         self.eval_keys = ("n", "reward", "length", *(f"sum/{n}" for n in names), *(f"n/{n}" for n in names))
 
-    def fingerprint(self):
-        a = self.args
-        return {"loss_type": a.loss_type, "beta": a.beta, "num_generations": a.num_generations,
-                "num_iterations": a.num_iterations, "epsilon": a.epsilon, "epsilon_high": a.epsilon_high,
-                "max_gen_len": a.max_gen_len, "temperature": a.temperature, "top_p": a.top_p,
-                "scale_rewards": a.scale_rewards, "mask_truncated_completions": a.mask_truncated_completions,
-                "rewards": [n for n, _ in self.funcs], "reward_weights": self.weights.tolist()}
-
-    def prepare(self, trainer, model, train_ds, val_ds, collate, resume_state):
+    def _start_engine(self, trainer, policy):
+        """The rollout engine on `policy` (the unwrapped model that generates); each rank its own stream."""
         self.trainer = trainer
         self.tokenizer = trainer.tokenizer
-        raw = unwrap(model)
-        if self.args.beta != 0.0:  # the starting weights, frozen (resume loads the policy after this)
-            self.ref = copy.deepcopy(raw).eval().requires_grad_(False)
-        self.engine = ENGINES[self.args.rollout_engine](raw, trainer.tokenizer, trainer.autocast)
+        self.engine = ENGINES[self.args.rollout_engine](policy, trainer.tokenizer, trainer.autocast)
         if trainer.rank:  # each rank samples its own stream (rank 0 keeps --seed's)
             torch.manual_seed(self.args.seed + 7919 * trainer.rank)
 
-    # -- making the step's batches ---------------------------------------------------------------
-    def rollout(self, trainer, model, batches):
-        a, raw = self.args, unwrap(model)
-        self.engine.update_policy(raw)
-        rolls = []
-        for items, _ in batches:
-            roll = self.engine.generate([it["prompt_ids"].tolist() for it in items], self.G, a.max_gen_len,
-                                        a.temperature, a.top_p)
-            prompts = [t for it in items for t in [self.tokenizer.decode(it["prompt_ids"], skip_special_tokens=False)] * self.G]
-            fields = [it["fields"] for it in items for _ in range(self.G)]
-            ids = [row[:int(m.sum())].tolist() for row, m in zip(roll.completion_ids, roll.completion_mask)]
-            per_func = R.score(self.funcs, prompts, roll.texts, ids, fields, step=trainer.step + 1)
-            rolls.append((roll, per_func, prompts))
-        # advantages: per group, or over the whole batch of every rank (--scale_rewards batch)
-        all_rewards = [self._weighted(pf) for _, pf, _ in rolls]
-        batch_std = self._batch_std(torch.cat(all_rewards)) if a.scale_rewards == "batch" else None
-        loss_masks = [r.completion_mask * (~r.truncated[:, None]) if a.mask_truncated_completions else r.completion_mask
-                      for r, _, _ in rolls]
-        normalizer = None
-        if a.loss_type in ("dapo", "cispo"):  # the step's tokens over every micro-batch and rank
-            total = torch.tensor(float(sum(int(m.sum()) for m in loss_masks)), device=trainer.device)
-            if trainer.ddp:
-                dist.all_reduce(total)
-            normalizer = float(total) / (len(rolls) * trainer.world_size)
-        micro, self.samples = [], []
-        for (roll, per_func, prompts), rewards, mask in zip(rolls, all_rewards, loss_masks):
-            adv, zero_std = group_advantages(rewards, self.G, a.scale_rewards, batch_std)
-            batch = {"roll": roll, "advantages": adv.to(trainer.device, torch.float32), "loss_mask": mask,
-                     "normalizer": normalizer, "ref_logps": None, "old_logps": None}
-            with torch.no_grad(), trainer.autocast():
-                if self.ref is not None:
-                    batch["ref_logps"] = completion_logprobs(self.ref, roll, a.temperature)[0]
-                if self.num_iterations > 1:
-                    batch["old_logps"] = completion_logprobs(model, roll, a.temperature)[0]
-            batch["metrics"] = self._rollout_metrics(roll, per_func, rewards, adv, zero_std)
-            micro.append((batch, int(roll.completion_mask.sum())))
-            scored = [(p, t, float(r)) for p, t, r in zip(prompts, roll.texts, rewards)]
-            self.samples.extend(scored)
-        return micro
+    def _sample_and_score(self, trainer, items, n):
+        """(rollout, per-function rewards (N, F), prompt texts): n completions of each prompt item, scored
+        before any policy or reference forward."""
+        a = self.args
+        roll = self.engine.generate([it["prompt_ids"].tolist() for it in items], n, a.max_gen_len,
+                                    a.temperature, a.top_p)
+        prompts = [t for it in items for t in [self.tokenizer.decode(it["prompt_ids"], skip_special_tokens=False)] * n]
+        fields = [it["fields"] for it in items for _ in range(n)]
+        ids = [row[:int(m.sum())].tolist() for row, m in zip(roll.completion_ids, roll.completion_mask)]
+        per_func = R.score(self.funcs, prompts, roll.texts, ids, fields, step=trainer.step + 1)
+        return roll, per_func, prompts
 
     def _weighted(self, per_func):
         """Summed with --reward_weights, NaN only where every function skipped the row (TRL's rule)."""
@@ -102,43 +64,13 @@ class GRPOStage(Stage):
         total[torch.isnan(per_func).all(1)] = float("nan")
         return total
 
-    def _batch_std(self, rewards):
-        ok = ~torch.isnan(rewards)
-        vec = torch.tensor([float(ok.sum()), float(rewards[ok].sum()), float((rewards[ok] ** 2).sum())],
-                           dtype=torch.float64, device=self.trainer.device)
-        if self.trainer.ddp:
-            dist.all_reduce(vec)
-        n, s, ss = vec.tolist()
-        var = (ss - s * s / n) / (n - 1) if n > 1 else 0.0
-        return torch.tensor(math.sqrt(max(var, 0.0)), dtype=torch.float64)
-
-    def _rollout_metrics(self, roll, per_func, rewards, adv, zero_std):
-        dev = self.trainer.device
-        lengths = roll.completion_mask.sum(1).double()
-        ok = ~torch.isnan(rewards)
-        m = {"reward": rewards[ok], "completions/mean_length": lengths, "avg_response_len": lengths,
-             "completions/clipped_ratio": roll.truncated.double(), "frac_reward_zero_std": zero_std.double(),
-             "reward_std": torch.nan_to_num(_nanstd(rewards), nan=0.0).reshape(1), "advantages_mean": adv.mean().reshape(1),
-             "advantages_std": adv.std().reshape(1) if len(adv) > 1 else adv.new_zeros(1)}
+    def _reward_metrics(self, per_func, rewards):
+        """reward (scorable rows) and rewards/{name}/mean, float64 on the device."""
+        m = {"reward": rewards[~torch.isnan(rewards)]}
         for j, (name, _) in enumerate(self.funcs):
             col = per_func[:, j]
             m[f"rewards/{name}/mean"] = col[~torch.isnan(col)]
-        return {k: v.to(dev, torch.float64) for k, v in m.items()}
-
-    # -- the update ------------------------------------------------------------------------------
-    def loss(self, model, batch):
-        a, roll = self.args, batch["roll"]
-        logps, entropy, out = completion_logprobs(model, roll, a.temperature, with_entropy=True)
-        old = batch["old_logps"] if batch["old_logps"] is not None else logps.detach()
-        loss, stats = policy_loss(logps, old, batch["ref_logps"], batch["advantages"], batch["loss_mask"],
-                                  a.loss_type, a.epsilon, a.epsilon_high, a.beta,
-                                  max_completion_length=a.max_gen_len, normalizer=batch["normalizer"])
-        self.last_ratio_dev = float(stats.pop("ratio_max_abs_dev"))
-        metrics = dict(batch["metrics"])
-        metrics.update(stats)
-        metrics["entropy"] = entropy[batch["loss_mask"].bool()]
-        metrics["policy_loss"] = loss.detach().reshape(1)
-        return add_aux_loss(loss, out, metrics)
+        return {k: v.to(self.trainer.device, torch.float64) for k, v in m.items()}
 
     # -- validation: greedy answers to the held-out prompts (--val_data_path), by the same rewards -------
     def eval_sums(self, model, items):
@@ -176,6 +108,101 @@ class GRPOStage(Stage):
         import wandb
         return {"completions": wandb.Table(columns=["step", "prompt", "completion", "reward"],
                                            data=[[step, p, c, r] for p, c, r in rows])}
+
+
+class GRPOStage(RolloutStage):
+    name = "grpo"
+    title = "GRPO"
+
+    def __init__(self, args, reward_funcs, reward_weights=None):
+        super().__init__(args, reward_funcs, reward_weights)
+        self.num_iterations = args.num_iterations
+        self.G = args.num_generations
+        self.last_ratio_dev = None
+
+    def fingerprint(self):
+        a = self.args
+        return {"loss_type": a.loss_type, "beta": a.beta, "num_generations": a.num_generations,
+                "num_iterations": a.num_iterations, "epsilon": a.epsilon, "epsilon_high": a.epsilon_high,
+                "max_gen_len": a.max_gen_len, "temperature": a.temperature, "top_p": a.top_p,
+                "scale_rewards": a.scale_rewards, "mask_truncated_completions": a.mask_truncated_completions,
+                "rewards": [n for n, _ in self.funcs], "reward_weights": self.weights.tolist()}
+
+    def prepare(self, trainer, model, train_ds, val_ds, collate, resume_state):
+        raw = unwrap(model)
+        if self.args.beta != 0.0:  # the starting weights, frozen (resume loads the policy after this)
+            self.ref = copy.deepcopy(raw).eval().requires_grad_(False)
+        self._start_engine(trainer, raw)
+
+    # -- making the step's batches ---------------------------------------------------------------
+    def rollout(self, trainer, model, batches):
+        a, raw = self.args, unwrap(model)
+        self.engine.update_policy(raw)
+        rolls = []
+        for items, _ in batches:
+            rolls.append(self._sample_and_score(trainer, items, self.G))
+        # advantages: per group, or over the whole batch of every rank (--scale_rewards batch)
+        all_rewards = [self._weighted(pf) for _, pf, _ in rolls]
+        batch_std = self._batch_std(torch.cat(all_rewards)) if a.scale_rewards == "batch" else None
+        loss_masks = [r.completion_mask * (~r.truncated[:, None]) if a.mask_truncated_completions else r.completion_mask
+                      for r, _, _ in rolls]
+        normalizer = None
+        if a.loss_type in ("dapo", "cispo"):  # the step's tokens over every micro-batch and rank
+            total = torch.tensor(float(sum(int(m.sum()) for m in loss_masks)), device=trainer.device)
+            if trainer.ddp:
+                dist.all_reduce(total)
+            normalizer = float(total) / (len(rolls) * trainer.world_size)
+        micro, self.samples = [], []
+        for (roll, per_func, prompts), rewards, mask in zip(rolls, all_rewards, loss_masks):
+            adv, zero_std = group_advantages(rewards, self.G, a.scale_rewards, batch_std)
+            batch = {"roll": roll, "advantages": adv.to(trainer.device, torch.float32), "loss_mask": mask,
+                     "normalizer": normalizer, "ref_logps": None, "old_logps": None}
+            with torch.no_grad(), trainer.autocast():
+                if self.ref is not None:
+                    batch["ref_logps"] = completion_logprobs(self.ref, roll, a.temperature)[0]
+                if self.num_iterations > 1:
+                    batch["old_logps"] = completion_logprobs(model, roll, a.temperature)[0]
+            batch["metrics"] = self._rollout_metrics(roll, per_func, rewards, adv, zero_std)
+            micro.append((batch, int(roll.completion_mask.sum())))
+            scored = [(p, t, float(r)) for p, t, r in zip(prompts, roll.texts, rewards)]
+            self.samples.extend(scored)
+        return micro
+
+    def _batch_std(self, rewards):
+        ok = ~torch.isnan(rewards)
+        vec = torch.tensor([float(ok.sum()), float(rewards[ok].sum()), float((rewards[ok] ** 2).sum())],
+                           dtype=torch.float64, device=self.trainer.device)
+        if self.trainer.ddp:
+            dist.all_reduce(vec)
+        n, s, ss = vec.tolist()
+        var = (ss - s * s / n) / (n - 1) if n > 1 else 0.0
+        return torch.tensor(math.sqrt(max(var, 0.0)), dtype=torch.float64)
+
+    def _rollout_metrics(self, roll, per_func, rewards, adv, zero_std):
+        dev = self.trainer.device
+        lengths = roll.completion_mask.sum(1).double()
+        m = {"completions/mean_length": lengths, "avg_response_len": lengths,
+             "completions/clipped_ratio": roll.truncated.double(), "frac_reward_zero_std": zero_std.double(),
+             "reward_std": torch.nan_to_num(_nanstd(rewards), nan=0.0).reshape(1), "advantages_mean": adv.mean().reshape(1),
+             "advantages_std": adv.std().reshape(1) if len(adv) > 1 else adv.new_zeros(1)}
+        m = {k: v.to(dev, torch.float64) for k, v in m.items()}
+        m.update(self._reward_metrics(per_func, rewards))
+        return m
+
+    # -- the update ------------------------------------------------------------------------------
+    def loss(self, model, batch):
+        a, roll = self.args, batch["roll"]
+        logps, entropy, out = completion_logprobs(model, roll, a.temperature, with_entropy=True)
+        old = batch["old_logps"] if batch["old_logps"] is not None else logps.detach()
+        loss, stats = policy_loss(logps, old, batch["ref_logps"], batch["advantages"], batch["loss_mask"],
+                                  a.loss_type, a.epsilon, a.epsilon_high, a.beta,
+                                  max_completion_length=a.max_gen_len, normalizer=batch["normalizer"])
+        self.last_ratio_dev = float(stats.pop("ratio_max_abs_dev"))
+        metrics = dict(batch["metrics"])
+        metrics.update(stats)
+        metrics["entropy"] = entropy[batch["loss_mask"].bool()]
+        metrics["policy_loss"] = loss.detach().reshape(1)
+        return add_aux_loss(loss, out, metrics)
 
 
 def _one_line(text):
