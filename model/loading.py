@@ -103,7 +103,7 @@ def load_dir_model(path, dtype=torch.float32, rope_scaling=False):
     from model.reward import is_reward_dir
     if is_reward_dir(path):
         raise UserError(f"{path}: is a reward model (a sequence classifier): it scores conversations, it does not "
-                        "generate; pass it to train_grpo.py --reward_model_path")
+                        "generate; pass it to train_grpo.py or train_ppo.py --reward_model_path")
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # a bar on stderr for a one-file load is noise in a chat

@@ -37,6 +37,7 @@ SMALL = {
     "train_distill_reason.py": TRAIN_SMALL,
     "train_lora.py": TRAIN_SMALL,
     "train_grpo.py": TRAIN_SMALL + ["--max_gen_len", "8", "--num_generations", "2"],
+    "train_ppo.py": TRAIN_SMALL + ["--max_gen_len", "8"],
     # the teacher was trained by the README's 768 commands, which got --n_layers 1 appended too
     "train_distillation.py": TRAIN_SMALL + ["--teacher_n_layers", "1"],
     "eval_model.py": ["--n_layers", "1", "--device", "cpu", "--max_new_tokens", "8", "--seed", "0"],

@@ -22,6 +22,7 @@ MADE_BY = {
     "reason": "train_distill_reason.py",
     "full_dist": "train_distillation.py",
     "reward": "train_reward.py",
+    "ppo_actor": "train_ppo.py",
 }
 
 
@@ -291,8 +292,8 @@ def check_compatible(model, state, path: str):
         return
     if "score.weight" in state and "score.weight" not in own:
         raise UserError(f"{path}: is a reward model (train_reward.py): it scores conversations, it does not "
-                        "generate; pass it to train_grpo.py --reward_model_path, or export it with "
-                        "scripts/convert_model.py --to llama")
+                        "generate; pass it to train_grpo.py or train_ppo.py --reward_model_path, or export it "
+                        "with scripts/convert_model.py --to llama")
     held, asked = describe_state_dict(state), describe_state_dict(own)
     if held != asked:
         raise UserError(f"{path}: holds a model with {_fmt(held)}, but the flags ask for {_fmt(asked)}; "
