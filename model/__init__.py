@@ -6,6 +6,8 @@
     generation.py       streamed and batched generation (ids, masks, log-probs, stop strings)
     chat.py             prompts, history and answers of a conversation (eval_model.py, page, demo)
     reasoning.py        the chat template's parsing: <think>/<answer>
+    tools.py            tool calling: the tool set, safe execution, <tool_call> parsing
+    agent.py            the tool loop (calls run, results fed back, a turn limit), shared by every front end
     reward.py           reward models: the head on a trunk, .pth files, scoring conversations
     lora.py             LoRA adapters (peft) in MiniMind2's file format: apply, merge, list
     export.py           transformers (MiniMind / Llama), .pth, PEFT and GGUF outputs

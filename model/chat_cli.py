@@ -3,13 +3,14 @@
 eval_model.py is MiniMind2's (--model_mode picks the checkpoint), eval_llm.py MiniMind's 2025-10 one
 (--weight picks it, with its --load_from, --lora_weight, --historys, --show_speed); both build the same
 parser here (get_parser(later_names=...)) and run the same main(). The model is loaded by
-model/loading.py and answers through model/chat.py's Chat.
+model/loading.py and answers through model/chat.py's Chat (with --tools, its tool loop: model/agent.py).
 """
 import argparse
 import os
 import sys
 import time
 
+from model.agent import DEFAULT_MAX_TURNS, ToolLoop
 from model.chat import USER_TAG, Chat
 from model.loading import MODEL_MODES, add_rope_scaling_arg, load_model
 from trainer.args import add_common_args, add_model_args, nonneg_float, nonneg_int, positive_float, positive_int
@@ -39,6 +40,17 @@ CHAT_PROMPTS = [
     "What is the speed of light?",
     "What is DPO in language model training?",
     "Tell me briefly about the history of the United States.",
+]
+
+# With --tools: MiniMind's tool-call test questions (scripts/eval_toolcall.py) that its six tools answer.
+TOOL_PROMPTS = [
+    "帮我算一下 256 乘以 37 等于多少",
+    "现在几点了？",
+    "帮我把100公里换算成英里",
+    "北京今天天气怎么样？",
+    "查一下美元兑人民币汇率",
+    "把'你好世界'翻译成英文",
+    "What is the weather in Tokyo? Also convert 30 celsius to fahrenheit.",
 ]
 
 MENU = "[0] 自动测试\n[1] 手动输入"
@@ -92,6 +104,15 @@ def get_parser(prog=None, later_names=False):
                    type=nonneg_int, default=0,
                    help="earlier messages kept in the prompt, a question and its answer counting two "
                         "(0 = each question alone, as MiniMind2's default)")
+    p.add_argument("--tools", type=str, default=None,
+                   help="let the model call tools: all, or a comma-separated list of "
+                        "calculate_math, unit_converter, get_current_weather, get_current_time, get_exchange_rate, "
+                        "translate_text, or path/to/file.py:function (a function marked with model.tools' @tool); "
+                        "their signatures go into the prompt, each call is run and its result fed back "
+                        "(default: none)")
+    p.add_argument("--max_turns", type=positive_int, default=DEFAULT_MAX_TURNS,
+                   help="with --tools: most model turns per question, calls and answer together; calls in the "
+                        "last one are shown, not run (default %(default)s, as MiniMind's agent rollout)")
     if later_names:
         add_later_names(p)
     return p
@@ -185,10 +206,10 @@ def choose_mode(args) -> int:
     return int(choice)
 
 
-def questions(mode, model_mode):
+def questions(mode, model_mode, tools=False):
     """The built-in prompts (announced as if typed), or stdin lines until an empty one or EOF."""
     if mode == 0:
-        for q in (CONTINUATION_PROMPTS if model_mode == 0 else CHAT_PROMPTS):
+        for q in (CONTINUATION_PROMPTS if model_mode == 0 else TOOL_PROMPTS if tools else CHAT_PROMPTS):
             print(USER_TAG + q, flush=True)
             yield q
         return
@@ -209,6 +230,11 @@ def main(argv=None, prog=None, later_names=False):
     args = p.parse_args(argv)
     if later_names:
         args = apply_later_names(args)
+    tools = None
+    if args.tools is not None:  # an unknown name or a broken file is said before the model loads
+        if args.model_mode == 0:
+            raise UserError("--tools needs a chat model: a pretrained one (--model_mode 0) has no chat template")
+        tools = ToolLoop.from_spec(args.tools, args.max_turns)
     net, tokenizer = load_model(args)
     n_params = sum(t.numel() for t in net.parameters())
     print(f"MiniMind model: {n_params / 1e6:.2f}M parameters on {args.device}", flush=True)
@@ -222,8 +248,10 @@ def main(argv=None, prog=None, later_names=False):
         mode = choose_mode(args)
     except EOFError:
         return 0  # nothing piped in: nothing to do
-    chat = Chat(net, tokenizer, args)
-    for q in questions(mode, args.model_mode):
+    if tools:
+        print(f"tools: {', '.join(tools.names)} (at most {tools.max_turns} model turns per question)", flush=True)
+    chat = Chat(net, tokenizer, args, tools=tools)
+    for q in questions(mode, args.model_mode, tools is not None):
         start = time.perf_counter()
         chat.ask(q)
         if getattr(args, "show_speed", 0):

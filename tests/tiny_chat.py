@@ -36,6 +36,28 @@ EXCHANGES = [(Q_PLAIN, A_PLAIN, True), (Q_MD, A_MD, True), (Q_THINK, A_THINK, Tr
 SEED = 7
 _TRAINED = {}
 
+# The tool model: with calculate_math in the prompt it calls it, then answers from the result; asked
+# without tools it writes the same call as plain text (what tool_choice "none" must leave unparsed).
+Q_TOOL, TOOL_ARGS, TOOL_RESULT, A_TOOL = "What is 6 times 7?", {"expression": "6*7"}, {"result": "42"}, "6 × 7 = 42。"
+TOOL_NAMES = "calculate_math"
+
+
+def tool_rows(tokenizer):
+    """The tool model's training rows: the call, the result, the answer in one conversation (the prompt
+    after the result begins with the first prompt and the call); the call asked without tools."""
+    from model.tools import ToolRegistry, format_tool_call, tool_response_text
+    tools = ToolRegistry().schemas(TOOL_NAMES)
+    call = format_tool_call("calculate_math", TOOL_ARGS) + tokenizer.eos_token
+    q = [{"role": "user", "content": Q_TOOL}]
+    first = tokenizer.apply_chat_template(q, tools=tools, tokenize=False, add_generation_prompt=True)
+    after = tokenizer.apply_chat_template(q + [{"role": "assistant", "content": call[:-len(tokenizer.eos_token)]},
+                                               {"role": "tool", "content": tool_response_text(TOOL_RESULT)}],
+                                          tools=tools, tokenize=False, add_generation_prompt=True)
+    assert after.startswith(first + call)
+    plain = tokenizer.apply_chat_template(q, tokenize=False, add_generation_prompt=True)
+    return [[(first, False), (call, True), (after[len(first + call):], False), (A_TOOL + tokenizer.eos_token, True)],
+            [(plain, False), (call, True)]]
+
 
 def tokenizer_dir():
     for d in (ROOT / "model", ROOT.parent / "shared" / "minimind_tokenizer"):
@@ -50,27 +72,42 @@ def tiny(dim=DIM, layers=LAYERS, **kw):
 
 def overfit(tokenizer, exchanges=EXCHANGES, steps=300):
     """A tiny chat model that has learnt these exchanges by heart (a few seconds on a CPU)."""
-    torch.manual_seed(1)
-    m = tiny()
     rows = []
     for q, a, ends in exchanges:
         prompt = tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        t = tokenizer(a + (tokenizer.eos_token if ends else ""), add_special_tokens=False)["input_ids"]
-        rows.append((p, t))
-    width = max(len(p) + len(t) for p, t in rows)
+        rows.append([(prompt, False), (a + (tokenizer.eos_token if ends else ""), True)])
+    return fit(tokenizer, rows, steps)
+
+
+def fit(tokenizer, rows, steps=300, targets_only=False):
+    """A tiny model trained until it knows each row's trained pieces: rows are [(text, trained)].
+    targets_only: the output layer runs at the trained positions only (the same loss, several times
+    faster for long prompts)."""
+    torch.manual_seed(1)
+    m = tiny()
+    rows = [[(tokenizer(t, add_special_tokens=False)["input_ids"], trained) for t, trained in row] for row in rows]
+    width = max(sum(len(t) for t, _ in row) for row in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id)
     labels = torch.full((len(rows), width), -100)
-    for i, (p, t) in enumerate(rows):
-        ids[i, :len(p) + len(t)] = torch.tensor(p + t)
-        labels[i, len(p):len(p) + len(t)] = torch.tensor(t)
+    for i, row in enumerate(rows):
+        at = 0
+        for t, trained in row:
+            ids[i, at:at + len(t)] = torch.tensor(t)
+            if trained:
+                labels[i, at:at + len(t)] = torch.tensor(t)
+            at += len(t)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
     m.train()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # about 80 steps, 3 s of one core; two threads on a shared machine crawl
     try:
         for _ in range(steps):
-            loss = m(ids, labels=labels).loss
+            if targets_only:
+                hidden = m(ids, skip_logits=True).hidden_states[-1][:, :-1]
+                at = labels[:, 1:] != -100
+                loss = torch.nn.functional.cross_entropy(m.lm_head(hidden[at]).float(), labels[:, 1:][at])
+            else:
+                loss = m(ids, labels=labels).loss
             if loss.item() < 0.01:
                 break
             opt.zero_grad()
@@ -87,6 +124,14 @@ def chat_state(tokenizer):
     if "state" not in _TRAINED:
         _TRAINED["state"] = {k: v.clone() for k, v in overfit(tokenizer).state_dict().items()}
     return _TRAINED["state"]
+
+
+def tool_state(tokenizer):
+    """The tool model's state dict (Q_TOOL with calculate_math), trained once per test process."""
+    if "tools" not in _TRAINED:
+        model = fit(tokenizer, tool_rows(tokenizer), steps=400, targets_only=True)
+        _TRAINED["tools"] = {k: v.clone() for k, v in model.state_dict().items()}
+    return _TRAINED["tools"]
 
 
 def eval_answer(out_dir, question, seed, *extra, weight=None, dim=DIM, layers=LAYERS):
