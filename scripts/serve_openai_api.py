@@ -8,8 +8,17 @@ then point any OpenAI client at http://127.0.0.1:8998/v1 (any api_key). A reason
 <think> part in `message.reasoning_content` (stream deltas: `delta.reasoning_content`), the answer
 without tags in `content`.
 
+Tool calling: a request's `tools` go into the prompt (the chat template's system turn); the model's
+<tool_call> blocks come back as OpenAI `tool_calls` (ids, arguments as a JSON string) with
+finish_reason "tool_calls" and the text around them in `content` (null when there is none). Streamed,
+text is sent until a block begins; the calls follow in one delta at the end. The client runs the
+tools and sends the assistant message with its tool_calls and one `tool` message per call; they are
+rendered as the template renders them. tool_choice "none" leaves the tools out of the prompt and the
+reply unparsed. A `tools` list that is not OpenAI's function form is a 400.
+
     POST /v1/chat/completions   model, messages, temperature, top_p, max_tokens, stream, stop, seed, n=1,
-                                chat_template_kwargs {enable_thinking | open_thinking: bool}
+                                chat_template_kwargs {enable_thinking | open_thinking: bool},
+                                tools, tool_choice ("auto" | "none"), parallel_tool_calls
     GET  /v1/models             the one served model
     GET  /health                liveness and generation counters
 
@@ -31,13 +40,16 @@ if REPO not in sys.path:
 
 import torch  # noqa: E402
 
+from model.agent import ToolCallStream  # noqa: E402
 from model.generation import StopStrings, cut_at_stop, held_back, sampling_kwargs  # noqa: E402
 from model.loading import add_source_args, load_source, source_name  # noqa: E402
+from model.tools import check_tool_definitions, to_openai_tool_calls  # noqa: E402
 from trainer.args import (ArgumentParser, add_device_args, check_device, positive_int,  # noqa: E402
                           resolve_dtype)
 from trainer.errors import UserError, run_main  # noqa: E402
 
-ROLES = {"system", "developer", "user", "assistant"}  # developer = OpenAI's newer name for system
+ROLES = {"system", "developer", "user", "assistant", "tool"}  # developer = OpenAI's newer name for system
+TOOL_CHOICES = ("auto", "none")  # "required" and a named function would need constrained decoding
 MAX_STOP = 4  # OpenAI's limit on stop sequences
 THINKING_KWARGS = ("enable_thinking", "open_thinking")  # Qwen3's / MiniMind 2025-10's, and MiniMind-3's name
 # For requests that leave them out: MiniMind's server defaults (OpenAI's 1.0 / 1.0 ramble on a small model)
@@ -82,6 +94,58 @@ def _content(msg, i):
                        f"got {json.dumps(c)[:80]}", f"messages[{i}].content")
 
 
+def _tool_calls(msg, i):
+    """An assistant message's tool_calls, checked: [{id, type, function: {name, arguments}}]."""
+    calls = msg.get("tool_calls")
+    where = f"messages[{i}].tool_calls"
+    if not isinstance(calls, list) or not calls:
+        raise RequestError(f"'{where}' must be a non-empty list", where)
+    for j, c in enumerate(calls):
+        fn = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"] \
+                or not isinstance(fn.get("arguments", ""), (str, dict)):
+            raise RequestError(f"'{where}[{j}]' must be {{\"type\": \"function\", \"function\": {{\"name\": ..., "
+                               "\"arguments\": a JSON string}}", f"{where}[{j}]")
+    return [{"id": c.get("id"), "type": "function",
+             "function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments", "{}")}}
+            for c in calls]
+
+
+def _message(m, i):
+    """One request message as the chat template takes it."""
+    if not isinstance(m, dict):
+        raise RequestError(f"'messages[{i}]' must be an object with 'role' and 'content'", f"messages[{i}]")
+    role = m.get("role")
+    if role not in ROLES:
+        raise RequestError(f"'messages[{i}].role' must be one of system, user, assistant, tool, got "
+                           f"{json.dumps(role)}", f"messages[{i}].role")
+    if role == "assistant" and m.get("tool_calls") is not None:
+        # OpenAI's assistant turn that called tools: content may be null
+        content = "" if m.get("content") is None else _content(m, i)
+        return {"role": "assistant", "content": content, "tool_calls": _tool_calls(m, i)}
+    out = {"role": "system" if role == "developer" else role, "content": _content(m, i)}
+    if role == "tool" and isinstance(m.get("tool_call_id"), str):
+        out["tool_call_id"] = m["tool_call_id"]
+    return out
+
+
+def _tools(body):
+    """The tools to put in the prompt (None: no tools), from tools / tool_choice / parallel_tool_calls."""
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if choice is not None and choice not in TOOL_CHOICES:
+        raise RequestError(f"'tool_choice' {json.dumps(choice)[:80]} is not supported: this server takes \"auto\" "
+                           "(the model decides) or \"none\"", "tool_choice")
+    if body.get("parallel_tool_calls") is not None and not isinstance(body["parallel_tool_calls"], bool):
+        raise RequestError("'parallel_tool_calls' must be true or false", "parallel_tool_calls")
+    if tools is None:
+        return None
+    try:
+        check_tool_definitions(tools)
+    except ValueError as e:
+        raise RequestError(f"invalid 'tools': {e}", "tools")
+    return tools if tools and choice != "none" else None
+
+
 def parse_request(body):
     """Check a chat-completion body; returns the fields the server uses, or raises RequestError."""
     if not isinstance(body, dict):
@@ -94,15 +158,8 @@ def parse_request(body):
         raise RequestError("'messages' is required", "messages")
     if not isinstance(msgs, list) or not msgs:
         raise RequestError("'messages' must be a non-empty list of {role, content} objects", "messages")
-    messages = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict):
-            raise RequestError(f"'messages[{i}]' must be an object with 'role' and 'content'", f"messages[{i}]")
-        role = m.get("role")
-        if role not in ROLES:
-            raise RequestError(f"'messages[{i}].role' must be one of system, user, assistant, got "
-                               f"{json.dumps(role)}", f"messages[{i}].role")
-        messages.append({"role": "system" if role == "developer" else role, "content": _content(m, i)})
+    messages = [_message(m, i) for i, m in enumerate(msgs)]
+    tools = _tools(body)
 
     temperature = _number(body, "temperature", 0, 2, DEFAULT_TEMPERATURE)
     top_p = _number(body, "top_p", 0, 1, DEFAULT_TOP_P)
@@ -137,7 +194,7 @@ def parse_request(body):
     opts = body.get("stream_options") or {}
     if not isinstance(opts, dict):
         raise RequestError("'stream_options' must be an object", "stream_options")
-    return dict(model=model, messages=messages, enable_thinking=thinking[-1] if thinking else None,
+    return dict(model=model, messages=messages, tools=tools, enable_thinking=thinking[-1] if thinking else None,
                 temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                 stream=stream, stop=stop, seed=seed, include_usage=bool(opts.get("include_usage")))
 
@@ -172,6 +229,8 @@ class Engine:
         """Prompt ids and the generation budget for a checked request; RequestError if it cannot fit."""
         try:
             extra = {} if req.get("enable_thinking") is None else {"enable_thinking": req["enable_thinking"]}
+            if req.get("tools"):
+                extra["tools"] = req["tools"]
             prompt = self.tokenizer.apply_chat_template(req["messages"], tokenize=False, add_generation_prompt=True,
                                                         **extra)
         except Exception as e:  # a template that rejects this conversation (e.g. roles out of order)
@@ -319,6 +378,7 @@ def create_app(engine: Engine):
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         n_prompt = int(ids.shape[1])
         cancel = threading.Event()
+        call_ids = f"call_{uuid.uuid4().hex[:16]}_"  # + the call's index: unique across requests
 
         def usage(n):
             return {"prompt_tokens": n_prompt, "completion_tokens": n, "total_tokens": n_prompt + n}
@@ -336,14 +396,20 @@ def create_app(engine: Engine):
                         parts.append(item)
             finally:
                 watcher.cancel()
-            message = {"role": "assistant", "content": "".join(parts)}
+            message, finish = {"role": "assistant", "content": "".join(parts)}, end["finish_reason"]
             if engine.reasoning:
                 from model.reasoning import split_reasoning
                 message["reasoning_content"], message["content"] = split_reasoning(message["content"])
+            if req["tools"]:
+                split = ToolCallStream()
+                shown = split.feed(message["content"])
+                rest, calls = split.finish()
+                if calls:
+                    message["content"] = (shown + rest) or None
+                    message["tool_calls"], finish = to_openai_tool_calls(calls, call_ids), "tool_calls"
             return {
                 "id": cid, "object": "chat.completion", "created": created, "model": engine.name,
-                "choices": [{"index": 0, "message": message,
-                             "logprobs": None, "finish_reason": end["finish_reason"]}],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": usage(end["completion_tokens"]),
             }
 
@@ -354,15 +420,23 @@ def create_app(engine: Engine):
         def sse(obj):
             return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
+        calls_split = ToolCallStream() if req["tools"] else None
+
         def deltas(pieces):
-            """Text deltas; a reason model's as DeepSeek's, reasoning or answer with the other null."""
+            """Text deltas; a reason model's as DeepSeek's, reasoning or answer with the other null. With
+            tools, the answer stops at the first <tool_call> (the calls come at the end)."""
             for kind, text in pieces:
+                if kind != "reasoning" and calls_split:
+                    text = calls_split.feed(text)
+                if not text:
+                    continue
                 if kind == "reasoning":
                     yield sse(chunk({"content": None, "reasoning_content": text}))
                 elif engine.reasoning:
                     yield sse(chunk({"content": text, "reasoning_content": None}))
                 else:
                     yield sse(chunk({"content": text}))
+
 
         async def events():
             # Starlette cancels this generator when the client disconnects; `finally` in
@@ -377,7 +451,17 @@ def create_app(engine: Engine):
                     if isinstance(item, dict):
                         for event in deltas(split.flush() if split else []):
                             yield event
-                        yield sse(chunk({}, item["finish_reason"]))
+                        finish = item["finish_reason"]
+                        if calls_split:
+                            rest, calls = calls_split.finish()
+                            if rest:
+                                yield sse(chunk({"content": rest, "reasoning_content": None} if engine.reasoning
+                                                else {"content": rest}))
+                            if calls:
+                                finish = "tool_calls"
+                                yield sse(chunk({"tool_calls": [{"index": i, **c} for i, c in
+                                                                enumerate(to_openai_tool_calls(calls, call_ids))]}))
+                        yield sse(chunk({}, finish))
                         if req["include_usage"]:
                             yield sse({"id": cid, "object": "chat.completion.chunk", "created": created,
                                        "model": engine.name, "choices": [], "usage": usage(item["completion_tokens"])})

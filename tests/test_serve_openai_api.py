@@ -260,6 +260,18 @@ BAD = [
     ("too many stops", {"messages": _msg(), "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ("empty stop", {"messages": _msg(), "stop": [""]}, "stop"),
     ("seed string", {"messages": _msg(), "seed": "x"}, "seed"),
+    ("tools not a list", {"messages": _msg(), "tools": {"type": "function"}}, "tools"),
+    ("tool without function", {"messages": _msg(), "tools": [{"type": "function"}]}, "tools[0]"),
+    ("tool name with a space", {"messages": _msg(), "tools": [{"type": "function", "function": {"name": "a b"}}]},
+     "tools[0].function.name"),
+    ("tool parameter type", {"messages": _msg(), "tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "strng"}}}}}]}, "strng"),
+    ("tool_choice required", {"messages": _msg(), "tool_choice": "required"}, "tool_choice"),
+    ("tool_choice a function", {"messages": _msg(), "tool_choice": {"type": "function", "function": {"name": "f"}}},
+     "tool_choice"),
+    ("assistant tool_calls without a name", {"messages": [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"arguments": "{}"}}]}]}, "tool_calls[0]"),
+    ("tool message without content", {"messages": [{"role": "tool", "tool_call_id": "c"}]}, "content"),
 ]
 
 
@@ -395,3 +407,123 @@ def test_missing_weights_list_what_the_folder_holds(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1, err
     assert "full_sft_128.pth: weights not found" in err and f"full_sft_{DIM}.pth (--dim {DIM} --n_layers {LAYERS})" in err
+
+
+# ------------------------------------------------------------------------------------- tool calling
+
+TOOL_SCHEMAS = None
+
+
+@pytest.fixture(scope="module")
+def tool_setup(tmp_path_factory):
+    """The server on tests/tiny_chat.py's tool model: given calculate_math it calls it for Q_TOOL, and
+    answers A_TOOL once the result is in; without tools it writes the same call as plain text."""
+    from openai import OpenAI
+    from transformers import AutoTokenizer
+
+    from model.tools import ToolRegistry
+    from tiny_chat import start_http, stop, tool_state
+    global TOOL_SCHEMAS
+    TOOL_SCHEMAS = ToolRegistry().schemas("calculate_math")
+    tok = AutoTokenizer.from_pretrained(_tokenizer_dir())
+    d = tmp_path_factory.mktemp("tools")
+    torch.save(tool_state(tok), d / f"full_sft_{DIM}.pth")
+    cmd = lambda port: [sys.executable, str(ROOT / "scripts" / "serve_openai_api.py"), "--out_dir", str(d),  # noqa: E731
+                        "--dim", str(DIM), "--n_layers", str(LAYERS), "--device", "cpu", "--port", str(port),
+                        "--model_name", "tiny"]
+    proc, port = start_http(cmd, "/health", d / "server.log")
+    try:
+        yield dict(client=OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120),
+                   tok=tok, base=f"http://127.0.0.1:{port}")
+    finally:
+        stop(proc)
+
+
+def n_tokens(tok, messages, tools):
+    text = tok.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def ask_tools(client, messages, stream, **kw):
+    """(content, tool_calls as dicts, finish_reason, usage) of one request, streamed or not."""
+    if not stream:
+        r = client.chat.completions.create(model="tiny", messages=messages, temperature=0, **kw)
+        m = r.choices[0].message
+        calls = [c.model_dump() for c in m.tool_calls] if m.tool_calls else None
+        return m.content, calls, r.choices[0].finish_reason, r.usage
+    chunks = list(client.chat.completions.create(model="tiny", messages=messages, temperature=0, stream=True,
+                                                 stream_options={"include_usage": True}, **kw))
+    content, calls, finish = "", {}, None
+    for c in chunks:
+        if not c.choices:
+            continue
+        d = c.choices[0].delta
+        content += d.content or ""
+        for tc in d.tool_calls or []:  # as a client assembles them: by index, fields appended
+            slot = calls.setdefault(tc.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+            slot["id"] += tc.id or ""
+            slot["function"]["name"] += tc.function.name or ""
+            slot["function"]["arguments"] += tc.function.arguments or ""
+        finish = c.choices[0].finish_reason or finish
+    return content or None, [calls[i] for i in sorted(calls)] or None, finish, chunks[-1].usage
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_function_calling_round_trip_with_the_openai_client(tool_setup, stream):
+    """create -> tool_calls -> run the tool -> send the results -> the final answer, as OpenAI's guide does."""
+    import json
+
+    from model.tools import ToolRegistry
+    from tiny_chat import A_TOOL, Q_TOOL, TOOL_ARGS, TOOL_RESULT
+    client, tok = tool_setup["client"], tool_setup["tok"]
+    messages = [{"role": "user", "content": Q_TOOL}]
+    content, calls, finish, use = ask_tools(client, messages, stream, tools=TOOL_SCHEMAS)
+    assert finish == "tool_calls" and content is None, (content, calls)
+    [call] = calls
+    assert call["id"].startswith("call_") and call["type"] == "function" and call["function"]["name"] == "calculate_math"
+    assert isinstance(call["function"]["arguments"], str) and json.loads(call["function"]["arguments"]) == TOOL_ARGS
+    assert use.prompt_tokens == n_tokens(tok, messages, TOOL_SCHEMAS)
+    result = ToolRegistry().execute_call(call)
+    assert result == TOOL_RESULT
+    messages += [{"role": "assistant", "content": content, "tool_calls": calls},
+                 {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result, ensure_ascii=False)}]
+    content, calls, finish, use = ask_tools(client, messages, stream, tools=TOOL_SCHEMAS)
+    assert (content, calls, finish) == (A_TOOL, None, "stop")
+    # the results were rendered as the chat template renders them (and as the model was taught)
+    assert use.prompt_tokens == n_tokens(tok, messages, TOOL_SCHEMAS)
+
+
+def test_the_message_object_goes_back_as_it_came(tool_setup):
+    """OpenAI's guide appends the returned message object itself; ids differ per request."""
+    from tiny_chat import A_TOOL, Q_TOOL
+    client = tool_setup["client"]
+    messages = [{"role": "user", "content": Q_TOOL}]
+    r = client.chat.completions.create(model="tiny", messages=messages, tools=TOOL_SCHEMAS, temperature=0)
+    again = client.chat.completions.create(model="tiny", messages=messages, tools=TOOL_SCHEMAS, temperature=0)
+    assert r.choices[0].message.tool_calls[0].id != again.choices[0].message.tool_calls[0].id
+    messages.append(r.choices[0].message)
+    for c in r.choices[0].message.tool_calls:
+        messages.append({"role": "tool", "tool_call_id": c.id, "content": '{"result": "42"}'})
+    final = client.chat.completions.create(model="tiny", messages=messages, tools=TOOL_SCHEMAS, temperature=0)
+    assert final.choices[0].message.content == A_TOOL and final.choices[0].message.tool_calls is None
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_tool_choice_none_leaves_tools_out_and_the_reply_unparsed(tool_setup, stream):
+    from model.tools import format_tool_call
+    from tiny_chat import Q_TOOL, TOOL_ARGS
+    messages = [{"role": "user", "content": Q_TOOL}]
+    content, calls, finish, use = ask_tools(tool_setup["client"], messages, stream, tools=TOOL_SCHEMAS,
+                                            tool_choice="none")
+    assert use.prompt_tokens == n_tokens(tool_setup["tok"], messages, None)  # no tools in the prompt
+    # the model writes the call anyway (it was taught to): it stays text
+    assert (content, calls, finish) == (format_tool_call("calculate_math", TOOL_ARGS), None, "stop")
+
+
+def test_invalid_tool_schema_is_a_400_the_client_raises(tool_setup):
+    import openai
+    bad = [{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]
+    with pytest.raises(openai.BadRequestError) as e:
+        tool_setup["client"].chat.completions.create(model="tiny", messages=_msg(), tools=bad, max_tokens=2)
+    assert e.value.status_code == 400 and e.value.body["param"] == "tools"
+    assert e.value.body["type"] == "invalid_request_error" and "type object" in e.value.body["message"]
