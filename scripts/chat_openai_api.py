@@ -9,8 +9,17 @@ answer count two; 0 = every question alone) with each question. For a reason mod
 `[Think]: `, before the answer. An empty line or end of input ends the chat; a server that cannot
 be reached is one line on stderr, exit code 2; a request the server refuses (too long, ...) is one
 line on stderr, and the chat goes on.
+
+--tools all|name,name|file.py:function is OpenAI's function-calling round trip: the tools' schemas go
+with each question (model/tools.py's; an unknown name is one line, exit 2), the calls the server returns
+are run here and printed ([Tool call]: / [Tool result]:), the assistant message with its tool_calls and
+one `tool` message per call are sent back, and the model answers; at most --max_turns requests per
+question.
+
+    python scripts/chat_openai_api.py --tools calculate_math,unit_converter
 """
 import argparse
+import json
 import os
 import sys
 
@@ -21,16 +30,22 @@ if REPO not in sys.path:
 from trainer.errors import UserError, one_line  # noqa: E402
 
 Q_TAG, A_TAG, THINK_TAG = "[Q]: ", "[A]: ", "[Think]: "
+CALL_TAG, RESULT_TAG = "[Tool call]: ", "[Tool result]: "
+MAX_TURNS = 3  # model/agent.py's DEFAULT_MAX_TURNS (not imported: the plain chat never loads torch)
 
 
-def nonneg_int(v):
+def nonneg_int(v, least=0):
     try:
         i = int(v)
     except ValueError:
-        i = -1
-    if i < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v!r}")
+        i = least - 1
+    if i < least:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {least}, got {v!r}")
     return i
+
+
+def positive_int(v):
+    return nonneg_int(v, 1)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -55,6 +70,12 @@ def get_parser():
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the server's)")
     p.add_argument("--max_tokens", type=int, default=None, help="longest answer in tokens (default: the server's)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for an answer (default %(default)s)")
+    p.add_argument("--tools", default=None,
+                   help="send these tools and run the calls the model makes: all, a comma-separated list of "
+                        "calculate_math, unit_converter, get_current_weather, get_current_time, get_exchange_rate, "
+                        "translate_text, or path/to/file.py:function (default: none)")
+    p.add_argument("--max_turns", type=positive_int, default=MAX_TURNS,
+                   help="with --tools: most requests per question, calls and answer together (default %(default)s)")
     return p
 
 
@@ -78,9 +99,11 @@ def read_line(prompt):
 
 
 def recent(messages, n):
-    """The last n messages, never starting with an answer whose question was cut off."""
+    """The last n messages, never starting with an answer or a tool result whose question was cut off."""
     kept = messages[-n:] if n > 0 else []
-    return kept[1:] if kept and kept[0]["role"] == "assistant" else kept
+    while kept and kept[0]["role"] in ("assistant", "tool"):
+        kept = kept[1:]
+    return kept
 
 
 def _field(obj, name):
@@ -91,13 +114,16 @@ def _field(obj, name):
     return v or ""
 
 
-def ask(client, args, messages):
-    """Send `messages`, print the reply as it comes; returns the answer's text."""
+def ask(client, args, messages, tools=None):
+    """Send `messages`, print the reply as it comes; returns (the answer's text, its tool_calls as dicts
+    or None). A reply that only calls tools prints no [A]: line."""
     kw = dict(model=args.model, messages=messages, stream=bool(args.stream))
     if args.temperature is not None:
         kw["temperature"] = args.temperature
     if args.max_tokens is not None:
         kw["max_tokens"] = args.max_tokens
+    if tools:
+        kw["tools"] = tools
     response = client.chat.completions.create(**kw)
     out = sys.stdout
     if not args.stream:
@@ -105,10 +131,12 @@ def ask(client, args, messages):
         think = _field(msg, "reasoning_content")
         if think:
             out.write(THINK_TAG + think + "\n")
-        out.write(A_TAG + (msg.content or "") + "\n\n")
+        calls = [c.model_dump() for c in msg.tool_calls] if msg.tool_calls else None
+        if msg.content or not calls:
+            out.write(A_TAG + (msg.content or "") + "\n" + ("" if calls else "\n"))
         out.flush()
-        return msg.content or ""
-    answer, thinking = [], False
+        return msg.content or "", calls
+    answer, thinking, calls = [], False, {}
     for chunk in response:
         if not chunk.choices:
             continue
@@ -125,16 +153,55 @@ def ask(client, args, messages):
                 out.write(("\n" if thinking else "") + A_TAG)
             out.write(piece)
             answer.append(piece)
+        for tc in delta.tool_calls or []:  # OpenAI streams a call in pieces, keyed by its index
+            slot = calls.setdefault(tc.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+            slot["id"] += tc.id or ""
+            if tc.function:
+                slot["function"]["name"] += tc.function.name or ""
+                slot["function"]["arguments"] += tc.function.arguments or ""
         out.flush()
-    if not answer:
+    calls = [calls[i] for i in sorted(calls)] or None
+    if not answer and not calls:
         out.write(("\n" if thinking else "") + A_TAG)
-    out.write("\n\n")
+    if answer or not calls or thinking:
+        out.write("\n" if calls else "\n\n")
     out.flush()
-    return "".join(answer)
+    return "".join(answer), calls
+
+
+def ask_with_tools(client, args, messages, tools):
+    """OpenAI's function-calling round trip for the question that ends `messages`: send it with the tools,
+    run the calls that come back (model/agent.py's ToolLoop: unknown tools and bad arguments are error
+    results), send the results, until the model answers or --max_turns requests were made. Returns the
+    messages the question added (its tool turns and the answer)."""
+    from model.agent import ToolCall
+    from model.tools import tool_response_text
+    added = []
+    for turn in range(args.max_turns):
+        content, calls = ask(client, args, messages + added, tools.schemas)
+        if not calls:
+            return added + [{"role": "assistant", "content": content}]
+        added.append({"role": "assistant", "content": content or None, "tool_calls": calls})
+        if turn == args.max_turns - 1:
+            sys.stdout.write("".join(f"{CALL_TAG}{c['function']['name']}({c['function']['arguments']})\n" for c in calls)
+                             + f"[Tool limit]: not run: {args.max_turns} requests per question at most (--max_turns)\n\n")
+            return added[:-1] + [{"role": "assistant", "content": content}]
+        for c in calls:
+            call = ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
+            result = tools.execute(call)
+            sys.stdout.write(f"{CALL_TAG}{call.name}({c['function']['arguments']})\n"
+                             f"{RESULT_TAG}{json.dumps(result, ensure_ascii=False)}\n")
+            sys.stdout.flush()
+            added.append({"role": "tool", "tool_call_id": c["id"], "content": tool_response_text(result)})
+    raise AssertionError("unreachable")
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    tools = None
+    if args.tools is not None:  # before the first question: an unknown name is said at once
+        from model.agent import ToolLoop
+        tools = ToolLoop.from_spec(args.tools, args.max_turns)
     import openai
     # no retries: a server that is not there is said at once, not after a minute of backoff
     client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=args.timeout)
@@ -146,7 +213,10 @@ def main(argv=None):
         q = q.strip()
         send = recent(messages, args.history) + [{"role": "user", "content": q}]
         try:
-            a = ask(client, args, send)
+            if tools:
+                added = ask_with_tools(client, args, send, tools)
+            else:
+                added = [{"role": "assistant", "content": ask(client, args, send)[0]}]
         except openai.APIConnectionError as e:
             raise UserError(f"{args.base_url}: cannot reach the server ({one_line(e.__cause__ or e)[:160]}); "
                             "start it with `python scripts/serve_openai_api.py`, or pass its --base_url")
@@ -155,7 +225,7 @@ def main(argv=None):
             print(f"error: the server answered {e.status_code}: {one_line(body.get('message') or e.message)[:300]}",
                   file=sys.stderr, flush=True)
             continue
-        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        messages += [{"role": "user", "content": q}] + added
 
 
 def cli(argv=None):
