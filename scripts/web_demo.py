@@ -20,6 +20,11 @@ a streamer that never cuts a multi-byte character), so a reply with seed S is wh
 collapsible block, open while it streams; answers are rendered as Markdown, HTML in them is shown
 as text. The model is loaded once per process (st.cache_resource) and switching models frees the
 old one. Mistakes (a broken checkpoint, an adapter of another size) are one message on the page.
+
+Tools (a sidebar multiselect of model/tools.py's registry, none at first): their signatures go into the
+prompt, and each reply runs the tool loop eval_model.py --tools runs (model/agent.py: the calls run, their
+results fed back, at most 3 model turns); each call and its result sit in a collapsible block, as on
+MiniMind's page, and later questions carry them in their history.
 """
 import argparse
 import gc
@@ -46,10 +51,12 @@ if not st_runtime.exists():  # imported, or run without `streamlit run`: its "no
     st_logger.set_log_level("error")
 
 from model import lora as lora_lib  # noqa: E402
-from model.chat import Chat  # noqa: E402
+from model.agent import DEFAULT_MAX_TURNS, ToolCallStream, ToolLoop, split_reply  # noqa: E402
+from model.chat import Chat, keep_history  # noqa: E402
 from model.loading import (REASON_MODE, add_rope_scaling_arg, load_dir_model, load_pth, model_size,  # noqa: E402
                            tokenizer_for)
 from model.reasoning import ReasoningStream, split_reasoning  # noqa: E402
+from model.tools import ToolRegistry, tool_response_text  # noqa: E402
 from trainer.args import add_device_args, check_device, resolve_dtype  # noqa: E402
 from trainer.checkpoint import describe_state_dict, read_state_dict  # noqa: E402
 from trainer.errors import UserError, one_line, run_main  # noqa: E402
@@ -67,6 +74,7 @@ MAX_NEW_TOKENS = ("Max New Tokens", dict(min_value=256, max_value=8192, value=81
 TOP_P = ("Top-P", dict(min_value=0.8, max_value=0.99, value=0.85, step=0.01))
 TEMPERATURE = ("Temperature", dict(min_value=0.6, max_value=1.2, value=0.85, step=0.01))
 THINKING, THOUGHT = "Thinking…", "Reasoning (click to expand)"
+CALLED, NOT_RUN = "Tool call", "Tool call not run"  # the blocks' labels: "Tool call: name({...})"
 NO_LORA = "none"
 
 
@@ -281,17 +289,58 @@ def draw_answer(reasoning, answer, thinking=False):
         st.markdown(answer)
 
 
-class PageSink:
-    """The `out` model/chat.py's Chat streams a reply into: keeps it, splits off the thinking, redraws."""
+def draw_call(call, ran=True):
+    """One tool call in a collapsed block: its arguments and its result (or its error)."""
+    args = json.dumps(call["arguments"], ensure_ascii=False)
+    label = f"{CALLED if ran else NOT_RUN}: {call['name']}({args})" if call["name"] else f"{CALLED}: (malformed)"
+    failed = ran and "error" in call["result"]
+    with st.expander(label[:120] + (" ❌" if failed else " ✅" if ran else ""), expanded=False):
+        st.code(call["block"] if not call["name"] else json.dumps(call["arguments"], ensure_ascii=False, indent=1),
+                language="json")
+        if ran:
+            st.caption("error" if failed else "result")
+            st.code(json.dumps(call["result"], ensure_ascii=False, indent=1), language="json")
+        else:
+            st.caption(f"not run: {DEFAULT_MAX_TURNS} model turns per question at most")
 
-    def __init__(self, slot, pending):
-        self.slot, self.pending = slot, pending
+
+def draw_steps(steps):
+    """The turns of a reply that called tools: what each said, then its calls."""
+    for step in steps:
+        if step["content"]:
+            draw_answer(*split_reasoning(step["content"]))
+        for call in step["calls"]:
+            draw_call(call)
+
+
+def call_dict(call):
+    return {"id": call.id, "name": call.name, "arguments": call.arguments, "result": call.result, "block": call.block}
+
+
+class PageSink:
+    """The `out` model/chat.py's Chat streams a reply into: keeps it, splits off the thinking, redraws.
+    With tools, a reply is several turns: the <tool_call> blocks are held back (model/agent.py's
+    ToolCallStream) and the turns that called tools are drawn above the one streaming."""
+
+    def __init__(self, slot, pending, tools=False):
+        self.slot, self.pending, self.tools = slot, pending, tools
+        pending.setdefault("steps", [])
+        pending.setdefault("calls", [])
+        self.begin_turn(0)
+
+    def begin_turn(self, turn):
+        if turn and self.pending["calls"]:  # the turn before called tools: it becomes a step
+            close_step(self.pending)
         self.split = ReasoningStream()
+        self.calls = ToolCallStream() if self.tools else None
         self.reasoning, self.answer = None, ""
 
     def write(self, piece):
         # kept in the session first: a Stop (a rerun) interrupts the redraw below
         self.pending["text"] += piece
+        self._show(self.calls.feed(piece) if self.calls else piece)
+
+    def _show(self, piece):
         for kind, text in self.split.feed(piece):
             if kind == "reasoning":
                 self.reasoning = (self.reasoning or "") + text
@@ -299,23 +348,60 @@ class PageSink:
                 self.answer += text
         if self.reasoning is None and self.split.mode == "reasoning":
             self.reasoning = ""  # <think> has opened, nothing inside yet
+        self.redraw()
+
+    def redraw(self):
         with self.slot.container():
+            draw_steps(self.pending["steps"])
             draw_answer(self.reasoning, self.answer, thinking=self.split.mode == "reasoning")
+            for call in self.pending["calls"]:
+                draw_call(call)
+
+    def call_done(self, call):
+        self.pending["calls"].append(call_dict(call))
+        self.redraw()
 
     def flush(self):
         pass
 
 
-def generate(model, tokenizer, mode, history, question, settings, seed, sink):
-    """The reply eval_model.py gives to `question` after `history` with these settings and seed."""
+def close_step(p):
+    """The pending turn that called tools (its text, its calls run) becomes a step of the reply."""
+    p["steps"].append({"text": p["text"], "content": split_reply(p["text"])[0], "calls": p["calls"]})
+    p["text"], p["calls"] = "", []
+
+
+def generate(model, tokenizer, mode, history, question, settings, seed, sink, tools=None):
+    """The reply eval_model.py gives to `question` after `history` with these settings and seed (and these
+    tools: a ToolLoop, whose calls are run and drawn; returns its LoopResult then)."""
     gen = argparse.Namespace(model_mode=mode, history_cnt=settings["history"], max_new_tokens=settings["max_new_tokens"],
                              temperature=settings["temperature"], top_p=settings["top_p"], seed=seed, stream=1,
                              enable_thinking=settings.get("enable_thinking"))
-    chat = Chat(model, tokenizer, gen)
+    chat = Chat(model, tokenizer, gen, tools=tools)
     chat.messages = history
-    kw = chat.generate_kwargs(chat.prompt_for(question))
-    torch.manual_seed(seed)  # as Chat.ask: seeded right before generate()
-    return chat.stream(kw, sink)
+    if tools is None:
+        kw = chat.generate_kwargs(chat.prompt_for(question))
+        torch.manual_seed(seed)  # as Chat.ask: seeded right before generate()
+        return chat.stream(kw, sink)
+    messages = keep_history(history, settings["history"]) + [{"role": "user", "content": question}]
+    torch.manual_seed(seed)  # as Chat.ask: once per question, before the first turn
+
+    def turn(prompt, i):
+        sink.begin_turn(i)
+        return chat.stream(chat.generate_kwargs(prompt), sink)
+    return chat.converse(messages, turn, sink.call_done)
+
+
+def sent_history(messages):
+    """The conversation as the model is sent it: a reply's tool turns (as generated) and their results."""
+    out = []
+    for m in messages:
+        for step in m.get("steps", []):
+            out.append({"role": "assistant", "content": step["text"]})
+            out += [{"role": "tool", "tool_call_id": c["id"], "content": tool_response_text(c["result"])}
+                    for c in step["calls"]]
+        out.append({"role": m["role"], "content": m.get("sent", m["content"])})
+    return out
 
 
 # --------------------------------------------------------------------------------------- the chat
@@ -343,16 +429,20 @@ def clear_chat():
     st.session_state.pending = None
 
 
-def commit_pending(stopped):
-    """The reply being generated becomes a message (a stopped one keeps what it had)."""
+def commit_pending(stopped, unrun=()):
+    """The reply being generated becomes a message (a stopped one keeps what it had); `unrun`: calls the
+    turn limit left unrun."""
     p = st.session_state.get("pending")
     st.session_state.pending = None
     msgs = st.session_state.messages
     if p and msgs and msgs[-1]["id"] == p["question"]:
+        if p.get("calls"):  # stopped after calls ran, before the next turn began
+            close_step(p)
         # later prompts get a reason model's answer without its thinking, as eval_model.py's history
         sent = split_reasoning(p["text"])[1] if p["mode"] == 3 else p["text"]
+        extra = {"steps": p["steps"], "unrun": list(unrun)} if p.get("tools") else {}
         msgs.append({"id": p["id"], "role": "assistant", "content": p["text"], "sent": sent, "seed": p["seed"],
-                     "stopped": stopped})
+                     "stopped": stopped, **extra})
 
 
 def parse_seed(text):
@@ -400,8 +490,16 @@ def sidebar(args, entries):
     except ValueError:
         sb.error(f"Seed {seed_text.strip()!r}: expected a whole number (0 or more), or nothing for a random one")
         seed = "invalid"
+    settings["tools"] = sb.multiselect("Tools", list(tool_registry().names()), key="tools", placeholder="none",
+                                       help="tools the model may call (model/tools.py): each call is run and its "
+                                            "result fed back, as eval_model.py --tools does")
     sb.button("Clear chat", key="clear", on_click=clear_chat)
     return entry, adapter, settings, seed
+
+
+@st.cache_resource(show_spinner=False)
+def tool_registry():
+    return ToolRegistry()
 
 
 def show_history(messages):
@@ -410,7 +508,10 @@ def show_history(messages):
             if m["role"] == "user":
                 st.markdown(m["content"])
             else:
-                draw_answer(*split_reasoning(m["content"]))
+                draw_steps(m.get("steps", []))
+                draw_answer(*split_reasoning(split_reply(m["content"])[0] if "steps" in m else m["content"]))
+                for call in m.get("unrun", []):
+                    draw_call(call, ran=False)
                 note = f"seed {m['seed']}" + (" · stopped" if m.get("stopped") else "")
                 st.caption(note)
             st.button("", icon=":material/delete:", key=f"del_{m['id']}", help="delete this question and its answer",
@@ -439,7 +540,7 @@ def page(args):
     if not question or seed == "invalid":
         return
     seed = seed if seed is not None else random.randrange(2 ** 32)
-    history = [{"role": m["role"], "content": m.get("sent", m["content"])} for m in st.session_state.messages]
+    history = sent_history(st.session_state.messages)
     q = {"id": _new_id(), "role": "user", "content": question}
     st.session_state.messages.append(q)
     with st.chat_message("user"):
@@ -448,16 +549,19 @@ def page(args):
         slot = st.empty()
         st.button("Stop", icon=":material/stop_circle:", key="stop", help="end this reply here (what it has so far is kept)")
         mode = model_mode(entry)
-        st.session_state.pending = pending = {"id": _new_id(), "question": q["id"], "seed": seed, "text": "", "mode": mode}
-        sink = PageSink(slot, pending)
+        tools = ToolLoop(tool_registry(), settings["tools"], DEFAULT_MAX_TURNS) if settings["tools"] else None
+        st.session_state.pending = pending = {"id": _new_id(), "question": q["id"], "seed": seed, "text": "", "mode": mode,
+                                              "tools": bool(tools)}
+        sink = PageSink(slot, pending, tools=bool(tools))
         try:
             with model_slot()["generate"]:  # one reply at a time: the seed then reproduces it exactly
-                generate(model, tokenizer, mode, history, question, settings, seed, sink)
+                result = generate(model, tokenizer, mode, history, question, settings, seed, sink, tools)
         except UserError:
             st.session_state.messages.remove(q)
             st.session_state.pending = None
             raise
-    commit_pending(stopped=False)
+    commit_pending(stopped=False, unrun=[call_dict(c) for c in result.turns[-1].calls] if tools and result.unfinished
+                   else ())
     st.rerun()  # redraw it as a finished message, with its delete button, its thinking folded
 
 

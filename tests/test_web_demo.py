@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_chat import (A_MD, A_PLAIN, ANSWER, DIM, LAYERS, Q_LONG, Q_MD, Q_PLAIN, Q_THINK, ROOT, SEED, THINK,
-                       chat_state, eval_answer, start_http, stop, tiny, tokenizer_dir)
+from tiny_chat import (A_MD, A_PLAIN, A_TOOL, ANSWER, DIM, LAYERS, Q_LONG, Q_MD, Q_PLAIN, Q_THINK, Q_TOOL, ROOT, SEED,
+                       THINK, TOOL_ARGS, TOOL_RESULT, chat_state, eval_answer, start_http, stop, tiny, tokenizer_dir,
+                       tool_state)
 
 import eval_model  # noqa: E402  (tiny_chat put the repo on sys.path)
 from model import MiniMindForCausalLM  # noqa: E402
@@ -507,6 +508,102 @@ def test_in_chromium_the_streamed_answer_is_eval_models(models, tmp_path):
     assert seen["details_open"] == [None] and [s.split("\n")[-1] for s in seen["summary"]] == ["Reasoning (click to expand)"]
     assert seen["think_answer"] == ANSWER
     assert seen["stop_caption"].endswith("· stopped"), seen["stop_caption"]
+
+
+# ---------------------------------------------------------------------------------- tools
+
+@pytest.fixture(scope="module")
+def tool_dir(tmp_path_factory, models):
+    """tiny_chat's tool model: given calculate_math it calls it for Q_TOOL and answers from the result."""
+    d = tmp_path_factory.mktemp("tools")
+    torch.save(tool_state(models["tok"]), d / f"full_sft_{DIM}.pth")
+    return d
+
+
+def test_tools_chosen_in_the_sidebar_run_and_show_in_collapsed_blocks(tool_dir, monkeypatch):
+    """The reply runs eval_model.py --tools' loop: the same answer for the same seed, the call and its
+    result in a closed block above it; later prompts carry the call and the result."""
+    from model.tools import BUILTIN_TOOL_NAMES
+    prompts = []
+    real = model_chat.build_prompt
+    monkeypatch.setattr(model_chat, "build_prompt", lambda *a, **kw: prompts.append(real(*a, **kw)) or prompts[-1])
+    at = page(monkeypatch, tool_dir)
+    box = at.multiselect(key="tools")
+    assert box.options == list(BUILTIN_TOOL_NAMES) and box.value == []
+    ask(at, Q_TOOL)  # no tools chosen: the call the model writes is only text
+    assert not at.chat_message[1].expander and "calculate_math" in at.chat_message[1].markdown[0].value
+    at.multiselect(key="tools").set_value(["calculate_math"])
+    at.text_input(key="seed").set_value(str(SEED))
+    ask(at, Q_TOOL)
+    msg = at.chat_message[3]
+    [block] = msg.expander
+    assert block.label == f"Tool call: calculate_math({json.dumps(TOOL_ARGS)}) ✅" and block.proto.expanded is False
+    assert [json.loads(c.value) for c in block.code] == [TOOL_ARGS, TOOL_RESULT]
+    assert [c.value for c in block.caption] == ["result"]
+    assert [m.value for m in msg.markdown if m not in block.markdown][-1] == A_TOOL
+    assert len(prompts) == 3 and '"name": "calculate_math"' in prompts[1] and "<tool_response>" in prompts[2]
+    assert eval_answer(tool_dir, Q_TOOL, SEED, "--tools", "calculate_math") == A_TOOL
+    del prompts[3:]
+    # the history (a question and everything its reply sent) carries the call and its result
+    at.slider(key="history").set_value(6)
+    at.slider(key="max_new_tokens").set_value(256)
+    ask(at, "And 7 times 8?")
+    from model.tools import format_tool_call
+    turn = (f"<|im_start|>assistant\n{format_tool_call('calculate_math', TOOL_ARGS)}<|im_end|>\n<|im_start|>user\n"
+            f"<tool_response>\n{json.dumps(TOOL_RESULT)}\n</tool_response><|im_end|>\n<|im_start|>assistant\n{A_TOOL}")
+    assert prompts[-1].count("<tool_response>") == 1 and turn in prompts[-1]
+    assert len(at.chat_message[3].expander) == 1  # redrawn from the history, still folded
+    assert at.chat_message[3].expander[0].proto.expanded is False
+
+
+def test_the_turn_limit_shows_the_calls_not_run(tool_dir, monkeypatch):
+    from model import agent
+    monkeypatch.setattr(agent, "DEFAULT_MAX_TURNS", 1)  # what the page imports on each run
+    at = page(monkeypatch, tool_dir)
+    at.multiselect(key="tools").set_value(["calculate_math"])
+    ask(at, Q_TOOL)
+    [block] = at.chat_message[1].expander
+    assert block.label.startswith("Tool call not run: calculate_math(") and not block.code[1:]
+
+
+@needs_chromium
+def test_in_chromium_a_tool_call_and_its_result_sit_in_a_closed_block(tool_dir, tmp_path):
+    """Choose the tool in the sidebar, ask, see the call folded above the answer, open it: the arguments
+    and the result. (The screenshot, tools.png, shows the block open.)"""
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install -r requirements-test.txt)")
+    from selenium.webdriver.common.keys import Keys
+    proc, url = start_page(tool_dir, tmp_path / "streamlit.log")
+    driver = chromium(tmp_path / "chromium-profile")
+    try:
+        pg = Page(driver, url)
+        tools = wait_for("the tools box", lambda: pg.all('[data-testid="stSidebar"] [data-testid="stMultiSelect"]'))[0]
+        box = pg.all("input", tools)[0]
+        box.click()
+        box.send_keys("calculate_m")
+        box.send_keys(Keys.ENTER)
+        box.send_keys(Keys.ESCAPE)
+        wait_for("the tool chosen", lambda: "calculate_math" in tools.text)
+        seed_box = pg.all('[data-testid="stTextInput"] input')[0]
+        seed_box.send_keys(str(SEED))
+        seed_box.send_keys("\n")
+        i = pg.ask(Q_TOOL)
+        msg = pg.messages()[i]
+        [details] = pg.all("details", msg)
+        summary = pg.all("summary", msg)[0]
+        closed, label = details.get_attribute("open"), summary.text.split("\n")[-1]
+        answer = pg.answer_text(msg)
+        summary.click()
+        codes = wait_for("the block's contents", lambda: [c.text for c in pg.all("pre", msg) if c.text][1:] and
+                         [c.text for c in pg.all("pre", msg) if c.text])
+        time.sleep(1)  # the block's opening animation, for the screenshot
+        driver.save_screenshot(str(tmp_path / "tools.png"))
+    finally:
+        driver.quit()
+        stop(proc)
+    assert closed is None and label == f"Tool call: calculate_math({json.dumps(TOOL_ARGS)}) ✅"
+    assert [json.loads(c) for c in codes] == [TOOL_ARGS, TOOL_RESULT]
+    assert answer == A_TOOL
+    assert (tmp_path / "tools.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------ the README's screenshot
