@@ -10,8 +10,8 @@ max_new_tokens, temperature, top_p, seed, stream (and show_think, enable_thinkin
 the demo all answer through Chat, so a reply with seed S is the same in each.
 
 Chat(..., tools=ToolLoop) (model/agent.py; eval_model.py --tools) puts the tools in the prompt and runs the
-model's calls: Chat.converse(messages, sink_for, on_call) is the loop every front end shares; ask() prints
-each turn after BOT_TAG (the <tool_call> blocks left out), then each call and its result.
+model's calls: Chat.converse(messages, generate_turn, on_call) is the loop the terminal and the page share;
+ask() prints each turn after BOT_TAG (the <tool_call> blocks left out), then each call and its result.
 """
 import json
 import random

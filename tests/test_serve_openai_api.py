@@ -2,10 +2,10 @@
 
 One live server (the script itself, in a subprocess on 127.0.0.1) serves a tiny random model
 (dim 64, 2 layers, fixed seed) from a .pth; the test process holds the same weights and checks
-every greedy answer token for token against model.generate().
+every greedy answer token for token against model.generate(). Tool calling has its own server, on
+tests/tiny_chat.py's tool model, driven through the openai client's function-calling round trip.
 """
 import concurrent.futures as cf
-import os
 import socket
 import subprocess
 import sys

@@ -20,7 +20,6 @@ from tiny_chat import (A_MD, A_PLAIN, A_TOOL, ANSWER, DIM, LAYERS, Q_LONG, Q_MD,
                        THINK, TOOL_ARGS, TOOL_RESULT, chat_state, eval_answer, start_http, stop, tiny, tokenizer_dir,
                        tool_state)
 
-import eval_model  # noqa: E402  (tiny_chat put the repo on sys.path)
 from model import MiniMindForCausalLM  # noqa: E402
 from model import chat as model_chat  # noqa: E402
 from trainer.errors import run_main  # noqa: E402
