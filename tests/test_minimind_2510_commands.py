@@ -11,7 +11,7 @@ its README's `python train_lora.py` (before DPO) stops here with the one-line er
 train_dpo.py; the test checks that line and runs the LoRA steps again after `train_dpo.py`.
 
 Left out: `train_distillation.py` (its default teacher is a 768x16 model trained in another tutorial
-step), `train_ppo.py` and `train_spo.py` (not built yet: issue 25), and the deepspeed launcher.
+step), `train_spo.py` (not built yet: issue 25), and the deepspeed launcher.
 """
 import os
 import re
@@ -53,10 +53,13 @@ COMMANDS = [
     ("python eval_llm.py --weight dpo --lora_weight lora_medical", []),
     ("python train_reason.py", ["reason_64.pth"]),
     ("python train_grpo.py", ["grpo_64.pth"]),
+    ("python train_ppo.py", ["ppo_actor_64.pth"]),
+    ("python eval_llm.py --weight ppo_actor", []),
     ("python eval_llm.py --weight grpo", []),
     ("python eval_llm.py --weight full_sft --inference_rope_scaling", []),
 ]
-SMALL = {"train_grpo.py": ["--max_gen_len", "8", "--num_generations", "2", "--batch_size", "2"]}
+SMALL = {"train_grpo.py": ["--max_gen_len", "8", "--num_generations", "2", "--batch_size", "2"],
+         "train_ppo.py": ["--max_gen_len", "8", "--batch_size", "2"]}
 
 
 @pytest.fixture(scope="module")
