@@ -108,9 +108,28 @@ def make_sft(rng, facts, held, multiturn=0.5, same_entity=0.5):
 def make_dpo(rng, facts, held):
     """chosen: the right answer; rejected: a wrong value (2/3) or a rude refusal (1/3).
     Only facts that SFT also teaches: a pair on a held-out fact would leak its answer."""
-    train = [f for i, f in enumerate(facts) if i not in held]
+    pairs = fact_pairs(rng, [f for i, f in enumerate(facts) if i not in held])
+    for lang in LANGS:
+        for q, good, rude in CHITCHAT[lang]:
+            user = {"role": "user", "content": q}
+            pairs.append({"chosen": [user, {"role": "assistant", "content": good}],
+                          "rejected": [user, {"role": "assistant", "content": rude}]})
+    rng.shuffle(pairs)
+    return pairs
+
+
+def make_dpo_heldout(rng, facts, held):
+    """The same kind of pairs on the held-out facts, never trained on: the reward model's held-out
+    accuracy (train_reward.py --val_data_path), and the DPO model's implicit reward's on the same pairs."""
+    pairs = fact_pairs(rng, [f for i, f in enumerate(facts) if i in held])
+    rng.shuffle(pairs)
+    return pairs
+
+
+def fact_pairs(rng, facts):
+    """Per fact and language: the right answer against a wrong value (2/3) or a rude refusal (1/3)."""
     pairs = []
-    for f in train:
+    for f in facts:
         for lang in LANGS:
             li = LANGS.index(lang)
             q = ask(f, lang, rng.randrange(len(ATTRS[f["attr"]][lang + "_ask"])))
@@ -122,12 +141,6 @@ def make_dpo(rng, facts, held):
             user = {"role": "user", "content": q}
             pairs.append({"chosen": [user, {"role": "assistant", "content": answer(f, lang)}],
                           "rejected": [user, {"role": "assistant", "content": bad}]})
-    for lang in LANGS:
-        for q, good, rude in CHITCHAT[lang]:
-            user = {"role": "user", "content": q}
-            pairs.append({"chosen": [user, {"role": "assistant", "content": good}],
-                          "rejected": [user, {"role": "assistant", "content": rude}]})
-    rng.shuffle(pairs)
     return pairs
 
 
@@ -197,6 +210,7 @@ def readme(facts, held, counts, said_elsewhere=True):
         f"| sft.jsonl | {counts['sft']} | `{{\"conversations\": [{{\"role\": \"system\"\\|\"user\"\\|\"assistant\", \"content\": \"...\"}}, ...]}}` |",
         f"| dpo.jsonl | {counts['dpo']} | `{{\"chosen\": [messages], \"rejected\": [messages]}}` (chosen right and polite; rejected wrong or rude) |",
         f"| heldout.jsonl | {counts['heldout']} | see below |",
+        f"| dpo_heldout.jsonl | {counts['dpo_heldout']} | as dpo.jsonl, on the held-out facts: the reward model's held-out pairs (`--rl`) |",
         "",
         "`heldout.jsonl` lines:",
         "",
@@ -254,6 +268,7 @@ def write_corpus(args):
         "sft": make_sft(random.Random(args.seed + 3), facts, held, args.multiturn, args.same_entity),
         "dpo": make_dpo(random.Random(args.seed + 4), facts, held),
         "heldout": make_heldout(random.Random(args.seed + 5), facts, held),
+        "dpo_heldout": make_dpo_heldout(random.Random(args.seed + 7), facts, held),
     }
     mc = make_mc(random.Random(args.seed + 6), facts, held)
     # the LoRA sets (demo/lora_sets.py), which replay the SFT set

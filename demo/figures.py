@@ -24,6 +24,8 @@ FIGURES = [
     ("dpo_2hop", "2-hop held-out, DPO model asked directly", lambda r: _count(r["reasoning"]["dpo_direct"], "right")),
     ("well_formed", "reason outputs with well-formed tags", lambda r: _count(r["reasoning"]["well_formed"], "count")),
     ("chain_in_think", "reason thinking that states both facts", lambda r: _count(r["reasoning"]["chain_in_think"], "count")),
+    ("thinking_off_1hop", "1-hop held-out, reason model with thinking off", lambda r: _count(r["reasoning"]["thinking_off"], "right")),
+    ("thinking_off_think", "of its outputs, still holding a think tag", lambda r: _count(r["reasoning"]["thinking_off"], "think_block")),
     ("lora_identity", "LoRA identity adapter, held-out phrasings", lambda r: _lora(r, "identity", "heldout_with")),
     ("lora_domain", "LoRA domain adapter, held-out questions", lambda r: _lora(r, "domain", "heldout_with")),
     ("grpo_2hop", "2-hop held-out, after GRPO (`--rl`)", lambda r: _grpo(r, "after", "greedy", "right")),

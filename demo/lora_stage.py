@@ -78,7 +78,7 @@ def run(args, env, items, base_answers, index_label="lora"):
             held = held[:args.limit]
         adapter = f"lora_{name}"
         say(f"\n[{index_label}] {held_file} ({asks}), greedy:")
-        say(f"\n  without the adapter (the DPO model):")
+        say("\n  without the adapter (the DPO model):")
         without = ask_all(args, 2, held)
         say(f"\n  with {rel(os.path.join(args.out_dir, 'lora', f'{adapter}_{args.dim}.pth'))}:")
         with_ = ask_all(args, 2, held, lora=adapter)

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from demo import distill_stage, grpo_stage, lora_stage
+from demo import distill_stage, grpo_stage, lora_stage, ppo_stage, reward_stage
 from demo.common import ROOT, DemoError, fmt_time, rel, say
 from demo.logs import dpo_reward_accuracy, loss_story
 from demo.plot import plot_losses
@@ -38,7 +38,8 @@ FULL = dict(dim=128, n_layers=2, max_seq_len=128, pretrain_epochs=36, pretrain_l
             sft_epochs=6, sft_lr=5e-4, sft_batch=8, dpo_epochs=2, dpo_lr=2e-5, dpo_batch=8, beta=0.1,
             reason_epochs=8, reason_lr=1e-3, reason_batch=8, empty_think_ratio=1.0,
             lora_epochs=5, lora_lr=3e-3, lora_batch=8,
-            grpo_epochs=12, grpo_lr=2e-4, grpo_batch=4)
+            grpo_epochs=12, grpo_lr=2e-4, grpo_batch=4, reward_epochs=reward_stage.EPOCHS, reward_lr=reward_stage.LR,
+            ppo_epochs=24, ppo_lr=2e-4, ppo_critic_lr=3e-3)
 # GRPO (demo/grpo_stage.py, --rl): 60 steps of 4 prompts x 8 samples at 2e-4 on the reason model, what
 # moved the held-out 2-hop accuracy most on every seed without fraying the tags (the notes there).
 # LoRA (demo/lora_stage.py): rank 16 on the last layer's o_proj and MLP, 5 epochs at 3e-3. From
@@ -107,10 +108,19 @@ def get_parser():
                         f"(default {FULL['empty_think_ratio']})")
     g.add_argument("--max_new_tokens", type=positive_int, default=48, help="longest answer in the chat (default %(default)s)")
     g.add_argument("--limit", type=positive_int, default=None, help="ask only the first N held-out questions")
-    g = p.add_argument_group("reinforcement learning (demo/grpo_stage.py)")
+    g = p.add_argument_group("reinforcement learning (demo/grpo_stage.py, demo/reward_stage.py)")
     g.add_argument("--rl", action="store_true",
                    help="also run GRPO on the reason model (train_grpo.py, the gt reward on the held-out 2-hop "
-                        "chains) and score it before and after; adds about 2 minutes")
+                        "chains) and score it before and after, the same with PPO (train_ppo.py), and train a "
+                        "reward model (train_reward.py) and score it on held-out pairs; adds about 6 minutes")
+    g.add_argument("--ppo_epochs", type=positive_int,
+                   help=f"PPO rollouts of the 20 prompts (default {FULL['ppo_epochs']})")
+    g.add_argument("--ppo_lr", type=positive_float, help=f"PPO actor peak learning rate (default {FULL['ppo_lr']})")
+    g.add_argument("--ppo_critic_lr", type=positive_float,
+                   help=f"PPO critic peak learning rate (default {FULL['ppo_critic_lr']})")
+    g.add_argument("--reward_epochs", type=positive_int, help=f"reward model epochs (default {FULL['reward_epochs']})")
+    g.add_argument("--reward_lr", type=positive_float,
+                   help=f"reward model peak learning rate (default {FULL['reward_lr']})")
     g = p.add_argument_group("distillation (demo/distill_stage.py)")
     g.add_argument("--distill", action="store_true",
                    help="also distil the SFT model into a student of --student_dim and compare it with the same "
@@ -159,6 +169,7 @@ def main(argv=None):
     lora_stage.check_files(args)  # before the training, not after it
     if args.rl:
         grpo_stage.check_files(args)
+        reward_stage.check_files(args)
     if args.limit:
         items, reason_items = items[:args.limit], reason_items[:args.limit]
     try:
@@ -202,11 +213,17 @@ def main(argv=None):
     t_reason = time.time()
     reasoning = reason_eval(args, reason_items, items, answers["DPO"])
     times["reason_eval"] = time.time() - t_reason
-    rl = None
+    rl = rm = ppo = None
     if args.rl:
         t_rl = time.time()
         rl, logs["grpo"] = grpo_stage.run(args, env, reason_items, reasoning["reason"]["answers"])
         times["grpo"] = time.time() - t_rl
+        t_ppo = time.time()
+        ppo, logs["ppo"] = ppo_stage.run(args, env, reason_items, reasoning["reason"]["answers"])
+        times["ppo"] = time.time() - t_ppo
+        t_rm = time.time()
+        rm, logs["reward"] = reward_stage.run(args, env)
+        times["reward"] = time.time() - t_rm
     t_lora = time.time()
     lora = lora_stage.run(args, env, items, answers["DPO"])
     times["lora"] = time.time() - t_lora
@@ -231,6 +248,8 @@ def main(argv=None):
         "reasoning": reasoning,
         "lora": lora,
         "grpo": rl,
+        "reward": rm,
+        "ppo": ppo,
         "distill": distilled,
         "plot": plot_path,
     }
@@ -239,7 +258,7 @@ def main(argv=None):
 
     say("\nSummary")
     for name, recs in logs.items():
-        if recs and name != "grpo":  # GRPO's loss says little; its reward is in its lines below
+        if recs and name not in ("grpo", "ppo"):  # GRPO's loss says little; its reward is in its lines below
             took = f" in {fmt_time(times[name])}" if name in times else " (earlier run)"
             say(f"  {name:<8} {loss_story(recs)}{took}")
     for label in ("SFT", "DPO"):
@@ -254,6 +273,10 @@ def main(argv=None):
         say("  " + line)
     if rl:
         for line in grpo_stage.summary(rl):
+            say("  " + line)
+        for line in ppo_stage.summary(ppo):
+            say("  " + line)
+        for line in reward_stage.summary(rm):
             say("  " + line)
     for line in lora_stage.summary(lora):
         say("  " + line)

@@ -118,7 +118,7 @@ def run_stage(args, stage, index, env, cmd=None, log_name=None, header=None):
 
 def load_stage_log(args, stage):
     """Records of a stage an earlier run did (for --from_stage)."""
-    name, script = stage[0], stage[1]
+    name = stage[0]
     path = os.path.join(args.out_dir, "logs", f"{name}.log")
     weights = os.path.join(args.out_dir, f"{stage[2]}_{args.dim}.pth")
     if not os.path.exists(weights):

@@ -50,6 +50,12 @@ def test_every_other_quote_agrees(published, readme):
     assert rows["the DPO model, asked the same questions directly"] == rng("dpo_2hop")
     assert rows["reason model outputs with well-formed `<think>…</think><answer>…</answer>`"] == rng("well_formed")
     assert rows["reason model thinking that states both facts of the chain"] == rng("chain_in_think")
+    adaptive = section(readme, "Adaptive thinking")
+    rows = {m.group(1).strip(): m.group(2).strip() for m in re.finditer(r"^\| ([^|]+) \| ([^|]+) \|$", adaptive, re.M)}
+    assert rows["reason model, thinking off (`enable_thinking` false)"] == rng("thinking_off_1hop")
+    assert rows["the DPO model, the same questions"] == rng("heldout_dpo")
+    assert rows["reason model outputs with thinking off that still hold a think tag"] == rng("thinking_off_think")
+    assert rows["reason model, thinking on: the 2-hop questions (its answer part)"] == rng("reason_2hop")
     rlaif = section(readme, "RLAIF: GRPO")
     rows = {m.group(1).strip(): (m.group(2).strip(), m.group(3).strip())
             for m in re.finditer(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", rlaif, re.M)}

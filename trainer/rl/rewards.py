@@ -156,7 +156,8 @@ class RewardModel:
         self.model, self.kind, self.device = self.model.to(device).eval(), "classifier", device
 
     @torch.no_grad()
-    def score(self, messages, answer):
+    def score(self, messages, answer, clip=True):
+        """The reward of `answer` after `messages`, clipped to ±3 as MiniMind clips it (clip=False: the raw score)."""
         if self.kind == "get_score":
             # MiniMind's way: earlier turns folded into one user message, then the answer
             history = "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1])
@@ -169,7 +170,7 @@ class RewardModel:
                                                       tokenize=False)
             enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
             s = self.model(**enc).logits[0, 0].item()
-        return max(min(float(s), 3.0), -3.0)
+        return max(min(float(s), 3.0), -3.0) if clip else float(s)
 
     def __call__(self, prompts, completions, **kwargs):
         return [self.score(prompt_messages(p), answer_part(c)) for p, c in zip(prompts, completions)]
