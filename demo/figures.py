@@ -36,6 +36,14 @@ FIGURES = [
     ("grpo_well_formed", "well-formed tags after GRPO", lambda r: _grpo(r, "after", "well_formed", "count")),
     ("grpo_length_before", "mean completion tokens, reason model", lambda r: (r["grpo"]["before"]["mean_length"], None)),
     ("grpo_length_after", "mean completion tokens, after GRPO", lambda r: (r["grpo"]["after"]["mean_length"], None)),
+    ("ppo_2hop", "2-hop held-out, after PPO (`--rl`)", lambda r: _rl(r, "ppo", "after", "greedy", "right")),
+    ("ppo_unseen_after", "of them in wordings PPO never saw, after", lambda r: _rl(r, "ppo", "after", "greedy_unseen_wording", "right")),
+    ("ppo_pass4_after", "2-hop pass@4 (T 0.8), after PPO", lambda r: _rl(r, "ppo", "after", "pass_at_k", "count")),
+    ("ppo_well_formed", "well-formed tags after PPO", lambda r: _rl(r, "ppo", "after", "well_formed", "count")),
+    ("ppo_length_after", "mean completion tokens, after PPO", lambda r: (r["ppo"]["after"]["mean_length"], None)),
+    ("reward_heldout", "reward model: held-out pairs ranked right", lambda r: _count(r["reward"]["reward_model"], "right")),
+    ("dpo_implicit_heldout", "DPO's implicit reward: the same pairs", lambda r: _count(r["reward"]["dpo_implicit"], "right")),
+    ("time_ppo", "PPO stage (training and scoring), minutes", lambda r: (round(r["times_s"]["ppo"] / 60, 1), None)),
     ("time_grpo", "GRPO stage (training and scoring), minutes", lambda r: (round(r["times_s"]["grpo"] / 60, 1), None)),
     ("time_total", "whole demo with `--rl`, minutes", lambda r: (round(r["times_s"]["total"] / 60, 1), None)),
 ]
@@ -56,7 +64,11 @@ def _lora(r, name, key):
 
 
 def _grpo(r, which, key, field):
-    d = r["grpo"][which][key]
+    return _rl(r, "grpo", which, key, field)
+
+
+def _rl(r, stage, which, key, field):
+    d = r[stage][which][key]
     return d[field], d["total"]
 
 

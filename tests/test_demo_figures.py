@@ -71,6 +71,20 @@ def test_every_other_quote_agrees(published, readme):
     assert per_seed.startswith(", ".join(str(r["seed"]) for r in runs) + ")")
     for before, after in pairs:
         assert f"{before} → {after}" in per_seed and f"+{round(100 * (after - before) / 60)}" in per_seed
+    ppo = section(readme, "RLAIF: PPO")
+    rows = {m.group(1).strip(): (m.group(2).strip(), m.group(3).strip(), m.group(4).strip())
+            for m in re.finditer(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", ppo, re.M)}
+    assert rows["greedy accuracy"] == (rng("reason_2hop"), rng("grpo_2hop"), rng("ppo_2hop"))
+    assert rows["of them, the 40 in wordings neither saw"] == (rng("grpo_unseen_before"), rng("grpo_unseen_after"),
+                                                                rng("ppo_unseen_after"))
+    assert rows["pass@4 (any of 4 samples at temperature 0.8 right)"] == (rng("grpo_pass4_before"), rng("grpo_pass4_after"),
+                                                                           rng("ppo_pass4_after"))
+    assert rows["well-formed tags"] == (rng("well_formed"), rng("grpo_well_formed"), rng("ppo_well_formed"))
+    assert rows["stage time, minutes"] == ("—", rng("time_grpo"), rng("time_ppo"))
+    reward = section(readme, "Reward model")
+    rows = {m.group(1).strip(): m.group(2).strip() for m in re.finditer(r"^\| ([^|]+) \| ([^|]+) \|$", reward, re.M)}
+    assert rows["the reward model (`train_reward.py`)"] == rng("reward_heldout")
+    assert rows["the DPO model's implicit reward, β·(log π_DPO − log π_SFT)"] == rng("dpo_implicit_heldout")
     lora = " ".join(section(readme, "LoRA").split())  # a quote may wrap
     assert f"identity adapter answered {rng('lora_identity')} held-out phrasings" in lora
     assert f"domain adapter {rng('lora_domain')} of the domain questions" in lora

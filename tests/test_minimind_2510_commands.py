@@ -14,7 +14,6 @@ Left out: `train_distillation.py` (its default teacher is a 768x16 model trained
 step), `train_spo.py` (not built yet: issue 25), and the deepspeed launcher.
 """
 import os
-import re
 import sys
 
 import pytest
