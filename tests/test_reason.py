@@ -480,7 +480,15 @@ def test_demo_reasoning_set(tmp_path):
             assert a.read() == b.read(), f"dataset/demo/{name} is not what scripts/make_demo_data.py writes"
     train = [json.loads(ln)["conversations"] for ln in open(tmp_path / "reason.jsonl", encoding="utf-8")]
     held = [json.loads(ln) for ln in open(tmp_path / "reason_heldout.jsonl", encoding="utf-8")]
-    assert all(is_well_formed(c[-1]["content"]) for c in train)
+    # R1 answers, and adaptive thinking's direct answers: an empty think block, then an answer SFT gives
+    # too (a trained 1-hop fact; no held-out question among them)
+    direct = [c for c in train if c[-1]["content"].startswith(EMPTY)]
+    assert len(direct) == 504 and all(is_well_formed(c[-1]["content"]) for c in train if c not in direct)
+    sft_answers = {m["content"] for ln in open(os.path.join(demo, "sft.jsonl"), encoding="utf-8")
+                   for m in json.loads(ln)["conversations"] if m["role"] == "assistant"}
+    one_hop_held = {json.loads(ln)["question"] for ln in open(os.path.join(demo, "heldout.jsonl"), encoding="utf-8")}
+    for c in direct:
+        assert c[-1]["content"][len(EMPTY):] in sft_answers and c[0]["content"] not in one_hop_held
     assert {h["lang"] for h in held} == {"en", "zh"} and {h["attribute"] for h in held} == {
         "home_country", "capital_flag", "capital_animal", "capital_dish"}
     thinks = [split_reasoning(c[-1]["content"])[0] for c in train]
