@@ -13,6 +13,7 @@ import sys
 
 from demo.lora_sets import lora_readme, make_lora_sets
 from demo.reason_sets import direct_answers, make_reason_sets, reason_readme
+from demo.tool_sets import make_tool_sets, tool_readme
 from demo.world import (ATTRS, CHARACTERS, CHITCHAT, CITIES, COLOURS, COUNTRIES, FOODS, JOBS, LANGS, RUDE, SPECIES,
                         SYSTEM_PROMPTS, answer, ask, build_world, choose_heldout, choose_heldout_entities, say)
 
@@ -278,6 +279,7 @@ def write_corpus(args):
     reason = make_reason_sets(random.Random(args.seed + 20), facts, answer,
                               {a: ATTRS[a]["pool"] for a in ATTRS}, CHITCHAT,
                               direct_answers(random.Random(args.seed + 21), facts, held, ask, answer))
+    tools = make_tool_sets(random.Random(args.seed + 30))
     try:
         for name, rows in outputs.items():
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), rows)
@@ -289,10 +291,12 @@ def write_corpus(args):
                 write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), rows)
         for name in ("reason", "reason_heldout", "rlaif"):
             write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), reason[name])
+        for name, rows in tools.items():
+            write_jsonl(os.path.join(args.out_dir, name + ".jsonl"), rows)
         with open(os.path.join(args.out_dir, "README.md"), "w", encoding="utf-8", newline="\n") as fh:
             fh.write(readme(facts, held, {k: len(v) for k, v in outputs.items()}, args.said_elsewhere)
                      + recipe_readme() + lora_readme(lora)
-                     + reason_readme(reason))
+                     + reason_readme(reason) + tool_readme(tools))
     except OSError as e:
         print(f"{e.filename}: cannot write ({e.strerror}); pass a writable --out_dir", file=sys.stderr)
         return 2

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "dataset" / "demo"
 SCRIPT = ROOT / "scripts" / "make_demo_data.py"
 FILES = ["pretrain.jsonl", "sft.jsonl", "dpo.jsonl", "heldout.jsonl", "README.md",
-         "lm_eval/demo_world_train.jsonl", "lm_eval/demo_world_test.jsonl"]
+         "lm_eval/demo_world_train.jsonl", "lm_eval/demo_world_test.jsonl",
+         "tool_sft.jsonl", "agent_rl.jsonl", "tool_heldout.jsonl"]
 
 
 def load(name):
@@ -183,3 +184,37 @@ def test_both_languages_everywhere():
 def test_size_bound():
     total = sum(os.path.getsize(DEMO / n) for n in FILES)
     assert total < 2 * 1024 * 1024, total
+
+
+def test_tool_sets_call_the_right_tool_and_hold_out_their_numbers():
+    """tool_sft.jsonl: each conversation calls its task's tool, and the tool result and the answer are what
+    the project's tool gives; agent_rl.jsonl's gt likewise; no held-out question's numbers are trained on
+    for its task."""
+    import re
+    from model.tools import ToolRegistry
+    registry = ToolRegistry()
+
+    def task_of(call):
+        args = call["arguments"]
+        if call["name"] == "calculate_math":
+            return "multiply" if "*" in args["expression"] else "add"
+        return {"km": "km_miles", "kg": "kg_pounds"}[args["from_unit"]]
+
+    def key(task, question):
+        return task, tuple(re.findall(r"\d+", question))
+
+    seen = set()
+    for row in load("tool_sft.jsonl"):
+        system, user, call, tool, answer = row["conversations"]
+        (made,) = json.loads(call["tool_calls"])
+        offered = [t["function"]["name"] for t in json.loads(system["tools"])]
+        assert offered == [made["name"]]
+        result = registry.execute(made["name"], made["arguments"])
+        assert json.loads(tool["content"]) == result and str(result["result"]) in answer["content"]
+        seen.add(key(task_of(made), user["content"]))
+    for row in load("agent_rl.jsonl"):
+        assert row["conversations"][-1] == {"role": "assistant", "content": ""} and len(row["gt"]) == 1
+        seen.add(key(row["task"], row["conversations"][1]["content"]))
+    held = load("tool_heldout.jsonl")
+    assert {r["lang"] for r in held} == {"en", "zh"} and len({r["task"] for r in held}) == 4
+    assert not {key(r["task"], r["question"]) for r in held} & seen

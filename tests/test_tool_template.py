@@ -112,14 +112,16 @@ def render(tok, messages, template=None, **kw):
 # Without tools: byte for byte the template before
 
 def _corpus():
-    """Every conversation of the bundled demo data (SFT, DPO chosen/rejected, reasoning, LoRA with
-    system prompts, RLAIF prompts), and a few forms the data does not have."""
+    """Every conversation of the bundled demo data without tools (SFT, DPO chosen/rejected, reasoning,
+    LoRA with system prompts, RLAIF prompts), and a few forms the data does not have."""
     convs = []
     for path in sorted(glob.glob(os.path.join(ROOT, "dataset", "demo", "*.jsonl"))):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 obj = json.loads(line)
-                convs.extend(obj[k] for k in ("conversations", "chosen", "rejected") if k in obj)
+                convs.extend(obj[k] for k in ("conversations", "chosen", "rejected") if k in obj
+                             and not any("tools" in m or "tool_calls" in m or m.get("role") == "tool"
+                                         for m in obj[k]))  # tool_sft.jsonl, agent_rl.jsonl: tools
     convs += [
         [{"role": "system", "content": ""}, {"role": "user", "content": ""}, {"role": "assistant", "content": ""}],
         [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "system", "content": "c"},

@@ -1,0 +1,138 @@
+"""The demo's tool sets: questions only a tool answers, in English and Chinese (demo/corpus.py writes them).
+
+Four tasks, each a question a 1M-parameter model cannot compute and a tool can:
+
+    multiply    "What is 37 times 58?"          calculate_math {"expression": "37 * 58"}
+    add         "What is 37 plus 58?"           calculate_math {"expression": "37 + 58"}
+    km_miles    "How many miles is 120 km?"     unit_converter {"value": 120, "from_unit": "km", "to_unit": "miles"}
+    kg_pounds   "How many pounds is 35 kg?"     unit_converter {"value": 35, "from_unit": "kg", "to_unit": "pounds"}
+
+Each prompt offers its task's tool (a compact schema: the template's tool preamble alone is about 230
+tokens, more than the demo model's training rows); the answer repeats the tool's result
+("37 times 58 is 2146."). The numbers of the three files never meet: a held-out question
+asks about numbers neither the SFT nor the RL set has.
+
+    tool_sft.jsonl      {"conversations": [system with "tools", user, assistant with "tool_calls", tool,
+                        assistant]}: MiniMind's tool SFT format
+    agent_rl.jsonl      {"conversations": [system with "tools", user, empty assistant], "gt": [the result],
+                        "task"}: MiniMind's agent RL format
+    tool_heldout.jsonl  {"question", "gt", "task", "lang", "answer"}: asked with the same tools (and without any)
+
+No demo stage trains on them yet. Measured from the demo's SFT model (128 x 2, seed 1337), tool SFT on
+tool_sft.jsonl (batch 4, lr 2e-3, 3 and 10 epochs; loss 0.37 and 0.28) learns the call format and which
+tool to call (24/48 held-out calls well formed) but never copies the question's numbers into the call nor
+the tool's result into the answer: 0/48 right. The demo's pretraining text holds no numbers at all, so
+its digit tokens are untrained, and its 2-layer model has not learnt to copy across the ~20 tokens
+between question and call. train_agent.py's tests and tests/readme_session.py use agent_rl.jsonl as
+MiniMind's format.
+"""
+import json
+
+from model.tools import calculate_math, unit_converter
+
+DEMO_TOOLS = [
+    {"type": "function", "function": {
+        "name": "calculate_math", "description": "Evaluate an arithmetic expression",
+        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}}},
+    {"type": "function", "function": {
+        "name": "unit_converter", "description": "Convert a value between units",
+        "parameters": {"type": "object", "properties": {"value": {"type": "number"}, "from_unit": {"type": "string"},
+                                                        "to_unit": {"type": "string"}},
+                       "required": ["value", "from_unit", "to_unit"]}}},
+]
+SYSTEM = {"en": "You can use tools.", "zh": "你可以使用工具。"}
+
+# task -> (questions per language, the answer per language, the call)
+TASKS = {
+    "multiply": ({"en": ["What is {a} times {b}?", "Compute {a} * {b}."],
+                  "zh": ["{a} 乘以 {b} 等于多少？", "算一下 {a} 乘 {b}。"]},
+                 {"en": "{a} times {b} is {r}.", "zh": "{a} 乘以 {b} 等于 {r}。"},
+                 lambda a, b: ("calculate_math", {"expression": f"{a} * {b}"})),
+    "add": ({"en": ["What is {a} plus {b}?", "Compute {a} + {b}."],
+             "zh": ["{a} 加 {b} 等于多少？", "算一下 {a} 加 {b}。"]},
+            {"en": "{a} plus {b} is {r}.", "zh": "{a} 加 {b} 等于 {r}。"},
+            lambda a, b: ("calculate_math", {"expression": f"{a} + {b}"})),
+    "km_miles": ({"en": ["How many miles is {a} km?", "Convert {a} km to miles."],
+                  "zh": ["{a} 公里是多少英里？", "把 {a} 公里换算成英里。"]},
+                 {"en": "{a} km is {r} miles.", "zh": "{a} 公里是 {r} 英里。"},
+                 lambda a, b: ("unit_converter", {"value": a, "from_unit": "km", "to_unit": "miles"})),
+    "kg_pounds": ({"en": ["How many pounds is {a} kg?", "Convert {a} kg to pounds."],
+                   "zh": ["{a} 公斤是多少磅？", "把 {a} 公斤换算成磅。"]},
+                  {"en": "{a} kg is {r} pounds.", "zh": "{a} 公斤是 {r} 磅。"},
+                  lambda a, b: ("unit_converter", {"value": a, "from_unit": "kg", "to_unit": "pounds"})),
+}
+SFT_PER_TASK_LANG, RL_PER_TASK_LANG, HELDOUT_PER_TASK_LANG = 48, 6, 6
+
+
+def run_tool(name, arguments):
+    """The tool's result as the registry gives it (model/tools.py's functions, not a table of our own)."""
+    fn = {"calculate_math": calculate_math, "unit_converter": unit_converter}[name]
+    return fn(**arguments)
+
+
+def _draws(rng, count, used, pair):
+    """`count` fresh numbers, none in `used` (which they join): (a, b) pairs for arithmetic, (a, 0) with a
+    in 11..299 for a unit conversion (its one number)."""
+    out = []
+    while len(out) < count:
+        key = (rng.randint(11, 99), rng.randint(11, 99)) if pair else (rng.randint(11, 299), 0)
+        if key not in used:
+            used.add(key)
+            out.append(key)
+    return out
+
+
+def _case(rng, task, lang, a, b):
+    questions, answer, call = TASKS[task]
+    name, arguments = call(a, b)
+    result = run_tool(name, arguments)["result"]
+    return {"task": task, "lang": lang, "question": rng.choice(questions[lang]).format(a=a, b=b),
+            "call": (name, arguments), "result": json.dumps({"result": result}, ensure_ascii=False),
+            "answer": answer[lang].format(a=a, b=b, r=result), "gt": [str(result)]}
+
+
+def tools_for(task):
+    """The tool a task's prompts offer."""
+    name = TASKS[task][2](1, 1)[0]
+    return [t for t in DEMO_TOOLS if t["function"]["name"] == name]
+
+
+def _system(lang, task):
+    return {"role": "system", "content": SYSTEM[lang], "tools": json.dumps(tools_for(task), ensure_ascii=False)}
+
+
+def make_tool_sets(rng):
+    """{"tool_sft", "agent_rl", "tool_heldout"}: rows of each file."""
+    sets = {"tool_sft": [], "agent_rl": [], "tool_heldout": []}
+    for task in TASKS:
+        used, pair = set(), task in ("multiply", "add")
+        for lang in ("en", "zh"):
+            held = [_case(rng, task, lang, a, b) for a, b in _draws(rng, HELDOUT_PER_TASK_LANG, used, pair)]
+            rl = [_case(rng, task, lang, a, b) for a, b in _draws(rng, RL_PER_TASK_LANG, used, pair)]
+            sft = [_case(rng, task, lang, a, b) for a, b in _draws(rng, SFT_PER_TASK_LANG, used, pair)]
+            for c in sft:
+                name, arguments = c["call"]
+                sets["tool_sft"].append({"conversations": [
+                    _system(lang, task), {"role": "user", "content": c["question"]},
+                    {"role": "assistant", "content": "",
+                     "tool_calls": json.dumps([{"name": name, "arguments": arguments}], ensure_ascii=False)},
+                    {"role": "tool", "content": c["result"]},
+                    {"role": "assistant", "content": c["answer"]}]})
+            for c in rl:
+                sets["agent_rl"].append({"conversations": [_system(lang, task), {"role": "user", "content": c["question"]},
+                                                           {"role": "assistant", "content": ""}], "gt": c["gt"],
+                                           "task": task})
+            sets["tool_heldout"] += [{"question": c["question"], "gt": c["gt"], "task": task, "lang": lang,
+                                      "answer": c["answer"]} for c in held]
+    rng.shuffle(sets["tool_sft"])
+    rng.shuffle(sets["agent_rl"])
+    return sets
+
+
+def tool_readme(sets):
+    return (f"\n## Tool calling\n\n`tool_sft.jsonl` ({len(sets['tool_sft'])} conversations), `agent_rl.jsonl` "
+            f"({len(sets['agent_rl'])} prompts) and `tool_heldout.jsonl` ({len(sets['tool_heldout'])} questions): "
+            "multiply, add, km to miles, kg to pounds, in English and Chinese, each prompt offering its task's tool "
+            "(`calculate_math` or `unit_converter`; demo/tool_sets.py). The SFT conversations call the right tool "
+            "and repeat its result; the RL prompts carry the result as `gt`; the held-out questions ask about "
+            "numbers neither file has.\n")
