@@ -14,11 +14,15 @@ finish_reason "tool_calls" and the text around them in `content` (null when ther
 text is sent until a block begins; the calls follow in one delta at the end. The client runs the
 tools and sends the assistant message with its tool_calls and one `tool` message per call; they are
 rendered as the template renders them. tool_choice "none" leaves the tools out of the prompt and the
-reply unparsed. A `tools` list that is not OpenAI's function form is a 400.
+reply unparsed; "required" begins the reply with a call for the model (`<tool_call>\n{"name": "`), and
+{"type": "function", "function": {"name": N}} with a call of N (up to `"arguments":`), so that the model
+writes the rest (a model that then writes no valid call gets its text back, finish_reason "stop": the
+call is begun, not constrained to the schema). A `tools` list that is not OpenAI's function form is a 400.
 
     POST /v1/chat/completions   model, messages, temperature, top_p, max_tokens, stream, stop, seed, n=1,
                                 chat_template_kwargs {enable_thinking | open_thinking: bool},
-                                tools, tool_choice ("auto" | "none"), parallel_tool_calls
+                                tools, tool_choice ("auto" | "none" | "required" | a named function),
+                                parallel_tool_calls
     GET  /v1/models             the one served model
     GET  /health                liveness and generation counters
 
@@ -43,13 +47,13 @@ import torch  # noqa: E402
 from model.agent import ToolCallStream  # noqa: E402
 from model.generation import StopStrings, cut_at_stop, held_back, sampling_kwargs  # noqa: E402
 from model.loading import add_source_args, load_source, source_name  # noqa: E402
-from model.tools import check_tool_definitions, to_openai_tool_calls  # noqa: E402
+from model.tools import TOOL_CALL_OPEN, check_tool_definitions, to_openai_tool_calls  # noqa: E402
 from trainer.args import (ArgumentParser, add_device_args, check_device, positive_int,  # noqa: E402
                           resolve_dtype)
 from trainer.errors import UserError, run_main  # noqa: E402
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}  # developer = OpenAI's newer name for system
-TOOL_CHOICES = ("auto", "none")  # "required" and a named function would need constrained decoding
+TOOL_CHOICES = ("auto", "none", "required")  # or {"type": "function", "function": {"name": ...}}
 MAX_STOP = 4  # OpenAI's limit on stop sequences
 THINKING_KWARGS = ("enable_thinking", "open_thinking")  # Qwen3's / MiniMind 2025-10's, and MiniMind-3's name
 # For requests that leave them out: MiniMind's server defaults (OpenAI's 1.0 / 1.0 ramble on a small model)
@@ -130,20 +134,37 @@ def _message(m, i):
 
 
 def _tools(body):
-    """The tools to put in the prompt (None: no tools), from tools / tool_choice / parallel_tool_calls."""
+    """(the tools to put in the prompt or None, the text the reply is begun with or ""), from tools /
+    tool_choice / parallel_tool_calls."""
     tools, choice = body.get("tools"), body.get("tool_choice")
-    if choice is not None and choice not in TOOL_CHOICES:
+    named = None
+    if isinstance(choice, dict):
+        fn = choice.get("function") if choice.get("type") == "function" else None
+        named = fn.get("name") if isinstance(fn, dict) else None
+        if not isinstance(named, str) or not named:
+            raise RequestError(f"'tool_choice' {json.dumps(choice)[:80]} must be \"auto\", \"none\", \"required\" or "
+                               '{"type": "function", "function": {"name": ...}}', "tool_choice")
+    elif choice is not None and choice not in TOOL_CHOICES:
         raise RequestError(f"'tool_choice' {json.dumps(choice)[:80]} is not supported: this server takes \"auto\" "
-                           "(the model decides) or \"none\"", "tool_choice")
+                           "(the model decides), \"none\", \"required\" or a named function", "tool_choice")
     if body.get("parallel_tool_calls") is not None and not isinstance(body["parallel_tool_calls"], bool):
         raise RequestError("'parallel_tool_calls' must be true or false", "parallel_tool_calls")
-    if tools is None:
-        return None
-    try:
-        check_tool_definitions(tools)
-    except ValueError as e:
-        raise RequestError(f"invalid 'tools': {e}", "tools")
-    return tools if tools and choice != "none" else None
+    if tools is not None:
+        try:
+            check_tool_definitions(tools)
+        except ValueError as e:
+            raise RequestError(f"invalid 'tools': {e}", "tools")
+    if (named or choice == "required") and not tools:
+        raise RequestError(f"'tool_choice' {json.dumps(choice)[:80]} needs 'tools' to call", "tool_choice")
+    if named:
+        offered = [t["function"]["name"] for t in tools]
+        if named not in offered:
+            raise RequestError(f"'tool_choice' names {named!r}, which is not among 'tools' ({', '.join(offered)})",
+                               "tool_choice")
+        return tools, f'{TOOL_CALL_OPEN}\n{{"name": "{named}", "arguments":'
+    if choice == "required":
+        return tools, f'{TOOL_CALL_OPEN}\n{{"name": "'
+    return (tools if tools and choice != "none" else None), ""
 
 
 def parse_request(body):
@@ -159,7 +180,7 @@ def parse_request(body):
     if not isinstance(msgs, list) or not msgs:
         raise RequestError("'messages' must be a non-empty list of {role, content} objects", "messages")
     messages = [_message(m, i) for i, m in enumerate(msgs)]
-    tools = _tools(body)
+    tools, begun = _tools(body)
 
     temperature = _number(body, "temperature", 0, 2, DEFAULT_TEMPERATURE)
     top_p = _number(body, "top_p", 0, 1, DEFAULT_TOP_P)
@@ -194,7 +215,8 @@ def parse_request(body):
     opts = body.get("stream_options") or {}
     if not isinstance(opts, dict):
         raise RequestError("'stream_options' must be an object", "stream_options")
-    return dict(model=model, messages=messages, tools=tools, enable_thinking=thinking[-1] if thinking else None,
+    return dict(model=model, messages=messages, tools=tools, begun=begun,
+                enable_thinking=thinking[-1] if thinking else None,
                 temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                 stream=stream, stop=stop, seed=seed, include_usage=bool(opts.get("include_usage")))
 
@@ -232,7 +254,7 @@ class Engine:
             if req.get("tools"):
                 extra["tools"] = req["tools"]
             prompt = self.tokenizer.apply_chat_template(req["messages"], tokenize=False, add_generation_prompt=True,
-                                                        **extra)
+                                                        **extra) + req.get("begun", "")
         except Exception as e:  # a template that rejects this conversation (e.g. roles out of order)
             raise RequestError(f"'messages' could not be formatted with the chat template: {e}", "messages")
         ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
@@ -396,7 +418,7 @@ def create_app(engine: Engine):
                         parts.append(item)
             finally:
                 watcher.cancel()
-            message, finish = {"role": "assistant", "content": "".join(parts)}, end["finish_reason"]
+            message, finish = {"role": "assistant", "content": req["begun"] + "".join(parts)}, end["finish_reason"]
             if engine.reasoning:
                 from model.reasoning import split_reasoning
                 message["reasoning_content"], message["content"] = split_reasoning(message["content"])
@@ -421,6 +443,8 @@ def create_app(engine: Engine):
             return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
         calls_split = ToolCallStream() if req["tools"] else None
+        if req["begun"]:  # the call begun for the model (tool_choice required / named): held, as any call
+            calls_split.feed(req["begun"])
 
         def deltas(pieces):
             """Text deltas; a reason model's as DeepSeek's, reasoning or answer with the other null. With

@@ -266,9 +266,13 @@ BAD = [
      "tools[0].function.name"),
     ("tool parameter type", {"messages": _msg(), "tools": [{"type": "function", "function": {
         "name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "strng"}}}}}]}, "strng"),
-    ("tool_choice required", {"messages": _msg(), "tool_choice": "required"}, "tool_choice"),
-    ("tool_choice a function", {"messages": _msg(), "tool_choice": {"type": "function", "function": {"name": "f"}}},
-     "tool_choice"),
+    ("tool_choice required without tools", {"messages": _msg(), "tool_choice": "required"}, "needs 'tools'"),
+    ("tool_choice a function without tools", {"messages": _msg(), "tool_choice": {"type": "function", "function": {
+        "name": "f"}}}, "needs 'tools'"),
+    ("tool_choice a function not offered", {"messages": _msg(), "tools": [{"type": "function", "function": {
+        "name": "g"}}], "tool_choice": {"type": "function", "function": {"name": "f"}}}, "not among 'tools' (g)"),
+    ("tool_choice a malformed object", {"messages": _msg(), "tool_choice": {"type": "function"}}, "tool_choice"),
+    ("tool_choice an unknown word", {"messages": _msg(), "tool_choice": "always"}, "tool_choice"),
     ("assistant tool_calls without a name", {"messages": [{"role": "assistant", "content": None, "tool_calls": [
         {"id": "c", "type": "function", "function": {"arguments": "{}"}}]}]}, "tool_calls[0]"),
     ("tool message without content", {"messages": [{"role": "tool", "tool_call_id": "c"}]}, "content"),
@@ -518,6 +522,27 @@ def test_tool_choice_none_leaves_tools_out_and_the_reply_unparsed(tool_setup, st
     assert use.prompt_tokens == n_tokens(tool_setup["tok"], messages, None)  # no tools in the prompt
     # the model writes the call anyway (it was taught to): it stays text
     assert (content, calls, finish) == (format_tool_call("calculate_math", TOOL_ARGS), None, "stop")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("choice", ["required", "named"])
+def test_tool_choice_required_or_named_begins_the_call(tool_setup, stream, choice):
+    """The reply is begun with the call (its name too when named): the prompt holds the tools and the begun
+    text, and the model's continuation comes back as the whole call, in OpenAI's form."""
+    import json
+
+    from tiny_chat import Q_TOOL, TOOL_ARGS
+    messages = [{"role": "user", "content": Q_TOOL}]
+    tool_choice = "required" if choice == "required" else {"type": "function", "function": {"name": "calculate_math"}}
+    content, calls, finish, use = ask_tools(tool_setup["client"], messages, stream, tools=TOOL_SCHEMAS,
+                                            tool_choice=tool_choice)
+    begun = '<tool_call>\n{"name": "' + ('' if choice == "required" else 'calculate_math", "arguments":')
+    tok = tool_setup["tok"]
+    prompt = tok.apply_chat_template(messages, tools=TOOL_SCHEMAS, tokenize=False, add_generation_prompt=True)
+    assert use.prompt_tokens == len(tok(prompt + begun, add_special_tokens=False).input_ids)
+    assert finish == "tool_calls" and content is None and len(calls) == 1
+    assert calls[0]["function"]["name"] == "calculate_math"
+    assert json.loads(calls[0]["function"]["arguments"]) == TOOL_ARGS
 
 
 def test_invalid_tool_schema_is_a_400_the_client_raises(tool_setup):
