@@ -14,7 +14,7 @@ from trainer.args import make_parser, nonneg_float, positive_float, positive_int
 from trainer.errors import run_main
 from trainer.loop import Trainer
 from trainer.rl.grpo import LOSS_TYPES
-from trainer.rl.online import add_reward_flags, add_rollout_flags, setup_rewards
+from trainer.rl.online import add_reward_flags, add_rollout_flags, finish_args, prompt_sets
 
 # Default learning rate. MiniMind's 8e-8 (3e-7 in 2026) suited its loss, whose ratio exp(logp - logp.detach())
 # made every step one plain policy-gradient step on doubly normalised advantages over 1536-token rollouts.
@@ -65,9 +65,7 @@ def parse_args(argv=None):
                    help="leave completions cut by --max_gen_len out of the loss (default %(default)s)")
     add_rollout_flags(g)
     add_reward_flags(g)
-    args = p.parse_args(argv)
-    if args.from_weight is None:
-        args.from_weight = "reason" if args.reasoning else "full_sft"
+    args = finish_args(p.parse_args(argv))
     if args.epsilon_high is None:
         args.epsilon_high = 5.0 if args.loss_type == "cispo" else args.epsilon
     return args
@@ -75,14 +73,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from dataset.lm_dataset import PromptDataset, prompt_collate
+    from dataset.lm_dataset import prompt_collate
     from trainer.stages.grpo import GRPOStage
     with Trainer(args) as trainer:
-        funcs, train_ds = setup_rewards(
-            trainer, args, lambda: trainer.dataset(PromptDataset, args.data_path, max_length=args.max_seq_len))
+        funcs, train_ds, val_ds = prompt_sets(trainer, args)
         model = trainer.build_model()
-        val_ds = trainer.dataset(PromptDataset, args.val_data_path, max_length=args.max_seq_len) \
-            if args.val_data_path else None
         trainer.fit(model, train_ds, prompt_collate, GRPOStage(args, funcs, args.reward_weights), val_ds)
 
 

@@ -19,7 +19,7 @@ rlaif.jsonl).
 from trainer.args import make_parser, nonneg_float, positive_float, positive_int, unit_float
 from trainer.errors import run_main
 from trainer.loop import Trainer
-from trainer.rl.online import add_reward_flags, add_rollout_flags, setup_rewards
+from trainer.rl.online import add_reward_flags, add_rollout_flags, finish_args, prompt_sets
 
 
 def parse_args(argv=None):
@@ -65,26 +65,21 @@ def parse_args(argv=None):
     p._option_string_actions["--max_gen_len"].help = ("max new tokens per completion (default %(default)s, GRPO's "
                                                       "and MiniMind2's; MiniMind's 2026 1024)")
     add_reward_flags(g)
-    args = p.parse_args(argv)
-    if args.from_weight is None:
-        args.from_weight = "reason" if args.reasoning else "full_sft"
+    args = finish_args(p.parse_args(argv))
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from dataset.lm_dataset import PromptDataset, prompt_collate
+    from dataset.lm_dataset import prompt_collate
     from trainer.rl.ppo import ActorCritic, make_critic
     from trainer.stages.ppo import PPOStage
     with Trainer(args) as trainer:
-        funcs, train_ds = setup_rewards(
-            trainer, args, lambda: trainer.dataset(PromptDataset, args.data_path, max_length=args.max_seq_len))
+        funcs, train_ds, val_ds = prompt_sets(trainer, args)
         actor = trainer.build_model()
         critic = make_critic(actor, args)
         trainer.log(f"critic: the actor's trunk, copied, under a value head "
                     f"({sum(p.numel() for p in critic.parameters()) / 1e6:.3f} M params)")
-        val_ds = trainer.dataset(PromptDataset, args.val_data_path, max_length=args.max_seq_len) \
-            if args.val_data_path else None
         trainer.fit(ActorCritic(actor, critic), train_ds, prompt_collate, PPOStage(args, funcs, args.reward_weights),
                     val_ds)
 

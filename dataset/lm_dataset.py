@@ -230,10 +230,12 @@ class RewardDataset(DPODataset):
 
 
 class PromptDataset(_Base):
-    """RLAIF {"conversations"} lines -> dict(prompt_ids, fields, index): the prompt as the chat template
-    renders it with the generation prompt (its last assistant turn dropped), cut to its LAST max_length
-    tokens as MiniMind cuts it (the question is at the end); `fields` are the line's other fields (a dict),
-    for the reward functions. Items go to the RL stages as they are (prompt_collate), unpadded."""
+    """RLAIF {"conversations"} lines -> dict(prompt_ids, fields, index, messages): the prompt as the chat
+    template renders it with the generation prompt (its last assistant turn dropped), cut to its LAST
+    max_length tokens as MiniMind cuts it (the question is at the end); `fields` are the line's other fields
+    (a dict), for the reward functions; `messages` the conversation rendered (the system message's tools
+    decoded), for a rollout that renders further turns. Items go to the RL stages as they are
+    (prompt_collate), unpadded."""
 
     def __init__(self, jsonl_path, tokenizer, max_length=512, *, cache_dir=None, num_proc=None, verbose=True):
         self._open(jsonl_path, tokenizer, max(int(max_length), 2), RLAIF, cache_dir, num_proc)
@@ -249,8 +251,9 @@ class PromptDataset(_Base):
     def __getitem__(self, i):
         import json
         ids = _long(self.cache.column("prompt_ids").row(int(i))[-self.max_length:])
-        return dict(prompt_ids=ids, fields=json.loads(self.cache.data.data.table.column("fields")[int(i)].as_py()),
-                    index=int(i))
+        table = self.cache.data.data.table
+        return dict(prompt_ids=ids, fields=json.loads(table.column("fields")[int(i)].as_py()), index=int(i),
+                    messages=json.loads(table.column("messages")[int(i)].as_py()))
 
 
 def prompt_collate(batch):

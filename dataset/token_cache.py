@@ -34,8 +34,9 @@ from dataset.sources import (_KINDS, DPO, PRETRAIN, RLAIF, DataError, _check_mar
 
 FORMAT_VERSION = 3  # 3: a direct answer's empty think block is tokenized on its own (EMPTY_THINK)
 # A stage whose columns changed since FORMAT_VERSION, so that only its caches are built again:
-# dpo 2 added "margin" (float32, 0 where a line has none; train_reward.py reads it).
-KIND_VERSION = {"dpo": 2}
+# dpo 2 added "margin" (float32, 0 where a line has none; train_reward.py reads it);
+# rlaif 2 added "messages" (the checked prompt conversation as JSON; train_agent.py renders its turns).
+KIND_VERSION = {"dpo": 2, "rlaif": 2}
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 ASSISTANT_HEADER = IM_START + "assistant\n"
 # A direct answer (adaptive thinking off) opens with this. The template's thinking-off prompt ends
@@ -226,12 +227,14 @@ def _encode_chunk(batch, indices, kind, path, tok, dtype, lines, own_tok):
 
 
 def _encode_prompts(objs, path, tok, ids_type):
-    """RLAIF rows: the prompt (chat template with the generation prompt) as prompt_ids, and every other
-    field of the row as JSON in "fields" (they reach the reward functions)."""
+    """RLAIF rows: the prompt (chat template with the generation prompt) as prompt_ids, the checked
+    conversation as JSON in "messages" (a multi-turn rollout renders it again with each turn's tool
+    results), and every other field of the row as JSON in "fields" (they reach the reward functions)."""
     import pyarrow as pa
-    texts, fields = [], []
+    texts, fields, conversations = [], [], []
     for lineno, obj in objs:
         messages = _check_prompt(_field(obj, "conversations", path, lineno, RLAIF.example), path, lineno)
+        conversations.append(json.dumps(messages, ensure_ascii=False, default=str))
         try:
             texts.append(tok.apply_chat_template(messages, tools=_tools_of(messages), tokenize=False,
                                                  add_generation_prompt=True))
@@ -241,7 +244,8 @@ def _encode_prompts(objs, path, tok, ids_type):
         fields.append(json.dumps({k: v for k, v in obj.items() if k != "conversations"}, ensure_ascii=False,
                                  default=str))
     ids = [pa.array(_encode_batch(tok, b), ids_type) for b in _sub_batches(texts, len)]
-    return pa.table({"prompt_ids": _concat(ids, ids_type), "fields": pa.array(fields, pa.string())})
+    return pa.table({"prompt_ids": _concat(ids, ids_type), "fields": pa.array(fields, pa.string()),
+                     "messages": pa.array(conversations, pa.string())})
 
 
 # ----------------------------------------------------------------------------------------------

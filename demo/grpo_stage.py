@@ -100,23 +100,36 @@ def run(args, env, items, reason_answers, index_label="rl"):
     say(f"\n[{index_label}] the GRPO model ({rel(os.path.join(args.out_dir, f'grpo_{args.dim}.pth'))}) on the "
         "2-hop held-out questions, thinking first:")
     after = ask_all(args, 3, items, max_new_tokens=REASON_MAX_NEW_TOKENS, weight="grpo")
-    k = min(10, max(1, len(recs) // 5))
-    out = {"before": figures(args, "reason", items, reason_answers), "after": figures(args, "grpo", items, after),
-           "time_s": round(took, 1), "steps": len(recs),
-           "train_reward": {"first": round(sum(r["rewards/gt/mean"] for r in recs[:k]) / k, 3),
-                            "last": round(sum(r["rewards/gt/mean"] for r in recs[-k:]) / k, 3), "steps_averaged": k},
-           "reward": [[r["step"], r.get("reward"), r.get("rewards/gt/mean")] for r in recs]}
+    out = rl_figures(args, items, reason_answers, "grpo", after, recs, took)
+    out["reward"] = [[r["step"], r.get("reward"), r.get("rewards/gt/mean")] for r in recs]
     say("")
     for line in summary(out):
         say("  " + line)
     return out, recs
 
 
+def rl_figures(args, items, reason_answers, weight, after, recs, took):
+    """What every RL stage of the demo reports (PPO's too, demo/ppo_stage.py): the reason model's figures and
+    the trained one's (`after`: its greedy answers), the time, the steps, and the training reward (the gt
+    mean of the samples) averaged over the first and last tenth-ish of the steps that logged it."""
+    rewarded = [r for r in recs if "rewards/gt/mean" in r]
+    k = min(10, max(1, len(rewarded) // 5))
+    return {"before": figures(args, "reason", items, reason_answers), "after": figures(args, weight, items, after),
+            "time_s": round(took, 1), "steps": len(recs),
+            "train_reward": {"first": round(sum(r["rewards/gt/mean"] for r in rewarded[:k]) / k, 3),
+                             "last": round(sum(r["rewards/gt/mean"] for r in rewarded[-k:]) / k, 3),
+                             "steps_averaged": k}}
+
+
+def before_after(r):
+    """pair(key, field) -> "before/total -> after/total" of a stage's figures."""
+    b, a = r["before"], r["after"]
+    return lambda key, field="right": f"{b[key][field]}/{b[key]['total']} -> {a[key][field]}/{a[key]['total']}"
+
+
 def summary(r):
     b, a = r["before"], r["after"]
-
-    def pair(key, field="right"):
-        return f"{b[key][field]}/{b[key]['total']} -> {a[key][field]}/{a[key]['total']}"
+    pair = before_after(r)
     return [f"GRPO: 2-hop held-out greedy accuracy {pair('greedy')} (reason model -> GRPO model; in wordings GRPO "
             f"never saw {pair('greedy_unseen_wording')})",
             f"GRPO: pass@{b['pass_at_k']['k']} at temperature {b['pass_at_k']['temperature']} "

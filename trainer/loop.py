@@ -176,24 +176,28 @@ class Trainer:
             print(msg, flush=True)
 
     # -- model and data ----------------------------------------------------------------------
-    def build_model(self):
-        """MiniMindForCausalLM from the flags, size printed first, --from_weight loaded strictly."""
+    def build_model(self, model_cls=None, make_config=None, load=None):
+        """model_cls(make_config(args)) (default: MiniMindForCausalLM from build_config), size printed first,
+        --from_weight loaded: strictly by default, or by load(model, path or None), which returns the line
+        to log (the reward model loads a chat model's trunk or a whole reward checkpoint)."""
         from model import MiniMindForCausalLM
         args = self.args
         try:
-            cfg = build_config(args)
+            cfg = (make_config or build_config)(args)
         except ValueError as e:
             raise UserError(f"--dim {args.dim} --n_layers {args.n_layers}: {e}")
         if len(self.tokenizer) > cfg.vocab_size:
             raise UserError(f"{args.tokenizer_path}: tokenizer has {len(self.tokenizer)} tokens, "
                             f"more than the model's vocab_size {cfg.vocab_size}; use MiniMind's tokenizer (./model)")
         torch.manual_seed(args.seed)
-        model = MiniMindForCausalLM(cfg)
+        model = (model_cls or MiniMindForCausalLM)(cfg)
         n_params = sum(p.numel() for p in model.parameters())
         self.log(f"LLM total params: {n_params / 1e6:.3f} M")
         self.n_params = n_params
         src = self.from_weight_path()
-        if src is not None:
+        if load is not None:
+            self.log(load(model, src))
+        elif src is not None:
             load_weights(model, src, made_by=made_by(args.from_weight))
             self.log(f"loaded {src}")
         return model.to(self.device)
@@ -514,6 +518,8 @@ class Trainer:
                         row.update(last_val)
                     if self.wandb is not None and row:
                         self.wandb.log(row, step=step, commit=True)
+                    if iteration + 1 == stage.num_iterations:
+                        stage.after_updates(self, model)
                     # saved between a step's iterations, a resume could not redo the rest of them exactly
                     save_due = save_due or step % a.save_interval == 0
                     if (save_due or done) and iteration + 1 == stage.num_iterations:
@@ -529,17 +535,22 @@ class Trainer:
         a = self.args
         loss, gn, lr = stats.pop("loss"), stats.pop("grad_norm"), lrs[0]
         group_lrs = {f"{n}_lr": v for n, v in zip(names, lrs)} if len(lrs) > 1 else {}  # PPO: actor_lr, critic_lr
+        # no gradient norm when the window took no update (PPO's early stop dropped its steps)
+        norm = f"grad_norm {gn:.4f} " if gn == gn else ""
         line = (f"epoch {epoch + 1}/{a.epochs} step {step}/{total} loss {loss:.6f} lr {lr:.3e} "
                 + "".join(f"{k} {v:.3e} " for k, v in group_lrs.items())
-                + f"grad_norm {gn:.4f} tok/s {tps:.0f} eta {fmt_duration(eta)}")
+                + f"{norm}tok/s {tps:.0f} eta {fmt_duration(eta)}")
         if stats:
             line += " " + " ".join(f"{k} {v:.4f}" for k, v in stats.items())
         skipped = self.guard.skipped
         if skipped:
             line += f" skipped_steps {skipped}"
         self.log(line)
-        return {"loss": loss, "lr": lr, **group_lrs, "grad_norm": gn, "tokens_per_sec": tps, "epoch": epoch + 1, **stats,
-                "skipped_steps": skipped}
+        row = {"loss": loss, "lr": lr, **group_lrs, "tokens_per_sec": tps, "epoch": epoch + 1, **stats,
+               "skipped_steps": skipped}
+        if gn == gn:
+            row["grad_norm"] = gn
+        return row
 
 
 class _Window:

@@ -1,5 +1,5 @@
-"""What the online RL scripts (train_grpo.py, train_ppo.py) share around their stages: the rollout and reward
-flags, and the reward functions made from them.
+"""What the online RL scripts (train_grpo.py, train_ppo.py, train_spo.py) share around their stages: the rollout
+and reward flags, the reward functions made from them, and the prompt sets.
 
     add_rollout_flags(group)          --max_gen_len --temperature --top_p --log_completions --rollout_engine
     add_reward_flags(group)           --reasoning --reward_model_path --reward_funcs --reward_weights
@@ -7,6 +7,8 @@ flags, and the reward functions made from them.
                                       (reward functions, training set): --reward_funcs resolved before the
                                       data is read (a bad path or name stops first), then the default set
                                       (MiniMind's rules, the reward model when given, gt when the data has it)
+    finish_args(args)                 --from_weight's default: reason with --reasoning 1, full_sft with 0
+    prompt_sets(trainer, args)        (reward functions, training prompts, held-out prompts or None)
 """
 import argparse
 
@@ -36,15 +38,16 @@ def add_rollout_flags(g):
                    help="what generates the completions (default %(default)s: the policy itself)")
 
 
-def add_reward_flags(g):
-    g.add_argument("--reasoning", type=int, choices=[0, 1], default=1,
-                   help="1: a reasoning model (reads reason_*.pth; the format reward) (default %(default)s)")
+def add_reward_flags(g, reasoning=True):
+    if reasoning:
+        g.add_argument("--reasoning", type=int, choices=[0, 1], default=1,
+                       help="1: a reasoning model (reads reason_*.pth; the format reward) (default %(default)s)")
     g.add_argument("--reward_model_path", type=str, default=None,
                    help="a reward model scored as the reward_model reward: train_reward.py's reward_{dim}.pth, or a "
                         "folder (sequence classification, or InternLM2-style get_score as MiniMind's "
                         "internlm2-1_8b-reward) (default: none)")
     g.add_argument("--reward_funcs", type=comma_list, default=None,
-                   help="comma-separated rewards: format, length, repetition, gt, reward_model, or "
+                   help="comma-separated rewards: format, length, repetition, gt, agent, reward_model, or "
                         "path/to/file.py:function (default: MiniMind's rules, the reward model when given, "
                         "gt when the data has it)")
     g.add_argument("--reward_weights", type=comma_floats, default=None,
@@ -56,16 +59,36 @@ def data_has_gt(ds):
     return bool(pc.any(pc.match_substring(ds.cache.data.data.table.column("fields"), '"gt":')).as_py())
 
 
-def setup_rewards(trainer, args, load_train):
-    """(reward functions [(name, f)], training set from load_train()), the set logged in one line."""
+def setup_rewards(trainer, args, load_train, default=None):
+    """(reward functions [(name, f)], training set from load_train()), the set logged in one line.
+    default: the names used without --reward_funcs (reward_model added when given; train_agent.py's
+    agent), instead of MiniMind's rules."""
     from trainer.rl.rewards import RewardModel, resolve_funcs, reward_set
     reward_model = RewardModel(args.reward_model_path, trainer.device) if args.reward_model_path else None
-    funcs = resolve_funcs(args.reward_funcs, reward_model)  # a bad path or name stops before the data
+    specs = args.reward_funcs or (default + (["reward_model"] if reward_model else []) if default else None)
+    funcs = resolve_funcs(specs, reward_model)  # a bad path or name stops before the data
     train_ds = load_train()
-    funcs = reward_set(funcs, args.reasoning, data_has_gt(train_ds), reward_model)
+    funcs = reward_set(funcs, getattr(args, "reasoning", 0), data_has_gt(train_ds), reward_model)
     if args.reward_weights is not None and len(args.reward_weights) != len(funcs):
         raise UserError(f"--reward_weights: {len(args.reward_weights)} weights for {len(funcs)} rewards "
                         f"({', '.join(n for n, _ in funcs)}); give one weight per reward")
     trainer.log("rewards: " + ", ".join(f"{n} x {w:g}" for (n, _), w in
                                        zip(funcs, args.reward_weights or [1.0] * len(funcs))))
     return funcs, train_ds
+
+
+def finish_args(args):
+    if args.from_weight is None:
+        args.from_weight = "reason" if args.reasoning else "full_sft"
+    return args
+
+
+def prompt_sets(trainer, args, default_rewards=None):
+    """(reward functions, training prompts, --val_data_path's prompts or None), as PromptDataset."""
+    from dataset.lm_dataset import PromptDataset
+    funcs, train_ds = setup_rewards(
+        trainer, args, lambda: trainer.dataset(PromptDataset, args.data_path, max_length=args.max_seq_len),
+        default_rewards)
+    val_ds = trainer.dataset(PromptDataset, args.val_data_path, max_length=args.max_seq_len) \
+        if args.val_data_path else None
+    return funcs, train_ds, val_ds

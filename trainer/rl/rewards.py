@@ -15,6 +15,10 @@ Built-ins (names for --reward_funcs):
                   answer (after </think>), times 2 x 0.5, capped at 0.5
     gt            the share of the line's "gt" strings the answer (after </think>) contains, numbers
                   compared as numbers (MiniMind's agent-RL check); None for a line without gt
+    agent         MiniMind's 2026 agent reward (train_agent.py's default) over a trajectory's turns and tool
+                  calls (fields turns, calls, unfinished, tools; a one-turn completion without them):
+                  tag balance, the valid calls against len(gt), gt in the final answer, the unfinished and
+                  repetition penalties, clipped to +-3
     reward_model  a reward model (--reward_model_path): train_reward.py's reward_{dim}.pth (its size read
                   from its tensors), a transformers sequence-classification folder (scripts/convert_model.py
                   exports one), or a remote-code model with InternLM2's get_score as MiniMind uses; scores
@@ -28,6 +32,7 @@ import re
 
 import torch
 
+from model.tools import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, _argument_problem
 from trainer.errors import UserError
 
 THINK_END = "</think>"
@@ -97,7 +102,62 @@ def gt_reward(completions, gt=None, **kwargs):
     return out
 
 
-BUILTINS = {"format": format_reward, "length": length_reward, "repetition": repetition_reward, "gt": gt_reward}
+# the agent reward: MiniMind's for multi-turn tool trajectories (train_agent.py passes turns, calls, tools)
+
+def _answer(turn_text):
+    return turn_text.split("</think>", 1)[-1].strip() if "</think>" in turn_text else turn_text.strip()
+
+
+def valid_calls(calls, tools):
+    """How many calls name one of the prompt's tools with arguments that fit its schema (MiniMind counts a
+    call valid when its name is offered and its required arguments are given)."""
+    schemas = {t.get("function", t).get("name"): t.get("function", t).get("parameters", {}) for t in tools}
+    return sum(1 for c in calls if c.name in schemas and _argument_problem(c.arguments, schemas[c.name], "arguments")
+               is None)
+
+
+def agent_reward(completions, gt=None, turns=None, unfinished=None, calls=None, tools=None, **kwargs):
+    """MiniMind's agent reward, per trajectory (its 2026 train_agent.py calculate_rewards, without the
+    reward model: pass reward_model as another reward). Every turn: -0.5 per unbalanced <tool_call> tag.
+    Without any call: +0.5 for an answer of 5-800 characters (else -0.5), and for a thinking answer +1 for
+    20-300 characters of thought (else -0.5), +0.25 for one </think> (else -0.25). With calls: +0.5 when
+    the valid calls number len(gt) and none is invalid, else -0.5 per call of difference; +2.5 x the share
+    of gt found in the final answer (none when unfinished); -0.5 when unfinished. Both: minus the
+    repetition penalty of the answer; clipped to +-3."""
+    out = []
+    for i, response in enumerate(completions):
+        texts = turns[i] if turns is not None else [response]
+        answers = [_answer(t) for t in texts]
+        answer = answers[-1] if answers else response.strip()
+        made = calls[i] if calls is not None else []
+        reward = -0.5 * sum(abs(a.count(TOOL_CALL_OPEN) - a.count(TOOL_CALL_CLOSE)) for a in answers)
+        if not made:
+            reward += 0.5 if 5 <= len(response.strip()) <= 800 else -0.5
+            if "</think>" in response:
+                think, answer = response.split("</think>", 1)
+                reward += 1.0 if 20 <= len(think.strip()) <= 300 else -0.5
+                reward += 0.25 if response.count("</think>") == 1 else -0.25
+                answer = answer.strip()
+            reward -= repetition_penalty(answer)
+        else:
+            want = gt[i] if gt is not None and gt[i] else []
+            want = [want] if isinstance(want, str) else list(want)
+            ok = valid_calls(made, tools[i] if tools is not None else [])
+            gap = abs(ok - len(want)) + max(0, len(made) - ok)
+            reward += 0.5 if gap == 0 else -0.5 * gap
+            stop = bool(unfinished[i]) if unfinished is not None else False
+            final = "" if stop else (answer.split(TOOL_CALL_CLOSE)[-1] if TOOL_CALL_CLOSE in answer else answer)
+            if want:
+                reward += 2.5 * len(gt_found(final, want)) / len(want)
+            if stop:
+                reward -= 0.5
+            reward -= repetition_penalty(final or answer)
+        out.append(max(min(reward, 3.0), -3.0))
+    return out
+
+
+BUILTINS = {"format": format_reward, "length": length_reward, "repetition": repetition_reward, "gt": gt_reward,
+            "agent": agent_reward}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ class Rollout:
     completion_ids / mask        (N, C) the generated tokens; mask covers them up to and including the
                                  first <|im_end|> (never padding)
     texts, truncated             the completions decoded; whether a row hit max_new_tokens
+    loss_mask                    None: completion_mask; a multi-turn rollout (trainer/rl/agent.py): 1 on
+                                 the tokens the model generated, 0 on tool results between its turns
     """
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -40,6 +42,7 @@ class Rollout:
     completion_mask: torch.Tensor
     texts: list
     truncated: torch.Tensor
+    loss_mask: torch.Tensor = None
 
     def __len__(self):
         return len(self.texts)
@@ -55,7 +58,8 @@ class Rollout:
         ids = torch.cat([ids[:, first:P], comp[:, :keep_c]], 1)
         att = torch.cat([att[:, first:P], mask[:, :keep_c]], 1)
         texts = [self.texts[i] for i in torch.arange(len(self.texts))[index].tolist()]
-        return Rollout(ids, att, comp[:, :keep_c], mask[:, :keep_c], texts, self.truncated[index])
+        loss = self.loss_mask[index][:, :keep_c] if self.loss_mask is not None else None
+        return Rollout(ids, att, comp[:, :keep_c], mask[:, :keep_c], texts, self.truncated[index], loss)
 
 
 class TorchRollout:

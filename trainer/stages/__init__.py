@@ -1,7 +1,7 @@
 """The training stages: here the Stage protocol and LMStage (pretrain, SFT); one module per other stage.
 
 A stage is what differs between pretraining, SFT, DPO and the stages after them (dpo.py,
-distill.py, reason_sft.py, lora.py, reward.py, grpo.py, ppo.py beside this file).
+distill.py, reason_sft.py, lora.py, reward.py, grpo.py, ppo.py, spo.py beside this file).
 
 `Trainer.fit` (trainer/loop.py) runs any `Stage`: the stage gives the loss of a batch, the sums
 validation adds up and the metrics made from them, and may prepare itself once before training
@@ -13,7 +13,7 @@ of them) and trains on what `rollout` returns. Offline stages return them unchan
 (grpo.py) makes its batches online there: it generates from the prompts, scores the completions and
 returns the micro-batches to train on, over which the loop then takes `num_iterations` optimizer steps
 (each on the micro-batches `iteration_batches` picks: all of them by default; PPO, ppo.py: one minibatch
-each, and none once `accept_step` has stopped the rollout's updates early).
+each, and none once `accept_step` has stopped the rollout's updates early), then calls `after_updates`.
 
 What is trained is `param_groups`: one group of every trainable parameter at --learning_rate by default;
 PPO's actor and critic are two groups with their own peak rates. Each group follows the one LR schedule
@@ -57,6 +57,10 @@ class Stage:
         schedule still advances; its metrics are logged). Called on every rank, the same answer on each
         (PPO's early stop on the approximate KL)."""
         return True
+
+    def after_updates(self, trainer, model):
+        """Called once the optimizer steps on a rollout are all taken (every rank), before a checkpoint may be
+        written: SPO measures here how far they moved the policy."""
 
     def log_extras(self, trainer, step):
         """More of the logged row, at each log step (rank 0 and the others alike): GRPO's completion samples."""

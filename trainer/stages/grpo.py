@@ -46,17 +46,25 @@ class RolloutStage(Stage):
         if trainer.rank:  # each rank samples its own stream (rank 0 keeps --seed's)
             torch.manual_seed(self.args.seed + 7919 * trainer.rank)
 
+    def _rollout(self, items, n, temperature, top_p):
+        """(Rollout, each row's fields for the rewards): n completions of each prompt item (temperature 0:
+        greedy). The agent stage (agent.py) makes them multi-turn here."""
+        roll = self.engine.generate([it["prompt_ids"].tolist() for it in items], n, self.args.max_gen_len,
+                                    temperature, top_p)
+        return roll, [it["fields"] for it in items for _ in range(n)]
+
+    def _scored(self, items, n, temperature, top_p, step=None):
+        """(rollout, per-function rewards (N, F), prompt texts), scored before any policy or reference forward."""
+        roll, fields = self._rollout(items, n, temperature, top_p)
+        prompts = [t for it in items for t in [self.tokenizer.decode(it["prompt_ids"], skip_special_tokens=False)] * n]
+        generated = roll.loss_mask if roll.loss_mask is not None else roll.completion_mask
+        ids = [row[m.bool()].tolist() for row, m in zip(roll.completion_ids, generated)]
+        return roll, R.score(self.funcs, prompts, roll.texts, ids, fields, step=step), prompts
+
     def _sample_and_score(self, trainer, items, n):
         """(rollout, per-function rewards (N, F), prompt texts): n completions of each prompt item, scored
         before any policy or reference forward."""
-        a = self.args
-        roll = self.engine.generate([it["prompt_ids"].tolist() for it in items], n, a.max_gen_len,
-                                    a.temperature, a.top_p)
-        prompts = [t for it in items for t in [self.tokenizer.decode(it["prompt_ids"], skip_special_tokens=False)] * n]
-        fields = [it["fields"] for it in items for _ in range(n)]
-        ids = [row[:int(m.sum())].tolist() for row, m in zip(roll.completion_ids, roll.completion_mask)]
-        per_func = R.score(self.funcs, prompts, roll.texts, ids, fields, step=trainer.step + 1)
-        return roll, per_func, prompts
+        return self._scored(items, n, self.args.temperature, self.args.top_p, step=trainer.step + 1)
 
     def _weighted(self, per_func):
         """Summed with --reward_weights, NaN only where every function skipped the row (TRL's rule)."""
@@ -74,14 +82,11 @@ class RolloutStage(Stage):
 
     # -- validation: greedy answers to the held-out prompts (--val_data_path), by the same rewards -------
     def eval_sums(self, model, items):
-        a = self.args
-        roll = self.engine.generate([it["prompt_ids"].tolist() for it in items], 1, a.max_gen_len, 0.0, 1.0)
-        prompts = [self.tokenizer.decode(it["prompt_ids"], skip_special_tokens=False) for it in items]
-        ids = [row[:int(m.sum())].tolist() for row, m in zip(roll.completion_ids, roll.completion_mask)]
-        per_func = R.score(self.funcs, prompts, roll.texts, ids, [it["fields"] for it in items])
+        roll, per_func, _ = self._scored(items, 1, 0.0, 1.0)
         rewards = self._weighted(per_func)
         ok = ~torch.isnan(rewards)
-        sums = {"n": ok.sum(), "reward": rewards[ok].sum(), "length": roll.completion_mask.sum()}
+        generated = roll.loss_mask if roll.loss_mask is not None else roll.completion_mask
+        sums = {"n": ok.sum(), "reward": rewards[ok].sum(), "length": generated.sum()}
         for j, (name, _) in enumerate(self.funcs):
             col = per_func[:, j]
             sums[f"sum/{name}"], sums[f"n/{name}"] = col[~torch.isnan(col)].sum(), (~torch.isnan(col)).sum()
@@ -144,8 +149,7 @@ class GRPOStage(RolloutStage):
         # advantages: per group, or over the whole batch of every rank (--scale_rewards batch)
         all_rewards = [self._weighted(pf) for _, pf, _ in rolls]
         batch_std = self._batch_std(torch.cat(all_rewards)) if a.scale_rewards == "batch" else None
-        loss_masks = [r.completion_mask * (~r.truncated[:, None]) if a.mask_truncated_completions else r.completion_mask
-                      for r, _, _ in rolls]
+        loss_masks = [self._loss_mask(r) for r, _, _ in rolls]
         normalizer = None
         if a.loss_type in ("dapo", "cispo"):  # the step's tokens over every micro-batch and rank
             total = torch.tensor(float(sum(int(m.sum()) for m in loss_masks)), device=trainer.device)
@@ -168,6 +172,12 @@ class GRPOStage(RolloutStage):
             self.samples.extend(scored)
         return micro
 
+    def _loss_mask(self, roll):
+        """The tokens the update trains on: the generated ones, less truncated rows with
+        --mask_truncated_completions."""
+        mask = roll.loss_mask if roll.loss_mask is not None else roll.completion_mask
+        return mask * (~roll.truncated[:, None]) if self.args.mask_truncated_completions else mask
+
     def _batch_std(self, rewards):
         ok = ~torch.isnan(rewards)
         vec = torch.tensor([float(ok.sum()), float(rewards[ok].sum()), float((rewards[ok] ** 2).sum())],
@@ -180,7 +190,7 @@ class GRPOStage(RolloutStage):
 
     def _rollout_metrics(self, roll, per_func, rewards, adv, zero_std):
         dev = self.trainer.device
-        lengths = roll.completion_mask.sum(1).double()
+        lengths = (roll.loss_mask if roll.loss_mask is not None else roll.completion_mask).sum(1).double()
         m = {"completions/mean_length": lengths, "avg_response_len": lengths,
              "completions/clipped_ratio": roll.truncated.double(), "frac_reward_zero_std": zero_std.double(),
              "reward_std": torch.nan_to_num(_nanstd(rewards), nan=0.0).reshape(1), "advantages_mean": adv.mean().reshape(1),
@@ -193,6 +203,7 @@ class GRPOStage(RolloutStage):
     def loss(self, model, batch):
         a, roll = self.args, batch["roll"]
         logps, entropy, out = completion_logprobs(model, roll, a.temperature, with_entropy=True)
+        self.last_logps = logps.detach()
         old = batch["old_logps"] if batch["old_logps"] is not None else logps.detach()
         loss, stats = policy_loss(logps, old, batch["ref_logps"], batch["advantages"], batch["loss_mask"],
                                   a.loss_type, a.epsilon, a.epsilon_high, a.beta,

@@ -9,7 +9,6 @@ forward scores a batch's chosen and rejected conversations together; the loss is
 """
 import torch
 
-from trainer.errors import UserError
 from trainer.losses import reward_loss
 from trainer.stages import Stage, add_aux_loss
 
@@ -21,26 +20,17 @@ def build_reward_model(trainer):
     from model.reward import load_start, reward_config
     from trainer.checkpoint import made_by
     a = trainer.args
-    try:
-        cfg = reward_config(a, pad_token_id=trainer.pad_id)
-    except ValueError as e:
-        raise UserError(f"--dim {a.dim} --n_layers {a.n_layers}: {e}")
-    if len(trainer.tokenizer) > cfg.vocab_size:
-        raise UserError(f"{a.tokenizer_path}: tokenizer has {len(trainer.tokenizer)} tokens, more than the model's "
-                        f"vocab_size {cfg.vocab_size}; use MiniMind's tokenizer (./model)")
-    torch.manual_seed(a.seed)
-    model = MiniMindForSequenceClassification(cfg)
-    trainer.n_params = sum(p.numel() for p in model.parameters())
-    trainer.log(f"LLM total params: {trainer.n_params / 1e6:.3f} M")  # every train_*.py's first line
-    src = trainer.from_weight_path()
-    if src is None:
-        trainer.log("--from_weight none: the trunk and the score head start from random weights")
-    elif load_start(model, src, made_by(a.from_weight)) == "trunk":
-        trainer.log(f"loaded the trunk of {src}; the score head (score.weight, {cfg.hidden_size} -> 1) is new, "
-                    f"initialised normal(0, {cfg.initializer_range})")
-    else:
-        trainer.log(f"loaded {src} (a reward model: trunk and score head)")
-    return model.to(trainer.device)
+
+    def load(model, src):
+        if src is None:
+            return "--from_weight none: the trunk and the score head start from random weights"
+        if load_start(model, src, made_by(a.from_weight)) == "trunk":
+            return (f"loaded the trunk of {src}; the score head (score.weight, {model.config.hidden_size} -> 1) is "
+                    f"new, initialised normal(0, {model.config.initializer_range})")
+        return f"loaded {src} (a reward model: trunk and score head)"
+
+    return trainer.build_model(MiniMindForSequenceClassification,
+                               lambda args: reward_config(args, pad_token_id=trainer.pad_id), load)
 
 
 def pair_rewards(model, batch):
