@@ -58,6 +58,9 @@ def parse_args(argv=None):
                    help="the drift at which a tracker keeps half its evidence (default %(default)s, the paper's)")
     g.add_argument("--rho_min", type=unit_float, default=0.5, help="lower clip of rho (default %(default)s, MiniMind's)")
     g.add_argument("--rho_max", type=unit_float, default=0.96, help="upper clip of rho (default %(default)s, the paper's)")
+    g.add_argument("--prioritized_sampling", type=str2bool, default=True, metavar="{1,0}",
+                   help="draw each batch's prompts with probability ~ sqrt(p (1 - p)) + 0.05 of their trackers (the "
+                        "paper's curriculum); 0: every prompt once per epoch, shuffled (default 1)")
     g.add_argument("--prior", type=float, default=0.5,
                    help="a new prompt's baseline, worth one reward (default %(default)s: alpha = beta = 0.5)")
     add_rollout_flags(g)

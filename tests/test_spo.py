@@ -82,6 +82,34 @@ def test_advantages_normalised_over_the_batch():
     assert torch.equal(normalized_advantages(torch.ones(3, dtype=torch.float64)), torch.zeros(3, dtype=torch.float64))
 
 
+def test_prioritized_sampler_draws_by_the_trackers_and_replays_exactly():
+    from trainer.rl.spo import PrioritizedSampler
+    stage = SimpleNamespace(tracker=ValueTracker(8))
+    stage.tracker.alpha[4:] = stage.tracker.second[4:] = 1e-6  # prompts 4..7: always failed (spread ~0); 0..3: p = 0.5
+    one = PrioritizedSampler(stage, 8, 2, seed=3)
+    assert len(one) == 4  # as many batches as one pass over the prompts
+    counts = torch.zeros(8)
+    for i in range(400):
+        for j in one.draw(0, i)[0].tolist():
+            counts[j] += 1
+    # weights 0.55 vs ~0.05 (+ the tracker's 1e-3 of spread): the uncertain prompts come ~10x as often
+    assert counts[:4].min() > 4 * counts[4:].max(), counts
+    # two ranks: one draw without replacement split between them; the same on every rank
+    ranks = [PrioritizedSampler(stage, 8, 2, rank=r, world_size=2, seed=3) for r in (0, 1)]
+    batches = [list(s) for s in ranks]
+    assert all(len(b) == len(ranks[0]) == 2 for b in batches)
+    for a, b in zip(*batches):
+        assert len(a) == 2 and not set(a) & set(b)
+    # resumed at batch 1 of the epoch: the same batches from there on, as long as the trackers are the same
+    again = PrioritizedSampler(stage, 8, 2, seed=3)
+    again.set_epoch(0, 1)
+    assert list(again) == list(one)[1:]
+    # another epoch, another order
+    later = PrioritizedSampler(stage, 8, 2, seed=3)
+    later.set_epoch(1)
+    assert list(later) != list(one)
+
+
 # ---------------------------------------------------------------------------------------------- the stage
 
 def tiny_stage(**over):
@@ -168,12 +196,14 @@ def test_spo_learns_a_reward_and_logs_its_tracker(learned):
     steps = sorted(rew)
     assert steps == list(range(1, 21))  # 5 epochs x 4 batches of 8 prompts
     first, last = sum(rew[s] for s in steps[:4]) / 4, sum(rew[s] for s in steps[-4:]) / 4
-    assert last > first + 0.3 and last > 0.9, (first, last)  # seeds 1337, 1, 2 measured: ~0.47 -> 1.0
+    # measured: with the default prioritized sampling seeds 1337, 1, 3, 4 went ~0.5 -> 1.0 (seed 2 stayed
+    # near 0.55); with --prioritized_sampling 0 seeds 1337, 1, 2, 3 and 4 all reached 1.0
+    assert last > first + 0.3 and last > 0.9, (first, last)
     first_seen = logged(o, "spo/first_sampled_ratio")
-    assert [first_seen[s] for s in (1, 4, 5, 20)] == [1.0, 1.0, 0.0, 0.0]  # each prompt new once, in epoch 1
+    assert first_seen[1] == 1.0 and first_seen[20] < 1.0  # all new at the start, revisits later
     res = torch.load(learned.tmp / "a" / "spo_32_resume.pth", weights_only=True)
     tr = res["stage"]["tracker"]
-    assert tr["visits"].tolist() == [5] * 32 and float(tr["odometer"]) > 0
+    assert int(tr["visits"].sum()) == 20 * 8 and float(tr["odometer"]) > 0
     # the trackers learned what the policy does now: their baselines rose with the reward
     assert float((tr["alpha"] / (tr["alpha"] + tr["beta"])).mean()) > 0.75
 
@@ -201,8 +231,8 @@ def test_sigkill_then_resume_continues_exactly(learned):
 
 
 def test_torchrun_two_ranks_share_their_trackers(tmp_path):
-    """2 x gloo: each rank its own prompts, but both apply every rank's rewards to the trackers: the
-    baselines logged are the whole batch's, and rank 1's trackers (written here) equal rank 0's resume file."""
+    """2 x gloo: each rank its own prompts of each step's draw, but both apply every rank's rewards to the
+    trackers: rank 1's trackers (written here) equal rank 0's resume file."""
     (tmp_path / "r.py").write_text(REWARD_FILE)
     data = write_prompts(tmp_path / "p.jsonl", n=8)
     seen = tmp_path / "seen"
@@ -218,9 +248,10 @@ def test_torchrun_two_ranks_share_their_trackers(tmp_path):
     assert "2 process(es), 2 batches of 2 per process per epoch, 4 optimizer steps" in o
     per_rank = [open(f"{seen}.{k}", encoding="utf-8").read().splitlines() for k in (0, 1)]
     assert all(len(p) == 8 for p in per_rank)
-    assert not set(per_rank[0][:4]) & set(per_rank[1][:4]) and len(set(per_rank[0][:4]) | set(per_rank[1][:4])) == 8
+    for step in range(4):  # each step's prompts: drawn once for both ranks, split between them
+        assert not set(per_rank[0][2 * step:2 * step + 2]) & set(per_rank[1][2 * step:2 * step + 2])
     res = torch.load(tmp_path / "out" / "spo_32_resume.pth", weights_only=True)["stage"]["tracker"]
-    assert res["visits"].tolist() == [2] * 8  # both ranks' rows, on rank 0
+    assert int(res["visits"].sum()) == 16  # both ranks' rows, on rank 0
     other = torch.load(str(tmp_path / "tracker") + ".1", weights_only=True)
     assert all(torch.equal(res[k], other[k]) for k in res)
 
@@ -255,4 +286,5 @@ def test_defaults_follow_minimind():
     assert (a.from_weight, a.save_weight, a.batch_size, a.accumulation_steps, a.beta) == ("reason", "spo", 2, 4, 0.02)
     assert (a.max_seq_len, a.max_gen_len, a.data_path, a.temperature) == (66, 1536, "./dataset/rlaif-mini.jsonl", 0.8)
     assert (a.loss_type, a.rho_mode, a.d_half, a.rho_min, a.rho_max, a.prior) == ("grpo", "kl", 0.06, 0.5, 0.96, 0.5)
+    assert a.prioritized_sampling is True
     assert a.learning_rate == 1e-6 and train_spo.parse_args(["--reasoning", "0"]).from_weight == "full_sft"

@@ -377,6 +377,7 @@ class Trainer:
         sampler = StreamSampler(train_ds, a.batch_size, self.world_size) if self.stream is not None else \
             LengthGroupedBatchSampler(train_ds.lengths, a.batch_size, self.rank, self.world_size,
                                       seed=a.seed, group_by_length=a.group_by_length)
+        sampler = stage.batch_sampler(self, train_ds, sampler)
         batches_per_epoch = len(sampler)
         # an RL stage may take several optimizer steps on each step's rollouts (GRPO's --num_iterations)
         steps_per_epoch = -(-batches_per_epoch // a.accumulation_steps) * stage.num_iterations
@@ -443,7 +444,8 @@ class Trainer:
             sampler.set_epoch(epoch, first)
             loader = sampler.loader(train_ds, CountingCollate(collate)) if self.stream is not None else \
                 DataLoader(train_ds, batch_sampler=sampler, collate_fn=CountingCollate(collate),
-                           num_workers=a.num_workers, pin_memory=self.device.type == "cuda",
+                           num_workers=0 if getattr(sampler, "in_process", False) else a.num_workers,
+                           pin_memory=self.device.type == "cuda",
                            generator=torch.Generator())  # leave the global RNG alone
             b = first
             group = []  # the loader's batches of one optimizer step

@@ -107,3 +107,43 @@ def normalized_advantages(adv, eps=1e-8):
     std = a.std() if len(a) > 1 else a.new_zeros(())
     out[ok] = (a - a.mean()) / (std + eps)
     return out
+
+
+class PrioritizedSampler:
+    """The paper's adaptive curriculum: each global batch draws --batch_size x world prompts without
+    replacement, with probability proportional to the tracker's spread + 0.05 (sqrt(p (1 - p)) + 0.05 for
+    0/1 rewards: prompts the policy sometimes solves come most often, ones it always or never solves
+    seldom). An epoch is as many batches as a pass over the data would be. Batch i of epoch e is drawn
+    from a generator seeded by (seed, e, i) with the trackers as they are when it is drawn, so a resumed
+    run (trackers restored) draws what the uninterrupted one drew; for that the loader runs in the
+    training process (in_process: no workers prefetching ahead of the trackers)."""
+    in_process = True
+    EPSILON = 0.05
+
+    def __init__(self, stage, n, batch_size, rank=0, world_size=1, seed=0):
+        self.stage, self.n = stage, int(n)
+        self.batch_size, self.rank, self.world_size, self.seed = int(batch_size), int(rank), int(world_size), int(seed)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch, start_batch=0):
+        self.epoch, self.start = int(epoch), int(start_batch)
+
+    def __len__(self):
+        n = self.n + (-self.n) % self.world_size
+        return -(-n // (self.batch_size * self.world_size))
+
+    def weights(self):
+        return self.stage.tracker.spread(torch.arange(self.n)) + self.EPSILON
+
+    def draw(self, epoch, i):
+        """Batch i of `epoch` for every rank: (world_size, batch_size) prompt indices."""
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + i)
+        k = min(self.batch_size * self.world_size, self.n)
+        idx = torch.multinomial(self.weights(), k, replacement=False, generator=g)
+        if k < self.batch_size * self.world_size:  # fewer prompts than a global batch: some twice
+            idx = idx.repeat(-(-self.batch_size * self.world_size // k))[:self.batch_size * self.world_size]
+        return idx.reshape(-1, self.world_size).T  # rank r takes every world_size-th draw
+
+    def __iter__(self):
+        for i in range(self.start, len(self)):
+            yield self.draw(self.epoch, i)[self.rank].tolist()

@@ -45,6 +45,12 @@ class Stage:
         trainable parameter (LoRA freezes the base weights) at --learning_rate. Called once, before prepare()."""
         return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": args.learning_rate}]
 
+    def batch_sampler(self, trainer, train_ds, sampler):
+        """The training set's batch order: the loop's (shuffled, length-grouped, resumable) by default. SPO
+        draws its prompts by its trackers (trainer/rl/spo.PrioritizedSampler); a sampler with in_process set
+        is read in the training process (no DataLoader workers)."""
+        return sampler
+
     def iteration_batches(self, micro, iteration):
         """The [(micro-batch, input tokens)] that optimizer step `iteration` (0 .. num_iterations - 1) of
         this rollout trains on, from what `rollout` returned; its tokens are counted once (in tok/s). []

@@ -5,7 +5,8 @@ scores it with GRPO's rewards; every rank then sees every rank's (prompt index, 
 trackers stay identical everywhere and the advantages are normalised over the whole batch, as the paper
 does: A = r - baseline(prompt) (the tracker read before this reward), then (A - mean) / std over all rows.
 The trackers then take the rewards. The update is GRPO's policy loss (--loss_type, the k3 KL to the frozen
-start with --beta) on those advantages. After the step's updates, `after_updates` measures how far they
+start with --beta) on those advantages. With --prioritized_sampling (the paper's curriculum) the prompts
+themselves are drawn by the trackers (trainer/rl/spo.PrioritizedSampler). After the step's updates, `after_updates` measures how far they
 moved the policy (mean |log pi_new - log pi_old| over the step's completion tokens, every rank's): the
 drift the trackers' KL-adaptive forgetting reads. The trackers live in the resume file.
 
@@ -18,7 +19,7 @@ import torch.distributed as dist
 from trainer.checkpoint import unwrap
 from trainer.rl.grpo import _nanstd
 from trainer.rl.rollout import completion_logprobs
-from trainer.rl.spo import ValueTracker, normalized_advantages
+from trainer.rl.spo import PrioritizedSampler, ValueTracker, normalized_advantages
 from trainer.stages.grpo import GRPOStage, RolloutStage
 
 
@@ -40,7 +41,7 @@ class SPOStage(GRPOStage):
                 "top_p": a.top_p, "mask_truncated_completions": a.mask_truncated_completions,
                 "rewards": [n for n, _ in self.funcs], "reward_weights": self.weights.tolist(),
                 "rho_mode": a.rho_mode, "rho_const": a.rho_const, "d_half": a.d_half, "rho_min": a.rho_min,
-                "rho_max": a.rho_max, "prior": a.prior}
+                "rho_max": a.rho_max, "prior": a.prior, "prioritized_sampling": a.prioritized_sampling}
 
     def prepare(self, trainer, model, train_ds, val_ds, collate, resume_state):
         a = self.args
@@ -50,6 +51,15 @@ class SPOStage(GRPOStage):
         if resume_state and "tracker" in resume_state:
             self.tracker.load_state_dict(resume_state["tracker"])
             self.last_drift = resume_state.get("last_drift")
+
+    def batch_sampler(self, trainer, train_ds, sampler):
+        if not self.args.prioritized_sampling:
+            return sampler
+        if getattr(train_ds, "streaming", False):
+            trainer.log("--prioritized_sampling: a streamed data set is read in order; the prompts come as they are")
+            return sampler
+        return PrioritizedSampler(self, len(train_ds), self.args.batch_size, trainer.rank, trainer.world_size,
+                                  self.args.seed)
 
     def state_dict(self):
         return {"tracker": self.tracker.state_dict(), "last_drift": self.last_drift}
