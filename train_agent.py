@@ -15,22 +15,13 @@ the group as GRPO, trained on the generated tokens only (trainer/stages/agent.py
 Defaults are MiniMind's, except the learning rate (GRPO's, see train_grpo.py: MiniMind's 3e-7 suited its
 per-sequence mean; the cispo loss here is normalised over the step's tokens as TRL's DAPO).
 """
-from trainer.args import make_parser, nonneg_float, positive_float, positive_int, str2bool, unit_float
+from trainer.args import make_parser, positive_int, unit_float
 from trainer.errors import run_main
 from trainer.loop import Trainer
-from trainer.rl.grpo import LOSS_TYPES
-from trainer.rl.online import add_reward_flags, add_rollout_flags, comma_list, prompt_sets
+from trainer.rl.online import (add_policy_loss_flags, add_reward_flags, add_rollout_flags, at_least_two, comma_list,
+                               finish_args, prompt_sets)
 
 DEFAULT_LR = 1e-6
-
-
-def at_least_two(v):
-    import argparse
-    n = positive_int(v)
-    if n < 2:
-        raise argparse.ArgumentTypeError(f"expected at least 2 (a prompt's trajectories are compared with each "
-                                         f"other), got {v!r}")
-    return n
 
 
 def parse_args(argv=None):
@@ -57,20 +48,9 @@ def parse_args(argv=None):
     g.add_argument("--tools", type=comma_list, default=None,
                    help="your own tools, path/to/file.py:function,... (@tool functions, model/tools.py), run beside "
                         "MiniMind's six when a prompt offers them (default: the six)")
-    g.add_argument("--loss_type", choices=LOSS_TYPES, default="cispo",
-                   help="cispo (MiniMind's default), grpo, dr_grpo or dapo (default %(default)s)")
-    g.add_argument("--beta", type=nonneg_float, default=0.1,
-                   help="weight of the k3 KL to the frozen starting model; 0 builds no reference (default %(default)s)")
-    g.add_argument("--epsilon", type=nonneg_float, default=0.2, help="lower clip of the ratio, 1 - epsilon (default %(default)s)")
-    g.add_argument("--epsilon_high", type=positive_float, default=None,
-                   help="upper clip of the ratio, 1 + epsilon_high; for cispo the cap of the IS weight "
-                        "(default: 5.0 for cispo, --epsilon otherwise)")
-    g.add_argument("--num_iterations", type=positive_int, default=1,
-                   help="optimizer steps on each step's rollouts (> 1 lets the clip act) (default %(default)s)")
+    add_policy_loss_flags(g, beta=0.1, truncated_help="leave trajectories cut by a length limit out of the loss")
     g.add_argument("--scale_rewards", choices=("group", "batch", "none"), default="group",
                    help="divide advantages by the group's reward std, the batch's, or not at all (default %(default)s)")
-    g.add_argument("--mask_truncated_completions", type=str2bool, default=False, metavar="{1,0}",
-                   help="leave trajectories cut by a length limit out of the loss (default %(default)s)")
     add_rollout_flags(g)
     p._option_string_actions["--max_gen_len"].help = "new tokens per generation at most (default %(default)s)"
     p.set_defaults(max_gen_len=768)
@@ -78,10 +58,7 @@ def parse_args(argv=None):
     p._option_string_actions["--reward_funcs"].help = (
         "comma-separated rewards: agent, format, length, repetition, gt, reward_model, or path/to/file.py:function "
         "(default: agent, and reward_model when given)")
-    args = p.parse_args(argv)
-    if args.epsilon_high is None:
-        args.epsilon_high = 5.0 if args.loss_type == "cispo" else args.epsilon
-    return args
+    return finish_args(p.parse_args(argv))
 
 
 def main(argv=None):

@@ -8,13 +8,11 @@ empty assistant turn]}, plus any fields the rewards read ("gt": [strings the ans
 Each step samples --num_generations completions of each prompt, scores them (trainer/rl/rewards.py),
 and updates the policy towards the better ones of each group (trainer/stages/grpo.py).
 """
-import argparse
-
-from trainer.args import make_parser, nonneg_float, positive_float, positive_int, str2bool
+from trainer.args import make_parser
 from trainer.errors import run_main
 from trainer.loop import Trainer
-from trainer.rl.grpo import LOSS_TYPES
-from trainer.rl.online import add_reward_flags, add_rollout_flags, finish_args, prompt_sets
+from trainer.rl.online import (add_policy_loss_flags, add_reward_flags, add_rollout_flags, at_least_two, finish_args,
+                               prompt_sets)
 
 # Default learning rate. MiniMind's 8e-8 (3e-7 in 2026) suited its loss, whose ratio exp(logp - logp.detach())
 # made every step one plain policy-gradient step on doubly normalised advantages over 1536-token rollouts.
@@ -22,14 +20,6 @@ from trainer.rl.online import add_reward_flags, add_rollout_flags, finish_args, 
 # accuracy after 40 steps: see README "RLAIF: GRPO"; 1e-6 (TRL's GRPO default) is the rate that works
 # for a full-size model, and the demo raises it for its tiny one.
 DEFAULT_LR = 1e-6
-
-
-def at_least_two(v):
-    n = positive_int(v)
-    if n < 2:
-        raise argparse.ArgumentTypeError(f"expected at least 2 (GRPO compares a prompt's completions "
-                                         f"with each other), got {v!r}")
-    return n
 
 
 def parse_args(argv=None):
@@ -48,27 +38,13 @@ def parse_args(argv=None):
     g = p.add_argument_group("GRPO")
     g.add_argument("--num_generations", type=at_least_two, default=8,
                    help="completions sampled per prompt, compared within their group (default %(default)s)")
-    g.add_argument("--loss_type", choices=LOSS_TYPES, default="cispo",
-                   help="cispo (MiniMind's default), grpo, dr_grpo or dapo; README says what each is (default %(default)s)")
-    g.add_argument("--beta", type=nonneg_float, default=0.02,
-                   help="weight of the k3 KL to the frozen starting model; 0 builds no reference (default %(default)s)")
-    g.add_argument("--epsilon", type=nonneg_float, default=0.2, help="lower clip of the ratio, 1 - epsilon (default %(default)s)")
-    g.add_argument("--epsilon_high", type=positive_float, default=None,
-                   help="upper clip of the ratio, 1 + epsilon_high; for cispo the cap of the IS weight "
-                        "(default: 5.0 for cispo, --epsilon otherwise)")
-    g.add_argument("--num_iterations", type=positive_int, default=1,
-                   help="optimizer steps on each step's rollouts (TRL's mu; > 1 lets the clip act) (default %(default)s)")
+    add_policy_loss_flags(g)
     g.add_argument("--scale_rewards", choices=("group", "batch", "none"), default="group",
                    help="divide advantages by the group's reward std, the batch's, or not at all (Dr. GRPO) "
                         "(default %(default)s)")
-    g.add_argument("--mask_truncated_completions", type=str2bool, default=False, metavar="{1,0}",
-                   help="leave completions cut by --max_gen_len out of the loss (default %(default)s)")
     add_rollout_flags(g)
     add_reward_flags(g)
-    args = finish_args(p.parse_args(argv))
-    if args.epsilon_high is None:
-        args.epsilon_high = 5.0 if args.loss_type == "cispo" else args.epsilon
-    return args
+    return finish_args(p.parse_args(argv))
 
 
 def main(argv=None):

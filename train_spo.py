@@ -12,11 +12,10 @@ The trackers live in the resume file (trainer/stages/spo.py).
 MiniMind's SPO kept ONE baseline for all prompts, its learning rate 1e-7 suited advantages it never
 normalised; with the paper's normalised advantages the rate is GRPO's (1e-6, TRL's).
 """
-from trainer.args import make_parser, nonneg_float, positive_float, positive_int, str2bool, unit_float
+from trainer.args import make_parser, positive_float, str2bool, unit_float
 from trainer.errors import run_main
 from trainer.loop import Trainer
-from trainer.rl.grpo import LOSS_TYPES
-from trainer.rl.online import add_reward_flags, add_rollout_flags, finish_args, prompt_sets
+from trainer.rl.online import add_policy_loss_flags, add_reward_flags, add_rollout_flags, finish_args, prompt_sets
 from trainer.rl.spo import RHO_MODES
 
 DEFAULT_LR = 1e-6
@@ -36,19 +35,8 @@ def parse_args(argv=None):
                                                         "the same rewards, val/reward")
     p._option_string_actions["--batch_size"].help = "prompts per micro-batch per process, one completion each (default %(default)s)"
     g = p.add_argument_group("SPO")
-    g.add_argument("--loss_type", choices=LOSS_TYPES, default="grpo",
-                   help="GRPO's loss types; grpo (default): the mean over each completion's tokens, then over "
-                        "completions, as MiniMind's SPO")
-    g.add_argument("--beta", type=nonneg_float, default=0.02,
-                   help="weight of the k3 KL to the frozen starting model; 0 builds no reference (default %(default)s)")
-    g.add_argument("--epsilon", type=nonneg_float, default=0.2, help="lower clip of the ratio, 1 - epsilon (default %(default)s)")
-    g.add_argument("--epsilon_high", type=positive_float, default=None,
-                   help="upper clip of the ratio, 1 + epsilon_high; for cispo the cap of the IS weight "
-                        "(default: 5.0 for cispo, --epsilon otherwise)")
-    g.add_argument("--num_iterations", type=positive_int, default=1,
-                   help="optimizer steps on each step's rollouts (> 1 lets the clip act) (default %(default)s)")
-    g.add_argument("--mask_truncated_completions", type=str2bool, default=False, metavar="{1,0}",
-                   help="leave completions cut by --max_gen_len out of the loss (default %(default)s)")
+    add_policy_loss_flags(g, loss_type="grpo", loss_help="GRPO's loss types; grpo (default): the mean over each "
+                                                         "completion's tokens, then over completions, as MiniMind's SPO")
     g.add_argument("--rho_mode", choices=RHO_MODES, default="kl",
                    help="how fast a tracker forgets: kl (the paper's: 2^(-D/d_half), D the policy's drift since the "
                         "prompt was last seen) or constant (--rho_const) (default %(default)s)")
@@ -66,8 +54,6 @@ def parse_args(argv=None):
     add_rollout_flags(g)
     add_reward_flags(g)
     args = finish_args(p.parse_args(argv))
-    if args.epsilon_high is None:
-        args.epsilon_high = 5.0 if args.loss_type == "cispo" else args.epsilon
     if args.rho_min > args.rho_max:
         p.error(f"--rho_min {args.rho_min} is above --rho_max {args.rho_max}; expected rho_min <= rho_max")
     return args

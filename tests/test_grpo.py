@@ -14,7 +14,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from test_train_common import sigkill_after_first_save, tokenizer_dir  # noqa: E402
+from test_train_common import assert_continues, kill_and_resume, same_weights, tokenizer_dir  # noqa: E402
 from test_train_scripts import logged  # noqa: E402
 
 from trainer.errors import UserError  # noqa: E402
@@ -267,19 +267,10 @@ def test_sigkill_then_resume_continues_exactly(tmp_path):
     assert a.returncode == 0, a.stderr[-3000:]
     total = max(logged(a.stdout))
     assert total == 24  # 6 batches x 2 epochs x 2 iterations
-    b_cmd = [sys.executable, "-u", os.path.join(ROOT, "train_grpo.py")] + [str(tmp_path / "b") if x == str(tmp_path / "a") else x for x in base]
-    sigkill_after_first_save(b_cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
-    r = run_script(b_cmd[3:] + ["--from_resume", "1"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    start = int(re.search(r"resumed from epoch \d+ step (\d+)", r.stdout).group(1))
-    assert start % 2 == 0 and 0 < start < total  # a save due at step 3 waits for the rollout's second iteration
-    for key in ("loss", "reward", "kl"):
-        later = logged(r.stdout, key)
-        assert sorted(later) == list(range(start + 1, total + 1))
-        assert later == {s: v for s, v in logged(a.stdout, key).items() if s > start}, key
-    wa = torch.load(tmp_path / "a" / "grpo_32.pth", weights_only=True)
-    wb = torch.load(tmp_path / "b" / "grpo_32.pth", weights_only=True)
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    r, start = kill_and_resume("train_grpo.py", base, tmp_path / "a", tmp_path / "b", total)
+    assert start % 2 == 0  # a save due at step 3 waits for the rollout's second iteration
+    assert_continues(a.stdout, r.stdout, start, total, ("loss", "reward", "kl"))
+    assert same_weights(tmp_path / "a" / "grpo_32.pth", tmp_path / "b" / "grpo_32.pth")
 
 
 def test_torchrun_two_ranks_disjoint_prompts_groups_stay_together(tmp_path, reward_file):

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from test_grpo import REWARD_FILE, user_error, write_prompts  # noqa: E402
-from test_train_common import sigkill_after_first_save, tokenizer_dir  # noqa: E402
+from test_train_common import assert_continues, kill_and_resume, same_weights, tokenizer_dir  # noqa: E402
 from test_train_scripts import logged  # noqa: E402
 
 from trainer.rl.ppo import explained_variance, gae, last_token_rewards, masked_whiten, ppo_loss  # noqa: E402
@@ -247,23 +247,14 @@ def test_ppo_learns_a_reward_and_logs_minimind_names(learned):
 
 def test_sigkill_then_resume_continues_exactly(learned):
     assert learned.r.returncode == 0
-    a_dir, b_dir = str(learned.tmp / "a"), str(learned.tmp / "b")
-    b_argv = [b_dir if x == a_dir else x for x in learned.argv]
-    sigkill_after_first_save([sys.executable, "-u", os.path.join(ROOT, "train_ppo.py"), *b_argv], cwd=ROOT,
-                             env=dict(os.environ, PYTHONPATH=ROOT))
-    r = run_script(b_argv + ["--from_resume", "1"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    start = int(re.search(r"resumed from epoch \d+ step (\d+)", r.stdout).group(1))
-    assert start % 2 == 0 and 0 < start < 20  # saved at the end of a rollout
-    for key in ("loss", "reward", "critic_loss", "approx_kl", "kl_ref", "value_mean", "explained_variance"):
-        later = logged(r.stdout, key)
-        assert sorted(later) == list(range(start + 1, 21)), key
-        assert later == {s: v for s, v in logged(learned.r.stdout, key).items() if s > start}, key
-    wa = torch.load(os.path.join(a_dir, "ppo_actor_32.pth"), weights_only=True)
-    wb = torch.load(os.path.join(b_dir, "ppo_actor_32.pth"), weights_only=True)
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    ra = torch.load(os.path.join(a_dir, "ppo_actor_32_resume.pth"), weights_only=True)["model"]
-    rb = torch.load(os.path.join(b_dir, "ppo_actor_32_resume.pth"), weights_only=True)["model"]
+    a, b = learned.tmp / "a", learned.tmp / "b"
+    r, start = kill_and_resume("train_ppo.py", learned.argv, a, b, 20)
+    assert start % 2 == 0  # saved at the end of a rollout
+    assert_continues(learned.r.stdout, r.stdout, start, 20,
+                     ("loss", "reward", "critic_loss", "approx_kl", "kl_ref", "value_mean", "explained_variance"))
+    assert same_weights(a / "ppo_actor_32.pth", b / "ppo_actor_32.pth")
+    ra = torch.load(a / "ppo_actor_32_resume.pth", weights_only=True)["model"]
+    rb = torch.load(b / "ppo_actor_32_resume.pth", weights_only=True)["model"]
     assert all(torch.equal(ra[k], rb[k]) for k in ra if k.startswith("critic."))  # the critic too
 
 

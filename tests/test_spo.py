@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from test_grpo import REWARD_FILE, user_error, write_prompts  # noqa: E402
-from test_train_common import sigkill_after_first_save, tokenizer_dir  # noqa: E402
+from test_train_common import assert_continues, kill_and_resume, same_weights, tokenizer_dir  # noqa: E402
 from test_train_scripts import logged  # noqa: E402
 
 from trainer.rl.spo import ValueTracker, kl_rho, normalized_advantages  # noqa: E402
@@ -210,23 +210,12 @@ def test_spo_learns_a_reward_and_logs_its_tracker(learned):
 
 def test_sigkill_then_resume_continues_exactly(learned):
     assert learned.r.returncode == 0
-    a_dir, b_dir = str(learned.tmp / "a"), str(learned.tmp / "b")
-    b_argv = [b_dir if x == a_dir else x for x in learned.argv]
-    sigkill_after_first_save([sys.executable, "-u", os.path.join(ROOT, "train_spo.py"), *b_argv], cwd=ROOT,
-                             env=dict(os.environ, PYTHONPATH=ROOT))
-    r = run_script(b_argv + ["--from_resume", "1"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    start = int(re.search(r"resumed from epoch \d+ step (\d+)", r.stdout).group(1))
-    assert 0 < start < 20
-    for key in ("loss", "reward", "spo/baseline", "spo/rho", "spo/drift"):
-        later = logged(r.stdout, key)
-        assert sorted(later) == list(range(start + 1, 21)), key
-        assert later == {s: v for s, v in logged(learned.r.stdout, key).items() if s > start}, key
-    wa = torch.load(os.path.join(a_dir, "spo_32.pth"), weights_only=True)
-    wb = torch.load(os.path.join(b_dir, "spo_32.pth"), weights_only=True)
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    ta = torch.load(os.path.join(a_dir, "spo_32_resume.pth"), weights_only=True)["stage"]["tracker"]
-    tb = torch.load(os.path.join(b_dir, "spo_32_resume.pth"), weights_only=True)["stage"]["tracker"]
+    a, b = learned.tmp / "a", learned.tmp / "b"
+    r, start = kill_and_resume("train_spo.py", learned.argv, a, b, 20)
+    assert_continues(learned.r.stdout, r.stdout, start, 20, ("loss", "reward", "spo/baseline", "spo/rho", "spo/drift"))
+    assert same_weights(a / "spo_32.pth", b / "spo_32.pth")
+    ta = torch.load(a / "spo_32_resume.pth", weights_only=True)["stage"]["tracker"]
+    tb = torch.load(b / "spo_32_resume.pth", weights_only=True)["stage"]["tracker"]
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 

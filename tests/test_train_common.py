@@ -32,6 +32,37 @@ def sigkill_after_first_save(cmd, **popen_kwargs):
     assert p.returncode == -signal.SIGKILL, f"it finished before it could be killed (exit {p.returncode})"
 
 
+def kill_and_resume(script, argv, a_dir, b_dir, total):
+    """The RL scripts' exact-resume check, first half: `argv` (already run uninterrupted into a_dir, logging
+    `total` steps) runs again into b_dir, is SIGKILLed after its first save and resumed there. Returns
+    (the resumed process, its start step); assert_continues compares its log with the uninterrupted one."""
+    import re
+    a_dir, b_dir = str(a_dir), str(b_dir)
+    b_argv = [b_dir if x == a_dir else x for x in argv]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    sigkill_after_first_save([sys.executable, "-u", os.path.join(ROOT, script), *b_argv], cwd=ROOT, env=env)
+    r = subprocess.run([sys.executable, "-u", os.path.join(ROOT, script), *b_argv, "--from_resume", "1"],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    start = int(re.search(r"resumed from epoch \d+ step (\d+)", r.stdout).group(1))
+    assert 0 < start < total
+    return r, start
+
+
+def assert_continues(uninterrupted, resumed, start, total, keys):
+    """Each key's logged values after `start` in `resumed` are the uninterrupted run's, every step logged."""
+    from test_train_scripts import logged
+    for key in keys:
+        later = logged(resumed, key)
+        assert sorted(later) == list(range(start + 1, total + 1)), key
+        assert later == {s: v for s, v in logged(uninterrupted, key).items() if s > start}, key
+
+
+def same_weights(path_a, path_b):
+    wa, wb = torch.load(path_a, weights_only=True), torch.load(path_b, weights_only=True)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 class FakeLM(nn.Module):
     """Same key layout as MiniMind2 (embed, layers.N, tied lm_head), no model package needed."""
 

@@ -1,19 +1,23 @@
-"""What the online RL scripts (train_grpo.py, train_ppo.py, train_spo.py) share around their stages: the rollout
-and reward flags, the reward functions made from them, and the prompt sets.
+"""What the online RL scripts (train_grpo.py, train_ppo.py, train_spo.py, train_agent.py) share around their
+stages: the rollout, reward and policy-loss flags, the reward functions made from them, and the prompt sets.
 
     add_rollout_flags(group)          --max_gen_len --temperature --top_p --log_completions --rollout_engine
     add_reward_flags(group)           --reasoning --reward_model_path --reward_funcs --reward_weights
+    add_policy_loss_flags(group, ...) GRPO's loss flags (GRPO, SPO, agentic RL): --loss_type --beta --epsilon
+                                      --epsilon_high --num_iterations --mask_truncated_completions
     setup_rewards(trainer, args, load_train)
                                       (reward functions, training set): --reward_funcs resolved before the
                                       data is read (a bad path or name stops first), then the default set
                                       (MiniMind's rules, the reward model when given, gt when the data has it)
-    finish_args(args)                 --from_weight's default: reason with --reasoning 1, full_sft with 0
+    finish_args(args)                 the defaults that depend on other flags: --from_weight (reason with
+                                      --reasoning 1, full_sft with 0), --epsilon_high (5.0 for cispo)
     prompt_sets(trainer, args)        (reward functions, training prompts, held-out prompts or None)
 """
 import argparse
 
-from trainer.args import nonneg_int, positive_float, positive_int
+from trainer.args import nonneg_float, nonneg_int, positive_float, positive_int, str2bool
 from trainer.errors import UserError
+from trainer.rl.grpo import LOSS_TYPES
 from trainer.rl.rollout import ENGINES
 
 
@@ -36,6 +40,32 @@ def add_rollout_flags(g):
                    help="print this many prompt/completion/reward samples at each log step (a wandb table too)")
     g.add_argument("--rollout_engine", choices=sorted(ENGINES), default="torch",
                    help="what generates the completions (default %(default)s: the policy itself)")
+
+
+def at_least_two(v):
+    n = positive_int(v)
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 (a prompt's completions are compared with each "
+                                         f"other), got {v!r}")
+    return n
+
+
+def add_policy_loss_flags(g, loss_type="cispo", beta=0.02, loss_help=None,
+                          truncated_help="leave completions cut by --max_gen_len out of the loss"):
+    g.add_argument("--loss_type", choices=LOSS_TYPES, default=loss_type,
+                   help=loss_help or "cispo (MiniMind's default), grpo, dr_grpo or dapo; README says what each is "
+                                     "(default %(default)s)")
+    g.add_argument("--beta", type=nonneg_float, default=beta,
+                   help="weight of the k3 KL to the frozen starting model; 0 builds no reference (default %(default)s)")
+    g.add_argument("--epsilon", type=nonneg_float, default=0.2,
+                   help="lower clip of the ratio, 1 - epsilon (default %(default)s)")
+    g.add_argument("--epsilon_high", type=positive_float, default=None,
+                   help="upper clip of the ratio, 1 + epsilon_high; for cispo the cap of the IS weight "
+                        "(default: 5.0 for cispo, --epsilon otherwise)")
+    g.add_argument("--num_iterations", type=positive_int, default=1,
+                   help="optimizer steps on each step's rollouts (TRL's mu; > 1 lets the clip act) (default %(default)s)")
+    g.add_argument("--mask_truncated_completions", type=str2bool, default=False, metavar="{1,0}",
+                   help=truncated_help + " (default %(default)s)")
 
 
 def add_reward_flags(g, reasoning=True):
@@ -80,6 +110,8 @@ def setup_rewards(trainer, args, load_train, default=None):
 def finish_args(args):
     if args.from_weight is None:
         args.from_weight = "reason" if args.reasoning else "full_sft"
+    if getattr(args, "loss_type", None) and args.epsilon_high is None:
+        args.epsilon_high = 5.0 if args.loss_type == "cispo" else args.epsilon
     return args
 
 
