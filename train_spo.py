@@ -51,9 +51,16 @@ def parse_args(argv=None):
                         "paper's curriculum); 0: every prompt once per epoch, shuffled (default 1)")
     g.add_argument("--prior", type=float, default=0.5,
                    help="a new prompt's baseline, worth one reward (default %(default)s: alpha = beta = 0.5)")
+    g.add_argument("--init_samples", type=int, default=0,
+                   help="before training, sample this many completions of every training prompt from the starting "
+                        "policy and start each tracker from their rewards (the paper's offline initialisation, "
+                        "which used 8); 0: every tracker starts at --prior (default %(default)s: it costs "
+                        "init_samples generations of the whole data set)")
     add_rollout_flags(g)
     add_reward_flags(g)
     args = finish_args(p.parse_args(argv))
+    if args.init_samples < 0:
+        p.error(f"--init_samples {args.init_samples}: expected 0 (off) or a positive number of completions per prompt")
     if args.rho_min > args.rho_max:
         p.error(f"--rho_min {args.rho_min} is above --rho_max {args.rho_max}; expected rho_min <= rho_max")
     return args

@@ -168,6 +168,42 @@ def test_rollout_one_completion_per_prompt_baselines_before_the_update_and_the_d
     assert c.last_drift is None
 
 
+def test_offline_initialisation_starts_each_tracker_from_its_samples():
+    """--init_samples n: n completions of every prompt from the starting policy set alpha = n * mean reward,
+    beta = n * (1 - mean), counted as a visit at drift 0; a prompt whose samples are all unscorable keeps the
+    prior."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir())
+    seen = []
+
+    def by_prompt(completions, p, **k):  # each prompt's own success rate; None: unscorable
+        seen.extend(p)
+        return list(p)
+
+    stage, trainer, model, _ = tiny_stage()
+    vars(stage.args).update(init_samples=4, batch_size=3)
+    stage.funcs = [("by_prompt", by_prompt)]
+    qs, ps = ("hi", "what", "a question", "another one", "last"), (0.25, 1.0, None, 0.0, 0.5)
+    items = [{"prompt_ids": torch.tensor(tok(q)["input_ids"]), "fields": {"p": p}, "index": i}
+             for i, (q, p) in enumerate(zip(qs, ps))]
+    stage.prepare(trainer, model, items, None, None, None)
+    assert len(seen) == 5 * 4  # four completions of each prompt
+    want_alpha = torch.tensor([1.0, 4.0, 0.5, 0.0, 2.0], dtype=torch.float64)
+    want_beta = torch.tensor([3.0, 0.0, 0.5, 4.0, 2.0], dtype=torch.float64)
+    assert torch.equal(stage.tracker.alpha, want_alpha) and torch.equal(stage.tracker.beta, want_beta)
+    assert stage.tracker.visits.tolist() == [1, 1, 0, 1, 1]
+    assert torch.allclose(stage.tracker.second, torch.tensor([0.25, 4.0, 0.5, 0.0, 1.0], dtype=torch.float64))
+    assert float(stage.tracker.spread([0, 1, 3, 4]).abs().max()) < 1e-7  # each prompt's rewards never varied
+    # a resumed run keeps its trackers and samples nothing
+    seen.clear()
+    state = {"tracker": stage.tracker.state_dict(), "last_drift": 0.01}
+    again, trainer, model, _ = tiny_stage()
+    vars(again.args).update(init_samples=4, batch_size=3)
+    again.funcs = [("by_prompt", by_prompt)]
+    again.prepare(trainer, model, items, None, None, state)
+    assert seen == [] and torch.equal(again.tracker.alpha, want_alpha)
+
+
 # ---------------------------------------------------------------------------------------------- the script
 
 LEARN = ["--epochs", "5", "--learning_rate", "3e-2", "--temperature", "0.3", "--beta", "0", "--batch_size", "8",
@@ -230,17 +266,22 @@ def test_torchrun_two_ranks_share_their_trackers(tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          os.path.join(ROOT, "tests", "spo_rank_tracker.py"),
          *cmd(tmp_path / "out", data, "--epochs", "2", "--batch_size", "2", "--learning_rate", "1e-2",
-              "--reward_funcs", str(tmp_path / "r.py") + ":likes_low")],
+              "--reward_funcs", str(tmp_path / "r.py") + ":likes_low", "--init_samples", "2")],
         capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     o = r.stdout
     assert "2 process(es), 2 batches of 2 per process per epoch, 4 optimizer steps" in o
     per_rank = [open(f"{seen}.{k}", encoding="utf-8").read().splitlines() for k in (0, 1)]
-    assert all(len(p) == 8 for p in per_rank)
+    assert all(len(p) == 8 + 8 for p in per_rank)
+    # first the offline estimate: each rank two samples of its half of the prompts, together all of them
+    init = [set(p[:8]) for p in per_rank]
+    assert len(init[0]) == len(init[1]) == 4 and len(init[0] | init[1]) == 8
+    per_rank = [p[8:] for p in per_rank]
     for step in range(4):  # each step's prompts: drawn once for both ranks, split between them
         assert not set(per_rank[0][2 * step:2 * step + 2]) & set(per_rank[1][2 * step:2 * step + 2])
     res = torch.load(tmp_path / "out" / "spo_32_resume.pth", weights_only=True)["stage"]["tracker"]
-    assert int(res["visits"].sum()) == 16  # both ranks' rows, on rank 0
+    assert "SPO: estimating the 8 prompts' trackers from 2 samples each" in o
+    assert int(res["visits"].sum()) == 8 + 16  # every prompt's offline estimate, then both ranks' rows, on rank 0
     other = torch.load(str(tmp_path / "tracker") + ".1", weights_only=True)
     assert all(torch.equal(res[k], other[k]) for k in res)
 
@@ -275,5 +316,5 @@ def test_defaults_follow_minimind():
     assert (a.from_weight, a.save_weight, a.batch_size, a.accumulation_steps, a.beta) == ("reason", "spo", 2, 4, 0.02)
     assert (a.max_seq_len, a.max_gen_len, a.data_path, a.temperature) == (66, 1536, "./dataset/rlaif-mini.jsonl", 0.8)
     assert (a.loss_type, a.rho_mode, a.d_half, a.rho_min, a.rho_max, a.prior) == ("grpo", "kl", 0.06, 0.5, 0.96, 0.5)
-    assert a.prioritized_sampling is True
+    assert a.prioritized_sampling is True and a.init_samples == 0
     assert a.learning_rate == 1e-6 and train_spo.parse_args(["--reasoning", "0"]).from_weight == "full_sft"

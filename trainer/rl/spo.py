@@ -80,6 +80,20 @@ class ValueTracker:
             rhos[k] = rho
         return rhos
 
+    def initialize(self, idx, mean, second, count):
+        """The paper's offline initialisation: prompt idx[k] starts from count[k] rewards of the starting policy
+        (their mean and mean square): alpha = n * mean, beta = n * (1 - mean). The estimate counts as a visit at
+        drift 0, so the first online visit forgets it by how far the policy has moved since the start. Rows with
+        count 0 (every sample unscorable) keep the prior."""
+        idx, mean, second, count = (torch.as_tensor(t) for t in (idx, mean, second, count))
+        ok = count > 0
+        idx, mean, second, n = idx[ok].long(), mean[ok].double(), second[ok].double(), count[ok].double()
+        self.alpha[idx] = n * mean
+        self.beta[idx] = n * (1.0 - mean)
+        self.second[idx] = n * second
+        self.visits[idx] = 1
+        self.last_odometer[idx] = 0.0
+
     def add_drift(self, drift):
         self.odometer += float(drift)
 

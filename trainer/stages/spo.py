@@ -41,7 +41,8 @@ class SPOStage(GRPOStage):
                 "top_p": a.top_p, "mask_truncated_completions": a.mask_truncated_completions,
                 "rewards": [n for n, _ in self.funcs], "reward_weights": self.weights.tolist(),
                 "rho_mode": a.rho_mode, "rho_const": a.rho_const, "d_half": a.d_half, "rho_min": a.rho_min,
-                "rho_max": a.rho_max, "prior": a.prior, "prioritized_sampling": a.prioritized_sampling}
+                "rho_max": a.rho_max, "prior": a.prior, "prioritized_sampling": a.prioritized_sampling,
+                "init_samples": getattr(a, "init_samples", 0)}
 
     def prepare(self, trainer, model, train_ds, val_ds, collate, resume_state):
         a = self.args
@@ -51,6 +52,32 @@ class SPOStage(GRPOStage):
         if resume_state and "tracker" in resume_state:
             self.tracker.load_state_dict(resume_state["tracker"])
             self.last_drift = resume_state.get("last_drift")
+        elif getattr(a, "init_samples", 0):
+            self._estimate_trackers(trainer, train_ds)
+
+    def _estimate_trackers(self, trainer, train_ds):
+        """The paper's offline initialisation: --init_samples completions of every training prompt from the
+        starting policy (sampled as in training, scored by the same rewards), each rank a share of the prompts;
+        every rank then sets every tracker from every rank's rows."""
+        a, n = self.args, self.args.init_samples
+        mine = list(range(trainer.rank, len(train_ds), trainer.world_size))
+        trainer.log(f"SPO: estimating the {len(train_ds)} prompts' trackers from {n} samples each "
+                    f"(--init_samples; {len(train_ds) * n} completions)")
+        rows = [torch.zeros(0, 4, dtype=torch.float64)]
+        for at in range(0, len(mine), a.batch_size):
+            items = [train_ds[i] for i in mine[at:at + a.batch_size]]
+            _, per_func, _ = self._scored(items, n, a.temperature, a.top_p, step=0)
+            r = self._weighted(per_func).reshape(len(items), n)
+            ok = ~torch.isnan(r)
+            count = ok.sum(1).double()
+            z = torch.nan_to_num(r, nan=0.0)
+            rows.append(torch.stack([torch.tensor([it["index"] for it in items], dtype=torch.float64),
+                                     z.sum(1) / count.clamp(min=1.0), (z * z).sum(1) / count.clamp(min=1.0), count], 1))
+        every, _ = self._gather_rows(trainer, torch.cat(rows))
+        self.tracker.initialize(every[:, 0].long(), every[:, 1], every[:, 2], every[:, 3])
+        known = self.tracker.visits > 0
+        trainer.log(f"SPO: trackers estimated; mean baseline {float(self.tracker.baseline(known.nonzero()[:, 0]).mean()):.3f}"
+                    if known.any() else "SPO: no prompt could be scored; every tracker keeps --prior")
 
     def batch_sampler(self, trainer, train_ds, sampler):
         if not self.args.prioritized_sampling:
@@ -71,7 +98,8 @@ class SPOStage(GRPOStage):
         rolls = [self._sample_and_score(trainer, items, 1) + ([it["index"] for it in items],) for items, _ in batches]
         rewards = [self._weighted(pf) for _, pf, _, _ in rolls]
         idx = torch.tensor([i for r in rolls for i in r[3]], dtype=torch.long)
-        every_idx, every_r, first = self._all_rows(trainer, idx, torch.cat(rewards))
+        every, first = self._gather_rows(trainer, torch.stack([idx.double(), torch.cat(rewards).double()], 1))
+        every_idx, every_r = every[:, 0].long(), every[:, 1]
         baseline = self.tracker.baseline(every_idx)
         revisit = self.tracker.visits[every_idx] > 0
         distance = (self.tracker.odometer - self.tracker.last_odometer[every_idx])[revisit]
@@ -115,22 +143,20 @@ class SPOStage(GRPOStage):
         self.micro = micro
         return micro
 
-    def _all_rows(self, trainer, idx, rewards):
-        """(every rank's prompt indices, their rewards, where this rank's rows start), ranks in order."""
+    def _gather_rows(self, trainer, rows):
+        """(every rank's (k, c) float64 rows, ranks in order, where this rank's rows start)."""
         if not trainer.ddp:
-            return idx, rewards.double(), 0
+            return rows.double(), 0
         dev = trainer.device
-        n = torch.tensor([len(idx)], device=dev)
+        n = torch.tensor([len(rows)], device=dev)
         sizes = [torch.zeros_like(n) for _ in range(trainer.world_size)]
         dist.all_gather(sizes, n)
         sizes = [int(s) for s in sizes]
-        rows = torch.full((max(sizes), 2), float("nan"), dtype=torch.float64, device=dev)
-        rows[:len(idx), 0] = idx.double().to(dev)
-        rows[:len(idx), 1] = rewards.double().to(dev)
-        out = [torch.empty_like(rows) for _ in range(trainer.world_size)]
-        dist.all_gather(out, rows)
-        every = torch.cat([o[:s] for o, s in zip(out, sizes)]).cpu()
-        return every[:, 0].long(), every[:, 1], sum(sizes[:trainer.rank])
+        padded = torch.full((max(sizes), rows.shape[1]), float("nan"), dtype=torch.float64, device=dev)
+        padded[:len(rows)] = rows.double().to(dev)
+        out = [torch.empty_like(padded) for _ in range(trainer.world_size)]
+        dist.all_gather(out, padded)
+        return torch.cat([o[:s] for o, s in zip(out, sizes)]).cpu(), sum(sizes[:trainer.rank])
 
     # -- the update, and how far it moved the policy ------------------------------------------------
     def loss(self, model, batch):
