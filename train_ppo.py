@@ -77,7 +77,7 @@ def main(argv=None):
     with Trainer(args) as trainer:
         funcs, train_ds, val_ds = prompt_sets(trainer, args)
         actor = trainer.build_model()
-        critic = make_critic(actor, args)
+        critic = make_critic(actor)
         trainer.log(f"critic: the actor's trunk, copied, under a value head "
                     f"({sum(p.numel() for p in critic.parameters()) / 1e6:.3f} M params)")
         trainer.fit(ActorCritic(actor, critic), train_ds, prompt_collate, PPOStage(args, funcs, args.reward_weights),

@@ -15,12 +15,13 @@ from benchmarks.generation import bench_gen
 from benchmarks.grpo_step import bench_grpo, grpo_table, grpo_targets
 from benchmarks.harness import loadavg, machine_info
 from benchmarks.mfu import MatmulPeak, add_mfu
+from benchmarks.ppo_step import bench_ppo, ppo_table
 from benchmarks.models import Trainee, build_pair, plain_lm_loss
 from benchmarks.report import table, targets
 from benchmarks.sft_epoch import bench_sft
 from benchmarks.train_step import bench_train
 
-SECTIONS = ("train", "sft", "dpo", "dpo_step", "distill", "grpo", "gen", "mfu")
+SECTIONS = ("train", "sft", "dpo", "dpo_step", "distill", "grpo", "ppo", "gen", "mfu")
 
 # ----------------------------------------------------------------------------------------------
 # Settings: full and --quick, CPU and CUDA
@@ -31,12 +32,14 @@ FULL_CPU = dict(
     dpo_pairs=8, dpo_batch=4, dpo_max_len=1024, dpo_step_batches=2,
     gen_config=("26M", 512, 8), gen_prompt=32, gen_new=128, matmul_n=2048, reps=5, scale_samples=4000,
     distill_student=("26M", 512, 8), distill_teacher=("104M", 768, 16), distill_batch=(4, 512), distill_mem_rounds=3,
-    grpo_config=("26M", 512, 8), grpo_prompts=2, grpo_generations=4, grpo_new_tokens=64)
+    grpo_config=("26M", 512, 8), grpo_prompts=2, grpo_generations=4, grpo_new_tokens=64,
+    ppo_config=("26M", 512, 8), ppo_prompts=8, ppo_new_tokens=64)
 FULL_CUDA = dict(  # MiniMind2 itself, and batches a GPU is for
     FULL_CPU, train_configs=[("26M", 512, 8), ("104M", 768, 16)], train_batch=(32, 512),
     epoch_config=("26M", 512, 8), sft_samples=1024, sft_batch=32,
     dpo_pairs=256, dpo_batch=8, dpo_max_len=3000, dpo_step_batches=4, gen_new=256, matmul_n=8192,
-    grpo_prompts=4, grpo_generations=8, grpo_new_tokens=256)  # MiniMind's G, a GPU-sized rollout
+    grpo_prompts=4, grpo_generations=8, grpo_new_tokens=256,  # MiniMind's G, a GPU-sized rollout
+    ppo_prompts=32, ppo_new_tokens=256)
 QUICK = dict(
     train_configs=[("tiny", 32, 1)], train_batch=(2, 32),
     epoch_config=("tiny", 32, 1), sft_samples=8, sft_batch=4, sft_max_len=96,
@@ -44,6 +47,7 @@ QUICK = dict(
     gen_config=("tiny", 32, 1), gen_prompt=8, gen_new=8, matmul_n=256, reps=5, scale_samples=200,
     distill_student=("tiny", 32, 1), distill_teacher=("tiny2", 64, 1), distill_batch=(2, 32), distill_mem_rounds=2,
     grpo_config=("tiny", 32, 1), grpo_prompts=2, grpo_generations=2, grpo_new_tokens=8,
+    ppo_config=("tiny", 32, 1), ppo_prompts=4, ppo_new_tokens=8,
     length_scale=0.25)  # lengths scaled with the smaller max_seq_len, so the mix is not all truncated
 
 
@@ -92,6 +96,8 @@ def run(args, device, argv=None):
             results["distill"] = bench_distill(S, device, args, log)
         if "grpo" in args.sections:
             results["grpo"] = bench_grpo(S, device, args, log, workdir)
+        if "ppo" in args.sections:
+            results["ppo"] = bench_ppo(S, device, args, log, workdir)
         if "gen" in args.sections:
             results["gen"] = bench_gen(S, device, args, log)
     results["targets"] = targets(results) + (grpo_targets(results["grpo"]) if "grpo" in results else [])
@@ -101,9 +107,11 @@ def run(args, device, argv=None):
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
     text = table(results)
-    if "grpo" in results:  # its block goes before the targets, as the other sections' do
+    rl_blocks = (grpo_table(results["grpo"]) if "grpo" in results else "") + \
+        (ppo_table(results["ppo"]) if "ppo" in results else "")
+    if rl_blocks:  # their blocks go before the targets, as the other sections' do
         head, sep, tail = text.partition("\n[targets]")
-        text = head + grpo_table(results["grpo"]) + sep + tail
+        text = head + rl_blocks + sep + tail
     print(text)
     print(f"\nwrote {path}")
     return results

@@ -16,6 +16,7 @@ Sections
   dpo_step  benchmarks/dpo_step.py      a DPO step: reference log-probs on the fly vs cached
   distill   benchmarks/distill_step.py  a distillation step: full-logits loss vs the chunked DistillStage
   grpo      benchmarks/grpo_step.py     a GRPO step (rollout, rewards, reference, update): ours vs TRL vs MiniMind's
+  ppo       benchmarks/ppo_step.py      a PPO rollout and update (four models in MiniMind's): ours vs MiniMind's
   gen       benchmarks/generation.py    greedy generate() with the KV cache, ours vs Llama
   mfu       benchmarks/mfu.py           the machine's matmul peak and each train variant's MFU
 """

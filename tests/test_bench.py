@@ -54,13 +54,14 @@ def test_every_section_present_and_sane(run):
     res, stdout = run
     reps = res["meta"]["reps"]
     assert reps >= 5 and res["meta"]["quick"] is True
-    for sec in ("mfu", "train", "sft", "dpo", "dpo_step", "grpo", "gen", "targets"):
+    for sec in ("mfu", "train", "sft", "dpo", "dpo_step", "grpo", "ppo", "gen", "targets"):
         assert res.get(sec), f"section {sec} missing"
     assert positive(res["mfu"]["peak_flops_per_s"])
     assert res["mfu"]["peak_flops_per_s"] == max(res["mfu"]["flops_per_s"]["per_rep"])
     n = res["mfu"]["n"]
     check_summary(res["mfu"]["flops_per_s"], [2 * n ** 3 / t for t in res["mfu"]["times_s"]])
-    for line in ("[train step]", "[SFT epoch]", "[DPO epoch]", "[DPO step]", "[GRPO step]", "[generate]", "[targets]",
+    for line in ("[train step]", "[SFT epoch]", "[DPO epoch]", "[DPO step]", "[GRPO step]", "[PPO step]", "[generate]",
+                 "[targets]",
                  "wrote"):
         assert line in stdout
 
@@ -165,6 +166,28 @@ def test_grpo_step_throughputs_phases_and_ratios_follow_from_times(run):
             row = t[f"grpo step completion tokens/s: ours/{other}"]
             assert row["measured"] == g["ratios"][f"ours/{other}"]["median"]
             assert row["met"] == (row["measured"] >= goal)
+
+
+def test_ppo_step_throughputs_phases_memory_and_ratio_follow_from_times(run):
+    res, stdout = run
+    g = res["ppo"]
+    reps = res["meta"]["reps"]
+    v = g["variants"]
+    assert set(v) == {"ours", "minimind"} and g["same_prompt_ids"]
+    rows = g["prompts"]  # one completion per prompt
+    for name, x in v.items():
+        assert len(x["times_s"]) == len(x["completion_tokens"]) == len(x["rollout_s"]) == len(x["scoring_s"]) == reps
+        assert all(rows <= n <= rows * g["max_new_tokens"] for n in x["completion_tokens"]), name
+        check_summary(x["tokens_per_s"], [n / t for n, t in zip(x["completion_tokens"], x["times_s"])])
+        # rollout, scoring (old log-probs, values, reference) and the update are parts of the step, each > 0
+        assert all(0 < r and 0 < s and r + s < t for r, s, t in zip(x["rollout_s"], x["scoring_s"], x["times_s"])), name
+        assert positive(x["peak_mem_mb"])
+    check_ratio(g["ratios"]["ours/minimind"], v["ours"]["tokens_per_s"]["per_rep"], v["minimind"]["tokens_per_s"]["per_rep"])
+    assert g["ratios"]["peak memory ours/minimind"]["median"] == pytest.approx(
+        v["ours"]["peak_mem_mb"] / v["minimind"]["peak_mem_mb"])
+    # MiniMind's step holds four models (an old actor besides the actor, reference and critic): more memory
+    assert v["minimind"]["peak_mem_mb"] > v["ours"]["peak_mem_mb"]
+    assert "ratio ours/minimind peak memory" in stdout
 
 
 def test_grpo_without_trl_skips_that_variant_in_one_line(tmp_path, monkeypatch):

@@ -151,8 +151,7 @@ def tiny_stage(**over):
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tokenizer_dir())
     actor = MiniMindForCausalLM(MiniMindConfig(hidden_size=32, num_hidden_layers=1))
-    size = SimpleNamespace(dim=32, n_layers=1, use_moe=False)
-    model = ActorCritic(actor, make_critic(actor, size))
+    model = ActorCritic(actor, make_critic(actor))
     args = SimpleNamespace(batch_size=2, accumulation_steps=2, mini_batch_size=2, ppo_update_iters=2, kl_coef=0.1,
                            clip_epsilon=0.2, cliprange_value=0.2, vf_coef=0.5, gamma=1.0, lam=0.95, early_stop_kl=0.25,
                            critic_learning_rate=1e-3, learning_rate=1e-3, max_gen_len=6, temperature=1.0, top_p=1.0,

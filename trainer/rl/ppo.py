@@ -2,7 +2,7 @@
 
     ActorCritic(actor, critic)        the two trained networks as one module (one optimizer, one DDP wrapper,
                                       one resume file): forward -> (actor output, values (B, T), critic aux loss)
-    make_critic(actor, size)          the critic: MiniMindForSequenceClassification (a trunk + the scalar head
+    make_critic(actor)                the critic: MiniMindForSequenceClassification (a trunk + the scalar head
                                       `score`, as train_reward.py's) whose trunk is a copy of the actor's
     last_token_rewards(r, mask)       (N, C): each row's reward on its last response token, 0 elsewhere
     gae(rewards, values, mask, gamma, lam) -> (advantages, returns), both (N, C), 0 on padding
@@ -40,12 +40,15 @@ class ActorCritic(nn.Module):
         return out, self.critic.score(hidden).squeeze(-1).float(), aux
 
 
-def make_critic(actor, size):
-    """The critic: the actor's trunk copied (its own parameters) under a fresh scalar head (initialised as
-    train_reward.py's; MiniMind's CriticModel: an nn.Linear value head on its trunk)."""
+def make_critic(actor):
+    """The critic: the actor's trunk copied (its own parameters, the actor's config) under a fresh scalar head
+    (initialised as train_reward.py's; MiniMind's CriticModel: an nn.Linear value head on its trunk)."""
+    import copy
+
     from model import MiniMindForSequenceClassification
-    from model.reward import reward_config
-    critic = MiniMindForSequenceClassification(reward_config(size, vocab_size=actor.config.vocab_size))
+    config = copy.deepcopy(actor.config)
+    config.num_labels = 1
+    critic = MiniMindForSequenceClassification(config)
     critic.model.load_state_dict(actor.model.state_dict(), strict=True)
     return critic.to(next(actor.parameters()).device)
 
