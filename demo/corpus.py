@@ -119,6 +119,18 @@ def make_dpo(rng, facts, held):
     return pairs
 
 
+def make_rlaif_chat(dpo):
+    """The prompts of PPO with the learnt reward model (--rl): each question of dpo.jsonl once, in RLAIF's
+    format (the reward model learnt from those pairs; the held-out questions stay out)."""
+    seen, rows = set(), []
+    for pair in dpo:
+        q = pair["chosen"][0]["content"]
+        if q not in seen:
+            seen.add(q)
+            rows.append({"conversations": [{"role": "user", "content": q}, {"role": "assistant", "content": ""}]})
+    return rows
+
+
 def make_dpo_heldout(rng, facts, held):
     """The same kind of pairs on the held-out facts, never trained on: the reward model's held-out
     accuracy (train_reward.py --val_data_path), and the DPO model's implicit reward's on the same pairs."""
@@ -212,6 +224,7 @@ def readme(facts, held, counts, said_elsewhere=True):
         f"| dpo.jsonl | {counts['dpo']} | `{{\"chosen\": [messages], \"rejected\": [messages]}}` (chosen right and polite; rejected wrong or rude) |",
         f"| heldout.jsonl | {counts['heldout']} | see below |",
         f"| dpo_heldout.jsonl | {counts['dpo_heldout']} | as dpo.jsonl, on the held-out facts: the reward model's held-out pairs (`--rl`) |",
+        f"| rlaif_chat.jsonl | {counts['rlaif_chat']} | `{{\"conversations\": [user, assistant \"\"]}}`: each question of dpo.jsonl once, the prompts of PPO with the reward model (`--rl`) |",
         "",
         "`heldout.jsonl` lines:",
         "",
@@ -271,6 +284,7 @@ def write_corpus(args):
         "heldout": make_heldout(random.Random(args.seed + 5), facts, held),
         "dpo_heldout": make_dpo_heldout(random.Random(args.seed + 7), facts, held),
     }
+    outputs["rlaif_chat"] = make_rlaif_chat(outputs["dpo"])
     mc = make_mc(random.Random(args.seed + 6), facts, held)
     # the LoRA sets (demo/lora_sets.py), which replay the SFT set
     words = [w for group in (COUNTRIES, CITIES, CHARACTERS, COLOURS, FOODS, SPECIES, JOBS) for pair in group for w in pair]

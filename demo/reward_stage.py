@@ -17,7 +17,7 @@ import sys
 from demo.common import ROOT, DemoError, rel, say
 from demo.stages import run_stage
 
-FILES = ["dpo_heldout.jsonl"]
+FILES = ["dpo_heldout.jsonl", "rlaif_chat.jsonl"]
 # 6 epochs of the 178 training pairs at 3e-4 from full_sft_128.pth. On seed 1337's pipeline, held-out
 # pairs ranked right (of 56; the DPO model's implicit reward: 46): 3 epochs at 1e-4 28, 6 at 3e-5 29,
 # 6 at 1e-4 32, 10 at 1e-4 36, 6 at 3e-4 38-39, 10 at 3e-4 39, 6 at 1e-3 37. Every setting ranks its
@@ -41,7 +41,8 @@ def check_files(args):
     for f in FILES:
         if not os.path.isfile(os.path.join(args.data_dir, f)):
             raise DemoError(f"{rel(os.path.join(args.data_dir, f))}: not found; --rl needs the held-out preference "
-                            "pairs too (the bundled corpus is dataset/demo; scripts/make_demo_data.py writes them)")
+                            "pairs and the PPO chat prompts too (the bundled corpus is dataset/demo; "
+                            "scripts/make_demo_data.py writes them)")
 
 
 def read_pairs(path):

@@ -39,7 +39,7 @@ FULL = dict(dim=128, n_layers=2, max_seq_len=128, pretrain_epochs=36, pretrain_l
             reason_epochs=8, reason_lr=1e-3, reason_batch=8, empty_think_ratio=1.0,
             lora_epochs=5, lora_lr=3e-3, lora_batch=8,
             grpo_epochs=12, grpo_lr=2e-4, grpo_batch=4, reward_epochs=reward_stage.EPOCHS, reward_lr=reward_stage.LR,
-            ppo_epochs=24, ppo_lr=2e-4, ppo_critic_lr=3e-3)
+            ppo_epochs=24, ppo_lr=2e-4, ppo_critic_lr=3e-3, ppo_chat_epochs=ppo_stage.RM_EPOCHS)
 # GRPO (demo/grpo_stage.py, --rl): 60 steps of 4 prompts x 8 samples at 2e-4 on the reason model, what
 # moved the held-out 2-hop accuracy most on every seed without fraying the tags (the notes there).
 # LoRA (demo/lora_stage.py): rank 16 on the last layer's o_proj and MLP, 5 epochs at 3e-3. From
@@ -111,13 +111,17 @@ def get_parser():
     g = p.add_argument_group("reinforcement learning (demo/grpo_stage.py, demo/reward_stage.py)")
     g.add_argument("--rl", action="store_true",
                    help="also run GRPO on the reason model (train_grpo.py, the gt reward on the held-out 2-hop "
-                        "chains) and score it before and after, the same with PPO (train_ppo.py), and train a "
-                        "reward model (train_reward.py) and score it on held-out pairs; adds about 6 minutes")
+                        "chains) and score it before and after, the same with PPO (train_ppo.py), train a "
+                        "reward model (train_reward.py) and score it on held-out pairs, then PPO on the chat "
+                        "model against that reward model; adds about 6 minutes")
     g.add_argument("--ppo_epochs", type=positive_int,
                    help=f"PPO rollouts of the 20 prompts (default {FULL['ppo_epochs']})")
     g.add_argument("--ppo_lr", type=positive_float, help=f"PPO actor peak learning rate (default {FULL['ppo_lr']})")
     g.add_argument("--ppo_critic_lr", type=positive_float,
                    help=f"PPO critic peak learning rate (default {FULL['ppo_critic_lr']})")
+    g.add_argument("--ppo_chat_epochs", type=positive_int,
+                   help=f"epochs of PPO with the reward model over the 178 chat questions (default "
+                        f"{FULL['ppo_chat_epochs']})")
     g.add_argument("--reward_epochs", type=positive_int, help=f"reward model epochs (default {FULL['reward_epochs']})")
     g.add_argument("--reward_lr", type=positive_float,
                    help=f"reward model peak learning rate (default {FULL['reward_lr']})")
@@ -213,7 +217,7 @@ def main(argv=None):
     t_reason = time.time()
     reasoning = reason_eval(args, reason_items, items, answers["DPO"])
     times["reason_eval"] = time.time() - t_reason
-    rl = rm = ppo = None
+    rl = rm = ppo = ppo_chat = None
     if args.rl:
         t_rl = time.time()
         rl, logs["grpo"] = grpo_stage.run(args, env, reason_items, reasoning["reason"]["answers"])
@@ -224,6 +228,9 @@ def main(argv=None):
         t_rm = time.time()
         rm, logs["reward"] = reward_stage.run(args, env)
         times["reward"] = time.time() - t_rm
+        t_ppo_chat = time.time()
+        ppo_chat, logs["ppo_chat"] = ppo_stage.run_with_reward_model(args, env, items, answers["SFT"])
+        times["ppo_chat"] = time.time() - t_ppo_chat
     t_lora = time.time()
     lora = lora_stage.run(args, env, items, answers["DPO"])
     times["lora"] = time.time() - t_lora
@@ -250,6 +257,7 @@ def main(argv=None):
         "grpo": rl,
         "reward": rm,
         "ppo": ppo,
+        "ppo_chat": ppo_chat,
         "distill": distilled,
         "plot": plot_path,
     }
@@ -258,7 +266,7 @@ def main(argv=None):
 
     say("\nSummary")
     for name, recs in logs.items():
-        if recs and name not in ("grpo", "ppo"):  # GRPO's loss says little; its reward is in its lines below
+        if recs and name not in ("grpo", "ppo", "ppo_chat"):  # GRPO's loss says little; its reward is in its lines below
             took = f" in {fmt_time(times[name])}" if name in times else " (earlier run)"
             say(f"  {name:<8} {loss_story(recs)}{took}")
     for label in ("SFT", "DPO"):
@@ -277,6 +285,8 @@ def main(argv=None):
         for line in ppo_stage.summary(ppo):
             say("  " + line)
         for line in reward_stage.summary(rm):
+            say("  " + line)
+        for line in ppo_stage.rm_summary(ppo_chat):
             say("  " + line)
     for line in lora_stage.summary(lora):
         say("  " + line)

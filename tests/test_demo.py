@@ -33,7 +33,7 @@ REDUCED = ["--dim", "128", "--n_layers", "2", "--max_seq_len", "128", "--threads
            "--lora_epochs", "2", "--lora_batch", "8", "--lora_lr", "3e-3",
            "--rl", "--grpo_epochs", "1", "--grpo_batch", "4", "--grpo_lr", "1e-4",
            "--ppo_epochs", "1", "--ppo_lr", "1e-4", "--ppo_critic_lr", "1e-3",
-           "--reward_epochs", "3", "--reward_lr", "3e-4"]
+           "--reward_epochs", "3", "--reward_lr", "3e-4", "--ppo_chat_epochs", "1"]
 # Naming the asked attribute with a random value would be right about 1 time in 8 (~7 of 56).
 # This reduced run answered 44/56 after SFT; over seeds 1337, 1, 2, 3 and 4 it answered 44, 50, 48,
 # 46 and 41 (English 22, 26, 23, 21, 18 of 28; Chinese 22, 24, 25, 25, 23). The bounds sit a few
@@ -242,6 +242,40 @@ def test_ppo_stage_reports_before_and_after(reduced):
     assert "train_ppo.py" in command and "--reward_funcs format,gt" in command and "--from_weight reason" in command
     logged = logs.parse_log(text.splitlines())
     assert r["steps"] == len(logged) >= 5 and all("explained_variance" in x for x in logged if "critic_loss" in x)
+
+
+@pytest.mark.slow
+def test_ppo_with_the_reward_model_reports_scores_and_win_rates(reduced):
+    """--rl: train_ppo.py ran on the chat model against the trained reward model; the held-out answers' scores
+    are the reward model's (rescored here), and the means, win rates and right counts follow from them."""
+    from demo import ppo_stage
+    from trainer.rl.rewards import RewardModel
+    out, proc, results = reduced
+    r = results["ppo_chat"]
+    items = scoring.read_heldout(os.path.join(ROOT, "dataset", "demo", "heldout.jsonl"))
+    sft = results["heldout"]["SFT"]["answers"]
+    assert (out / "ppo_chat_128.pth").is_file() and len(r["after"]) == len(r["sft_scores"]) == len(items) == 56
+    rm = RewardModel(str(out / "reward_128.pth"), "cpu", os.path.join(ROOT, "model"))
+    for it, a, x in zip(items, sft, r["sft_scores"]):
+        assert rm.score([{"role": "user", "content": it["question"]}], a["answer"], clip=False) == pytest.approx(x, abs=1e-3)
+    for it, a in zip(items, r["after"]):
+        assert a["right"] == scoring.is_right(a["answer"], it)
+        assert rm.score([{"role": "user", "content": it["question"]}], a["answer"], clip=False) == pytest.approx(
+            a["score"], abs=1e-3)
+    after = [a["score"] for a in r["after"]]
+    assert r["heldout_rm_score"] == {"before": pytest.approx(sum(r["sft_scores"]) / 56, abs=1e-4),
+                                     "after": pytest.approx(sum(after) / 56, abs=1e-4)}
+    assert r["win_rate_reward_model"] == pytest.approx(ppo_stage.win_rate(r["sft_scores"], after), abs=1e-4)
+    assert r["right"] == {"before": results["heldout"]["SFT"]["right"], "after": sum(a["right"] for a in r["after"]),
+                          "total": 56}
+    assert r["win_rate_keyword"] == pytest.approx(
+        ppo_stage.win_rate([a["right"] for a in sft], [a["right"] for a in r["after"]]), abs=1e-4)
+    assert ppo_stage.win_rate([0, 1, 2], [1, 1, 0]) == pytest.approx(0.5)  # a win, a tie, a loss
+    for line in ppo_stage.rm_summary(r):
+        assert line in proc.stdout
+    command = (out / "logs" / "ppo_chat.log").read_text(encoding="utf-8").splitlines()[0]
+    assert all(f in command for f in ("train_ppo.py", "--reasoning 0", "--from_weight full_sft", "--save_weight ppo_chat",
+                                      f"--reward_model_path {out / 'reward_128.pth'}", "rlaif_chat.jsonl"))
 
 
 @pytest.mark.slow
