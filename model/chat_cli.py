@@ -13,7 +13,8 @@ import time
 from model.agent import DEFAULT_MAX_TURNS, ToolLoop
 from model.chat import USER_TAG, Chat
 from model.loading import MODEL_MODES, add_rope_scaling_arg, load_model
-from trainer.args import add_common_args, add_model_args, nonneg_float, nonneg_int, positive_float, positive_int
+from trainer.args import (add_common_args, add_model_args, nonneg_float, nonneg_int, plain_sizes, positive_float,
+                          positive_int)
 from trainer.errors import UserError, run_main
 
 # A pretrained model cannot follow instructions yet, so it is shown beginnings to continue.
@@ -227,7 +228,7 @@ def questions(mode, model_mode, tools=False):
 
 def main(argv=None, prog=None, later_names=False):
     p = get_parser(prog, later_names)
-    args = p.parse_args(argv)
+    args = plain_sizes(p.parse_args(argv))
     if later_names:
         args = apply_later_names(args)
     tools = None

@@ -44,6 +44,9 @@ def rope_parameters_of(cfg):
 def llama_config_from(cfg):
     """LlamaConfig computing exactly what a dense MiniMindConfig computes."""
     from transformers import LlamaConfig
+    if getattr(cfg, "model_family", "minimind2") == "minimind3":
+        raise UserError("--to llama/gguf: a MiniMind-3 model norms its queries and keys (Qwen3's attention), which "
+                        "Llama has not; export it with --to qwen3 instead")
     if cfg.use_moe:
         raise UserError("--to llama/gguf: a mixture-of-experts MiniMind (routed + shared experts) has no plain "
                         "Llama equivalent; export it with --to minimind instead")
@@ -56,6 +59,30 @@ def llama_config_from(cfg):
         tie_word_embeddings=cfg.tie_word_embeddings,
         bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
         architectures=["LlamaForCausalLM"])
+
+
+def qwen3_config_from(cfg):
+    """Qwen3Config (Qwen3MoeConfig for an MoE) computing exactly what a MiniMind-3 config computes."""
+    from transformers import Qwen3Config, Qwen3MoeConfig
+    if getattr(cfg, "model_family", "minimind2") != "minimind3":
+        raise UserError("--to qwen3: a MiniMind2 model has no q/k norms, which Qwen3's attention applies; export it "
+                        "with --to llama (dense) or --to minimind")
+    common = dict(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads, head_dim=cfg.head_dim,
+        max_position_embeddings=cfg.max_position_embeddings, rms_norm_eps=cfg.rms_norm_eps,
+        rope_parameters=rope_parameters_of(cfg), hidden_act="silu", attention_bias=False,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id)
+    if not cfg.use_moe:
+        return Qwen3Config(**common, architectures=["Qwen3ForCausalLM"])
+    if cfg.n_shared_experts:
+        raise UserError("--to qwen3: this MoE has shared experts, which Qwen3-MoE has not")
+    return Qwen3MoeConfig(**common, num_experts=cfg.n_routed_experts, num_experts_per_tok=cfg.num_experts_per_tok,
+                          moe_intermediate_size=cfg.moe_intermediate_size, norm_topk_prob=cfg.norm_topk_prob,
+                          decoder_sparse_step=1, mlp_only_layers=[], router_aux_loss_coef=cfg.aux_loss_alpha,
+                          architectures=["Qwen3MoeForCausalLM"])
 
 
 # ------------------------------------------------------------------------------------ the outputs

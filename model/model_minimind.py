@@ -31,6 +31,26 @@ MINIMIND_YARN = {"rope_type": "yarn", "factor": 16.0, "original_max_position_emb
                  "beta_fast": 32.0, "beta_slow": 1.0, "attention_factor": 1.0}
 
 
+# The two model families. MiniMind2 (2025) is a small Llama; MiniMind-3 (2026-04) is aligned with Qwen3: 4
+# key/value heads, RMSNorm on each head's queries and keys before RoPE, a wider MLP, eps 1e-6, and an MoE of
+# 4 routed experts, top-1, no shared expert, its weight renormalised (so 1) as Qwen3-MoE does. A config
+# field left unset takes its family's value.
+FAMILIES = {
+    "minimind2": dict(num_key_value_heads=2, rms_norm_eps=1e-5, qk_norm=False, num_experts_per_tok=2,
+                      n_routed_experts=4, n_shared_experts=1, aux_loss_alpha=0.1, seq_aux=True),
+    "minimind3": dict(num_key_value_heads=4, rms_norm_eps=1e-6, qk_norm=True, num_experts_per_tok=1,
+                      n_routed_experts=4, n_shared_experts=0, aux_loss_alpha=5e-4, seq_aux=False),
+}
+
+
+def family_intermediate_size(family, hidden_size):
+    """The MLP width a family gives a hidden size, rounded up to 64: MiniMind2 8/3 of it (SwiGLU keeps the
+    MLP's FLOPs at 4x), MiniMind-3 pi times it."""
+    if family == "minimind3":
+        return math.ceil(hidden_size * math.pi / 64) * 64
+    return 64 * math.ceil(int(hidden_size * 8 / 3) / 64)
+
+
 class MiniMindConfig(PreTrainedConfig):
     model_type = "minimind"
 
@@ -39,10 +59,12 @@ class MiniMindConfig(PreTrainedConfig):
         hidden_size: int = 512,
         num_hidden_layers: int = 8,
         num_attention_heads: int = 8,
-        num_key_value_heads: int = 2,
+        num_key_value_heads: int | None = None,
+        head_dim: int | None = None,
         intermediate_size: int | None = None,
+        moe_intermediate_size: int | None = None,
         vocab_size: int = 6400,
-        rms_norm_eps: float = 1e-5,
+        rms_norm_eps: float | None = None,
         rope_theta: float = 1e6,
         max_position_embeddings: int = 32768,
         # RoPE scaling in transformers' own terms (rope_type "default" or "yarn", factor, ...), so that
@@ -51,14 +73,16 @@ class MiniMindConfig(PreTrainedConfig):
         inference_rope_scaling: bool = False,
         dropout: float = 0.0,
         initializer_range: float = 0.02,
+        model_family: str | None = None,
+        qk_norm: bool | None = None,
         # mixture of experts (ignored when use_moe is False)
         use_moe: bool = False,
-        num_experts_per_tok: int = 2,
-        n_routed_experts: int = 4,
-        n_shared_experts: int = 1,
+        num_experts_per_tok: int | None = None,
+        n_routed_experts: int | None = None,
+        n_shared_experts: int | None = None,
         scoring_func: str = "softmax",
-        aux_loss_alpha: float = 0.1,
-        seq_aux: bool = True,
+        aux_loss_alpha: float | None = None,
+        seq_aux: bool | None = None,
         norm_topk_prob: bool = True,
         # transformers 5 no longer ties by default; MiniMind2 always does
         tie_word_embeddings: bool = True,
@@ -67,10 +91,27 @@ class MiniMindConfig(PreTrainedConfig):
         pad_token_id: int = 0,
         **kwargs,
     ):
-        if hidden_size % num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})"
-            )
+        if model_family is None:  # a config.json without the field: MiniMind-3's own names its MoE fields apart
+            model_family = "minimind3" if "router_aux_loss_coef" in kwargs or "num_experts" in kwargs else "minimind2"
+        kwargs.pop("rope_scaling", None)  # MiniMind's own spelling of inference_rope_scaling's YaRN
+        if model_family not in FAMILIES:
+            raise ValueError(f"model_family must be one of {sorted(FAMILIES)}, got {model_family!r}")
+        # MiniMind-3's own config.json names for the MoE fields
+        n_routed_experts = kwargs.pop("num_experts", n_routed_experts)
+        aux_loss_alpha = kwargs.pop("router_aux_loss_coef", aux_loss_alpha)
+        given = dict(num_key_value_heads=num_key_value_heads, rms_norm_eps=rms_norm_eps, qk_norm=qk_norm,
+                     num_experts_per_tok=num_experts_per_tok, n_routed_experts=n_routed_experts,
+                     n_shared_experts=n_shared_experts, aux_loss_alpha=aux_loss_alpha, seq_aux=seq_aux)
+        f = {k: FAMILIES[model_family][k] if v is None else v for k, v in given.items()}
+        num_key_value_heads, rms_norm_eps, qk_norm = f["num_key_value_heads"], f["rms_norm_eps"], f["qk_norm"]
+        num_experts_per_tok, n_routed_experts = f["num_experts_per_tok"], f["n_routed_experts"]
+        n_shared_experts, aux_loss_alpha, seq_aux = f["n_shared_experts"], f["aux_loss_alpha"], f["seq_aux"]
+        if head_dim is None:
+            if hidden_size % num_attention_heads != 0:
+                raise ValueError(
+                    f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})"
+                )
+            head_dim = hidden_size // num_attention_heads
         if num_attention_heads % num_key_value_heads != 0:
             raise ValueError(
                 f"num_attention_heads ({num_attention_heads}) must be divisible by "
@@ -82,16 +123,18 @@ class MiniMindConfig(PreTrainedConfig):
                 f"n_routed_experts ({n_routed_experts})"
             )
         if scoring_func != "softmax":
-            raise ValueError(f"scoring_func must be 'softmax' (the only one MiniMind2 has), got {scoring_func!r}")
+            raise ValueError(f"scoring_func must be 'softmax' (the only one MiniMind has), got {scoring_func!r}")
         if intermediate_size is None:
-            # MiniMind2's rule: 8/3 of the width (SwiGLU keeps the MLP's FLOPs at 4x), rounded up to 64
-            intermediate_size = 64 * math.ceil(int(hidden_size * 8 / 3) / 64)
+            intermediate_size = family_intermediate_size(model_family, hidden_size)
+        self.model_family = model_family
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
         self.num_key_value_heads = num_key_value_heads
-        self.head_dim = hidden_size // num_attention_heads
+        self.head_dim = head_dim
+        self.qk_norm = bool(qk_norm)
         self.intermediate_size = intermediate_size
+        self.moe_intermediate_size = moe_intermediate_size or intermediate_size  # each expert's MLP width
         self.vocab_size = vocab_size
         self.rms_norm_eps = rms_norm_eps
         self.rope_theta = rope_theta
@@ -193,6 +236,10 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=False)
+        if config.qk_norm:  # MiniMind-3 / Qwen3: each head's queries and keys RMS-normed before RoPE
+            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.qk_norm = config.qk_norm
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, rotary, mask, cache):
@@ -200,6 +247,8 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         cos, sin = rotary
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
@@ -226,11 +275,12 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     """SwiGLU MLP; also one expert of the MoE layer."""
 
-    def __init__(self, config: MiniMindConfig):
+    def __init__(self, config: MiniMindConfig, width: int | None = None):
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        width = width or config.intermediate_size
+        self.gate_proj = nn.Linear(config.hidden_size, width, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, width, bias=False)
+        self.down_proj = nn.Linear(width, config.hidden_size, bias=False)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
@@ -238,17 +288,21 @@ class FeedForward(nn.Module):
 
 
 class MoEFeedForward(nn.Module):
-    """Top-k routed experts plus always-on shared experts (DeepSeek-MoE style, as in MiniMind2)."""
+    """Top-k routed experts plus always-on shared experts (DeepSeek-MoE style, as in MiniMind2; MiniMind-3 has
+    none, as Qwen3-MoE)."""
 
     def __init__(self, config: MiniMindConfig):
         super().__init__()
         self.top_k = config.num_experts_per_tok
         self.n_experts = config.n_routed_experts
-        self.norm_topk_prob = config.norm_topk_prob
+        # MiniMind2 renormalises the chosen experts' weights only when it chooses several; MiniMind-3 (and
+        # Qwen3-MoE) always, so its single expert's weight is 1
+        self.norm_topk_prob = config.norm_topk_prob and (self.top_k > 1 or config.model_family == "minimind3")
         self.aux_loss_alpha = config.aux_loss_alpha
         self.seq_aux = config.seq_aux
         self.gate = nn.Linear(config.hidden_size, config.n_routed_experts, bias=False)  # the router
-        self.experts = nn.ModuleList(FeedForward(config) for _ in range(config.n_routed_experts))
+        self.experts = nn.ModuleList(FeedForward(config, config.moe_intermediate_size)
+                                     for _ in range(config.n_routed_experts))
         self.shared_experts = nn.ModuleList(FeedForward(config) for _ in range(config.n_shared_experts))
 
     def forward(self, x):
@@ -256,7 +310,7 @@ class MoEFeedForward(nn.Module):
         x_flat = x.reshape(B * T, C)
         scores = self.gate(x_flat).float().softmax(dim=-1)  # (B*T, E)
         top_weight, top_expert = scores.topk(self.top_k, dim=-1)  # (B*T, k)
-        if self.top_k > 1 and self.norm_topk_prob:
+        if self.norm_topk_prob:
             top_weight = top_weight / (top_weight.sum(dim=-1, keepdim=True) + 1e-20)
 
         # Dispatch: sort the B*T*k (token, expert) slots by expert so each expert runs once on a
@@ -465,3 +519,17 @@ class MiniMindForSequenceClassification(PreTrainedModel):
         last = last_token_index(input_ids, self.config.pad_token_id)
         pooled = hidden[torch.arange(len(hidden), device=hidden.device), last]
         return MiniMindSequenceClassifierOutput(logits=self.score(pooled), aux_loss=aux_loss)
+
+
+def describe_params(model):
+    """'LLM total params: N M' (unique parameters, as MiniMind counts them), and for an MoE model the
+    parameters one token runs through: the rest plus its top-k routed experts and the shared ones."""
+    cfg = model.config
+    total = sum(p.numel() for p in model.parameters())
+    line = f"LLM total params: {total / 1e6:.3f} M"
+    if not getattr(cfg, "use_moe", False):
+        return line
+    expert = sum(p.numel() for n, p in model.named_parameters() if ".mlp.experts.0." in n)
+    active = total - expert * (cfg.n_routed_experts - cfg.num_experts_per_tok)
+    return (line + f"\nMoE: {active / 1e6:.3f} M active per token ({cfg.num_experts_per_tok} of "
+            f"{cfg.n_routed_experts} routed experts per layer, {cfg.n_shared_experts} shared)")

@@ -25,7 +25,8 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         import sys
         args = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args([self._fewer_dashes(a) for a in args], namespace)
+        parsed, rest = super().parse_known_args([self._fewer_dashes(a) for a in args], namespace)
+        return plain_sizes(parsed), rest
 
     def _fewer_dashes(self, arg):
         m = re.fullmatch(r"-{3,}([A-Za-z][\w-]*)(=.*)?", arg) if isinstance(arg, str) else None
@@ -109,12 +110,43 @@ def unit_float(v) -> float:
     return f
 
 
+# The model families (model/model_minimind.py's FAMILIES) and the size each one's scripts default to:
+# MiniMind2's are each script's own (--dim 512 --n_layers 8 in most), MiniMind-3's are 768 x 8 everywhere.
+MODEL_FAMILIES = ("minimind2", "minimind3")
+FAMILY_SIZES = {"minimind3": (768, 8)}
+
+
+class FamilyDefault(int):
+    """A size flag's default, which --model_family may replace (an explicit --dim never is)."""
+
+
+class SetFamily(argparse.Action):
+    def __call__(self, parser, namespace, value, option_string=None):
+        setattr(namespace, self.dest, value)
+        for dest, size in zip(("dim", "n_layers"), FAMILY_SIZES.get(value, ())):
+            if isinstance(getattr(namespace, dest, None), FamilyDefault):
+                setattr(namespace, dest, FamilyDefault(size))
+
+
+def plain_sizes(args):
+    """The parsed sizes as plain ints (the FamilyDefault marks are for parsing only)."""
+    for dest in ("dim", "n_layers"):
+        if isinstance(getattr(args, dest, None), FamilyDefault):
+            setattr(args, dest, int(getattr(args, dest)))
+    return args
+
+
 def add_model_args(parser, dim=512, n_layers=8, max_seq_len=512, use_moe=False):
     g = parser.add_argument_group("model")
-    g.add_argument("--dim", "--hidden_size", dest="dim", type=positive_int, default=dim,
-                   help=f"hidden size (default {dim})")
-    g.add_argument("--n_layers", "--num_hidden_layers", dest="n_layers", type=positive_int, default=n_layers,
-                   help=f"number of transformer layers (default {n_layers})")
+    g.add_argument("--model_family", choices=MODEL_FAMILIES, default="minimind2", action=SetFamily,
+                   help="minimind2 (default: MiniMind2, a small Llama) or minimind3 (MiniMind-3, aligned with "
+                        "Qwen3: 4 key/value heads, q/k norms, a wider MLP, a top-1 MoE; its sizes default to "
+                        "768 x 8)")
+    g.add_argument("--dim", "--hidden_size", dest="dim", type=positive_int, default=FamilyDefault(dim),
+                   help=f"hidden size (default {dim}; 768 with --model_family minimind3)")
+    g.add_argument("--n_layers", "--num_hidden_layers", dest="n_layers", type=positive_int,
+                   default=FamilyDefault(n_layers),
+                   help=f"number of transformer layers (default {n_layers}; 8 with --model_family minimind3)")
     g.add_argument("--use_moe", type=str2bool, default=use_moe, metavar="{1,0,true,false}",
                    help="mixture-of-experts feed-forward (a real boolean; default %(default)s)")
     g.add_argument("--max_seq_len", type=positive_int, default=max_seq_len,
@@ -193,7 +225,8 @@ def resolve_dtype(dtype, device) -> torch.dtype:
 def build_config(args, **overrides):
     """MiniMindConfig from the model flags (MiniMind2 field names)."""
     from model import MiniMindConfig
-    kw = dict(hidden_size=args.dim, num_hidden_layers=args.n_layers, use_moe=bool(args.use_moe))
+    kw = dict(hidden_size=int(args.dim), num_hidden_layers=int(args.n_layers), use_moe=bool(args.use_moe),
+              model_family=getattr(args, "model_family", "minimind2"))
     kw.update(overrides)
     return MiniMindConfig(**kw)
 

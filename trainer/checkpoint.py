@@ -217,11 +217,18 @@ def describe_state_dict(state) -> dict:
     layers = {int(m.group(1)) for k in state for m in [re.match(r"model\.layers\.(\d+)\.", k)] if m}
     info["n_layers"] = (max(layers) + 1) if layers else 0
     info["use_moe"] = any(".mlp.experts." in k for k in state)
+    # MiniMind-3's attention norms each head's queries and keys: its checkpoints (MiniMind's own too) say so
+    info["model_family"] = "minimind3" if any(".self_attn.q_norm." in k for k in state) else "minimind2"
     return info
+
+
+FAMILY_NAMES = {"minimind2": "MiniMind2", "minimind3": "MiniMind-3"}
 
 
 def _fmt(info) -> str:
     s = f"--dim {info.get('dim', '?')} --n_layers {info.get('n_layers', '?')} --use_moe {int(bool(info.get('use_moe')))}"
+    if info.get("model_family", "minimind2") != "minimind2":
+        s = f"--model_family {info['model_family']} " + s
     if "vocab_size" in info:
         s += f" (vocab {info['vocab_size']})"
     return s
@@ -295,13 +302,18 @@ def check_compatible(model, state, path: str):
                         "generate; pass it to train_grpo.py or train_ppo.py --reward_model_path, or export it "
                         "with scripts/convert_model.py --to llama")
     held, asked = describe_state_dict(state), describe_state_dict(own)
+    if held["model_family"] != asked["model_family"]:
+        h, a = held["model_family"], asked["model_family"]
+        raise UserError(f"{path}: holds a {FAMILY_NAMES[h]} model, but the flags build a {FAMILY_NAMES[a]} one "
+                        f"(--model_family {a}); pass --model_family {h}, or keep each family's checkpoints in its own "
+                        "--out_dir (both write the same file names)")
     if held != asked:
         raise UserError(f"{path}: holds a model with {_fmt(held)}, but the flags ask for {_fmt(asked)}; "
                         "pass the flags it was trained with, or choose another checkpoint")
     detail = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}" if unexpected
               else f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, model wants {tuple(own[wrong[0]].shape)}")
     raise UserError(f"{path}: does not match the model ({detail}; {len(missing)} missing, "
-                    f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped keys); not a MiniMind2 checkpoint of this size")
+                    f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped keys); not a MiniMind checkpoint of this size")
 
 
 def load_weights(model, path: str, made_by: str = None):

@@ -181,6 +181,7 @@ class Trainer:
         --from_weight loaded: strictly by default, or by load(model, path or None), which returns the line
         to log (the reward model loads a chat model's trunk or a whole reward checkpoint)."""
         from model import MiniMindForCausalLM
+        from model.model_minimind import describe_params
         args = self.args
         try:
             cfg = (make_config or build_config)(args)
@@ -192,7 +193,7 @@ class Trainer:
         torch.manual_seed(args.seed)
         model = (model_cls or MiniMindForCausalLM)(cfg)
         n_params = sum(p.numel() for p in model.parameters())
-        self.log(f"LLM total params: {n_params / 1e6:.3f} M")
+        self.log(describe_params(model))
         self.n_params = n_params
         src = self.from_weight_path()
         if load is not None:
