@@ -218,6 +218,28 @@ def export_llama(net, tokenizer, output, outtype="f16", force=False):
     return output
 
 
+def export_qwen3(net, tokenizer, output, outtype="f16", force=False):
+    """transformers directory with Qwen3ForCausalLM (Qwen3MoeForCausalLM for an MoE) for a MiniMind-3 model:
+    its state-dict names are already Qwen3's, one tensor per expert as the Hub's Qwen3-MoE checkpoints hold
+    them (transformers fuses them on load; vLLM and llama.cpp's converter read them as they are)."""
+    from safetensors.torch import save_file
+    src = _as_source(net)
+    if is_reward(src):
+        raise UserError("--to qwen3: a reward model goes out with --to minimind or --to pth")
+    cfg = qwen3_config_from(src.config)
+    cfg.dtype = TORCH_OUTTYPES[outtype]
+    dtype = TORCH_OUTTYPES[outtype]
+    state = {k: v.detach().to(dtype).contiguous() for k, v in src.state_dict().items()
+             if not (k == "lm_head.weight" and cfg.tie_word_embeddings)}
+    with _Output(output, force, is_dir=True) as tmp:
+        cfg.save_pretrained(tmp)
+        save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        _generation_config(cfg, tokenizer).save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
+        _add_legacy_config_keys(os.path.join(tmp, "config.json"), src.config)
+    return output
+
+
 def _add_legacy_config_keys(path, src_cfg):
     """Also write config.json's transformers-4 keys (rope_theta, rope_scaling, torch_dtype).
 
@@ -346,21 +368,42 @@ def _gguf_tensor(name, data, outtype):
 GGUF_FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0"}
 
 
+def _stack_experts(state, cfg):
+    """llama.cpp holds each layer's experts as one 3-D tensor per projection (its converter's
+    model.layers.N.mlp.experts.{gate,up,down}_proj): stacked here from the per-expert tensors."""
+    import numpy as np
+    out = {k: v for k, v in state.items() if ".mlp.experts." not in k}
+    for b in range(cfg.num_hidden_layers):
+        for proj in ("gate_proj", "up_proj", "down_proj"):
+            out[f"model.layers.{b}.mlp.experts.{proj}.weight"] = np.stack(
+                [state[f"model.layers.{b}.mlp.experts.{e}.{proj}.weight"] for e in range(cfg.n_routed_experts)])
+    return out
+
+
 def export_gguf(net, tokenizer, output, outtype="f16", force=False, name="MiniMind"):
-    """A llama-architecture GGUF with the tokenizer embedded, and an Ollama Modelfile beside it."""
+    """A GGUF with the tokenizer embedded, and an Ollama Modelfile beside it: llama.cpp's llama architecture
+    for MiniMind2 (dense), its qwen3 / qwen3moe ones for MiniMind-3."""
     import gguf
     _no_reward(net, "gguf")
     src = as_minimind(net)
     cfg = src.config
-    llama_config_from(cfg)  # refuses MoE with a one-line error
+    qwen3 = getattr(cfg, "model_family", "minimind2") == "minimind3"
+    if qwen3:
+        qwen3_config_from(cfg)
+        arch = gguf.MODEL_ARCH.QWEN3MOE if cfg.use_moe else gguf.MODEL_ARCH.QWEN3
+    else:
+        llama_config_from(cfg)  # refuses MoE with a one-line error
+        arch = gguf.MODEL_ARCH.LLAMA
     pre = gguf_pre_tokenizer(tokenizer)
     n_head, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-    head_dim = cfg.hidden_size // n_head
+    head_dim = cfg.head_dim
     state = {k: v.detach().float().cpu().numpy() for k, v in src.state_dict().items()}
-    names = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+    if cfg.use_moe:
+        state = _stack_experts(state, cfg)
+    names = gguf.TensorNameMap(arch, cfg.num_hidden_layers)
 
     with _Output(output, force, is_dir=False) as tmp, tempfile.TemporaryDirectory() as tok_dir:
-        w = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+        w = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[arch])
         w.add_type(gguf.GGUFType.MODEL)
         w.add_name(name)
         w.add_context_length(cfg.max_position_embeddings)
@@ -383,6 +426,10 @@ def export_gguf(net, tokenizer, output, outtype="f16", force=False, name="MiniMi
             if yarn.get("attention_factor") is not None:
                 w.add_rope_scaling_attn_factors(float(yarn["attention_factor"]))
         w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
+        if cfg.use_moe:  # qwen3moe: top-k of the routed experts, their weights renormalised
+            w.add_expert_count(cfg.n_routed_experts)
+            w.add_expert_used_count(cfg.num_experts_per_tok)
+            w.add_expert_feed_forward_length(cfg.moe_intermediate_size)
         w.add_vocab_size(cfg.vocab_size)
         w.add_file_type(getattr(gguf.LlamaFileType, GGUF_FILE_TYPES[outtype]))
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -411,9 +458,10 @@ def export_gguf(net, tokenizer, output, outtype="f16", force=False, name="MiniMi
             gname = names.get_name(key, try_suffixes=(".weight",))
             if gname is None:
                 raise RuntimeError(f"no GGUF name for {key}")
-            if key.endswith("self_attn.q_proj.weight"):
+            # llama's RoPE in llama.cpp turns adjacent pairs; qwen3's (NEOX) turns halves, as transformers does
+            if key.endswith("self_attn.q_proj.weight") and not qwen3:
                 data = permute_for_gguf(data, n_head)
-            elif key.endswith("self_attn.k_proj.weight"):
+            elif key.endswith("self_attn.k_proj.weight") and not qwen3:
                 data = permute_for_gguf(data, n_kv)
             arr, raw = _gguf_tensor(gname, data, outtype)
             w.add_tensor(gname, arr, raw_dtype=raw)

@@ -5,6 +5,8 @@
                    trust_remote_code=True) works with nothing but transformers installed. Dense and MoE.
     --to llama     transformers directory with plain LlamaForCausalLM (no remote code): what vLLM, TGI
                    and llama.cpp's own converter take. Dense models only.
+    --to qwen3     transformers directory with plain Qwen3ForCausalLM / Qwen3MoeForCausalLM (no remote code) for a
+                   MiniMind-3 model (--model_family minimind3): what vLLM and llama.cpp load natively.
     --to gguf      one llama-architecture GGUF file with the tokenizer embedded (f32 / f16 / q8_0) for
                    llama.cpp and Ollama; an Ollama Modelfile is written next to it.
     --to pth       back from a transformers directory (either format) to a .pth state_dict.
@@ -32,7 +34,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from model.export import (export_gguf, export_llama, export_minimind, export_peft, export_pth,  # noqa: E402
-                          llama_config_from)
+                          export_qwen3, llama_config_from, qwen3_config_from)
 from model.loading import add_source_args, load_source, source_is_dir  # noqa: E402
 from model.reward import load_reward_source  # noqa: E402
 from trainer.args import ArgumentParser, build_config  # noqa: E402
@@ -47,12 +49,13 @@ def get_parser():
                                    "and to GGUF for llama.cpp / Ollama", conflict_handler="resolve")
     add_source_args(p)
     p.add_argument("--max_seq_len", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--to", required=True, choices=["minimind", "llama", "gguf", "pth", "peft"],
-                   help="minimind: transformers dir with remote code; llama: LlamaForCausalLM dir; "
+    p.add_argument("--to", required=True, choices=["minimind", "llama", "qwen3", "gguf", "pth", "peft"],
+                   help="minimind: transformers dir with remote code; llama: LlamaForCausalLM dir (MiniMind2); "
+                        "qwen3: Qwen3ForCausalLM / Qwen3MoeForCausalLM dir (MiniMind-3); "
                         "gguf: llama.cpp / Ollama file; pth: state_dict for the training scripts; "
                         "peft: the --lora_name adapter alone, as a PEFT adapter folder")
     p.add_argument("--output", "-o", required=True,
-                   help="directory (minimind, llama, peft) or file (gguf, pth) to write")
+                   help="directory (minimind, llama, qwen3, peft) or file (gguf, pth) to write")
     p.add_argument("--outtype", choices=["f32", "f16", "bf16", "q8_0"], default="f16",
                    help="stored precision (default f16, as MiniMind2 ships); q8_0 is GGUF only")
     p.add_argument("--name", default="MiniMind", help="model name written into the GGUF (default %(default)s)")
@@ -71,8 +74,11 @@ def main(argv=None):
                         "(and the base's --model_mode/--dim/--n_layers)")
     if args.to == "pth" and not source_is_dir(args):
         raise UserError("--to pth converts a transformers directory back to .pth: pass --model_path DIR")
-    if args.to in ("llama", "gguf") and args.use_moe and not source_is_dir(args):
-        llama_config_from(build_config(args))  # refuses MoE before anything is read
+    if not source_is_dir(args):  # refuse what the format cannot hold before anything is read
+        if args.to == "llama" or (args.to == "gguf" and args.model_family == "minimind2"):
+            llama_config_from(build_config(args))  # MoE, MiniMind-3
+        elif args.to == "qwen3" or args.to == "gguf":
+            qwen3_config_from(build_config(args))  # MiniMind2
     out_abs = os.path.abspath(args.output)
     if args.model_path and out_abs == os.path.abspath(args.model_path):
         raise UserError(f"{args.output}: is the source directory; write the export somewhere else")
@@ -97,9 +103,15 @@ def main(argv=None):
                   "train_grpo.py --reward_model_path")
         else:
             print(f"wrote {args.output} (LlamaForCausalLM, {args.outtype}); e.g. vllm serve {args.output}")
+    elif args.to == "qwen3":
+        export_qwen3(net, tokenizer, args.output, args.outtype, args.force)
+        arch = "Qwen3MoeForCausalLM" if getattr(net.config, "use_moe", False) else "Qwen3ForCausalLM"
+        print(f"wrote {args.output} ({arch}, {args.outtype}); e.g. vllm serve {args.output}")
     elif args.to == "gguf":
         _, modelfile = export_gguf(net, tokenizer, args.output, args.outtype, args.force, name=args.name)
-        print(f"wrote {args.output} (GGUF llama, {args.outtype}) and {modelfile}; "
+        arch = {"minimind3": "qwen3moe" if getattr(net.config, "use_moe", False) else "qwen3"}.get(
+            getattr(net.config, "model_family", "minimind2"), "llama")
+        print(f"wrote {args.output} (GGUF {arch}, {args.outtype}) and {modelfile}; "
               f"e.g. ollama create minimind -f {modelfile}")
     elif args.to == "peft":
         from model.lora import find_adapter

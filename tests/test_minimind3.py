@@ -182,3 +182,209 @@ def test_model_family_flag_picks_the_family_and_its_sizes():
     # an explicit size wins, before or after the family
     assert train_full_sft.parse_args(["--model_family", "minimind3", "--dim", "512"]).dim == 512
     assert train_full_sft.parse_args(["--n_layers", "16", "--model_family", "minimind3"]).n_layers == 16
+
+
+# ---------------------------------------------------------------------------------------------- exports
+
+def convert(*argv):
+    import subprocess
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "convert_model.py"), *argv],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["dense", "moe"])
+def ckpt3(request, tmp_path_factory):
+    """A MiniMind-3 checkpoint (64 x 2, the repo's tokenizer's 6400 tokens) as the training scripts write it."""
+    from trainer.checkpoint import load_weights, save_weights
+    use_moe = request.param
+    out = tmp_path_factory.mktemp("m3")
+    net = tiny3(use_moe, vocab_size=6400, max_position_embeddings=32768, num_attention_heads=8)
+    path = str(out / f"full_sft_64{'_moe' if use_moe else ''}.pth")
+    save_weights(net, path)
+    load_weights(net, path)  # the weights as the file holds them (half precision)
+    flags = ["--model_family", "minimind3", "--dim", "64", "--n_layers", "2", "--use_moe", str(int(use_moe)),
+             "--out_dir", str(out)]
+    return net, out, flags
+
+
+def test_to_qwen3_gives_a_plain_qwen3_folder_with_equal_logits(ckpt3, tmp_path):
+    from transformers import AutoModelForCausalLM
+    net, out, flags = ckpt3
+    r = convert("--to", "qwen3", *flags, "--outtype", "f32", "-o", str(tmp_path / "q"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    qwen = AutoModelForCausalLM.from_pretrained(tmp_path / "q", dtype=torch.float32).eval()  # no remote code
+    assert type(qwen).__name__ == ("Qwen3MoeForCausalLM" if net.config.use_moe else "Qwen3ForCausalLM")
+    ids = torch.randint(3, 6400, (2, 21))
+    with torch.no_grad():
+        assert torch.allclose(qwen(ids).logits, net(ids).logits, atol=1e-5, rtol=1e-4)
+    # and back: the project's own class reads the MiniMind-3 .pth it came from; MiniMind2 refuses --to qwen3
+    r = convert("--to", "qwen3", "--dim", "64", "--n_layers", "2", "--out_dir", str(out), "-o", str(tmp_path / "x"))
+    assert r.returncode == 2 and "--to qwen3: a MiniMind2 model has no q/k norms" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def qwen3_gguf_forward(path, ids):
+    """qwen3 / qwen3moe logits from the GGUF alone, with llama.cpp's conventions (numpy, float64): RoPE turns
+    the two halves of each head (NEOX), queries and keys RMS-normed per head first, top-k experts weighted
+    by their renormalised softmax. Independent of the HF code."""
+    import gguf
+    import numpy as np
+    r = gguf.GGUFReader(path)
+    meta = {k: f.contents() for k, f in r.fields.items() if not k.startswith("tokenizer.ggml.")}
+    arch = meta["general.architecture"]
+    W = {t.name: gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64) for t in r.tensors}
+    n_head, n_kv = meta[f"{arch}.attention.head_count"], meta[f"{arch}.attention.head_count_kv"]
+    eps, base = meta[f"{arch}.attention.layer_norm_rms_epsilon"], meta[f"{arch}.rope.freq_base"]
+    D = meta[f"{arch}.attention.key_length"]
+
+    def norm(x, w):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+    def rope(x):  # (T, H, D): dimension i turns with i + D/2
+        T = x.shape[0]
+        theta = np.arange(T)[:, None] * base ** (-np.arange(0, D, 2) / D)[None, :]
+        cos, sin = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
+        x1, x2 = x[..., :D // 2], x[..., D // 2:]
+        return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+
+    def swiglu(h, g, u, d):
+        a = h @ g.T
+        return ((a / (1 + np.exp(-a))) * (h @ u.T)) @ d.T
+
+    x = W["token_embd.weight"][ids]
+    T = len(ids)
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    for b in range(meta[f"{arch}.block_count"]):
+        p = f"blk.{b}."
+        h = norm(x, W[p + "attn_norm.weight"])
+        q = norm((h @ W[p + "attn_q.weight"].T).reshape(T, n_head, D), W[p + "attn_q_norm.weight"])
+        k = norm((h @ W[p + "attn_k.weight"].T).reshape(T, n_kv, D), W[p + "attn_k_norm.weight"])
+        v = (h @ W[p + "attn_v.weight"].T).reshape(T, n_kv, D)
+        q, k = rope(q), rope(k)
+        heads = []
+        for i in range(n_head):
+            j = i // (n_head // n_kv)
+            s = q[:, i] @ k[:, j].T / np.sqrt(D) + mask
+            a = np.exp(s - s.max(-1, keepdims=True))
+            heads.append((a / a.sum(-1, keepdims=True)) @ v[:, j])
+        x = x + np.concatenate(heads, -1) @ W[p + "attn_output.weight"].T
+        h = norm(x, W[p + "ffn_norm.weight"])
+        if arch == "qwen3moe":
+            top_k = meta[f"{arch}.expert_used_count"]
+            logits = h @ W[p + "ffn_gate_inp.weight"].T
+            prob = np.exp(logits - logits.max(-1, keepdims=True))
+            prob /= prob.sum(-1, keepdims=True)
+            out = np.zeros_like(h)
+            for t in range(T):
+                top = np.argsort(-prob[t])[:top_k]
+                wts = prob[t, top] / prob[t, top].sum()
+                for e, wt in zip(top, wts):
+                    out[t] += wt * swiglu(h[t:t + 1], W[p + "ffn_gate_exps.weight"][e], W[p + "ffn_up_exps.weight"][e],
+                                          W[p + "ffn_down_exps.weight"][e])[0]
+            x = x + out
+        else:
+            x = x + swiglu(h, W[p + "ffn_gate.weight"], W[p + "ffn_up.weight"], W[p + "ffn_down.weight"])
+    x = norm(x, W["output_norm.weight"])
+    return x @ W.get("output.weight", W["token_embd.weight"]).T
+
+
+def test_gguf_in_llama_cpps_qwen3_layout(ckpt3, tmp_path):
+    import gguf
+    import numpy as np
+    net, out, flags = ckpt3
+    path = tmp_path / "m3.gguf"
+    r = convert("--to", "gguf", *flags, "--outtype", "f32", "-o", str(path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    reader = gguf.GGUFReader(str(path))
+    arch = reader.fields["general.architecture"].contents()
+    assert arch == ("qwen3moe" if net.config.use_moe else "qwen3")
+    names = {t.name for t in reader.tensors}
+    assert {"blk.0.attn_q_norm.weight", "blk.1.attn_k_norm.weight"} <= names
+    if net.config.use_moe:
+        assert {"blk.0.ffn_gate_inp.weight", "blk.0.ffn_gate_exps.weight", "blk.1.ffn_down_exps.weight"} <= names
+        assert reader.fields["qwen3moe.expert_count"].contents() == 4
+        assert reader.fields["qwen3moe.expert_used_count"].contents() == 1
+    ids = torch.randint(3, 6400, (17,))
+    with torch.no_grad():
+        want = net(ids[None]).logits[0].double().numpy()
+    got = qwen3_gguf_forward(str(path), ids.numpy())
+    assert np.abs(got - want).max() < 1e-4 * max(1.0, np.abs(want).max())
+
+
+def test_a_minimind3_folder_as_minimind_publishes_it_loads_with_load_1(tmp_path):
+    """config.json with MiniMind-3's own fields (its auto_map to its remote code too) and the weights under its
+    names: --load 1 reads it through the project's class, as the MiniMind-3 family, with the same logits."""
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from model.loading import REPO_TOKENIZER, load_dir_model
+    net = tiny3(True, vocab_size=6400, num_attention_heads=8)
+    cfg = {"architectures": ["MiniMindForCausalLM"], "model_type": "minimind",
+           "auto_map": {"AutoConfig": "model_minimind.MiniMindConfig",
+                        "AutoModelForCausalLM": "model_minimind.MiniMindForCausalLM"},
+           "hidden_size": 64, "num_hidden_layers": 2, "use_moe": True, "dropout": 0.0, "vocab_size": 6400,
+           "bos_token_id": 1, "eos_token_id": 2, "flash_attn": True, "num_attention_heads": 8,
+           "num_key_value_heads": 4, "head_dim": 8, "hidden_act": "silu", "intermediate_size": 256,
+           "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1e6, "tie_word_embeddings": True,
+           "inference_rope_scaling": False, "rope_scaling": None, "num_experts": 4, "num_experts_per_tok": 1,
+           "moe_intermediate_size": 256, "norm_topk_prob": True, "router_aux_loss_coef": 5e-4,
+           "torch_dtype": "float32", "transformers_version": "4.57.1"}
+    assert net.config.intermediate_size == 256
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items() if k != "lm_head.weight"},
+              str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(REPO_TOKENIZER, f), tmp_path / f)
+    loaded = load_dir_model(str(tmp_path))
+    assert type(loaded) is MiniMindForCausalLM and loaded.config.model_family == "minimind3"
+    ids = torch.randint(3, 6400, (1, 19))
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(ids).logits, net(ids).logits)
+
+
+# ---------------------------------------------------------------------------------------------- the scripts
+
+def test_scripts_train_and_chat_a_minimind3_model(tmp_path, capsys):
+    """pretrain -> SFT -> eval_model.py on the MiniMind-3 family (tiny dims, the project's tokenizer): the
+    checkpoints are MiniMind-3's (q/k norms), the loss falls, the chat loads them; MiniMind2's flags on
+    them are one line naming both families."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import train_full_sft
+    import train_pretrain
+    from test_train_common import tokenizer_dir, write_data
+    from test_train_scripts import logged, user_error
+    data = write_data(str(tmp_path / "data"))
+    out = tmp_path / "out"
+    common = ["--model_family", "minimind3", "--dim", "32", "--n_layers", "2", "--max_seq_len", "48",
+              "--num_workers", "0", "--tokenizer_path", tokenizer_dir(), "--out_dir", str(out), "--batch_size", "8",
+              "--log_interval", "1"]
+    train_pretrain.main([*common, "--data_path", data["pretrain"], "--learning_rate", "3e-3", "--epochs", "4"])
+    o = capsys.readouterr().out
+    losses = logged(o)
+    assert losses[max(losses)] < losses[1] - 0.5, losses
+    state = torch.load(out / "pretrain_32.pth", weights_only=True)
+    assert "model.layers.1.self_attn.q_norm.weight" in state and state["model.layers.0.self_attn.k_proj.weight"].shape == (16, 32)
+    train_full_sft.main([*common, "--data_path", data["sft"], "--learning_rate", "1e-3", "--epochs", "1"])
+    assert (out / "full_sft_32.pth").is_file()
+    capsys.readouterr()
+    line = user_error(train_full_sft, [*common[2:], "--data_path", data["sft"], "--from_weight", "pretrain"], capsys)
+    assert "pretrain_32.pth: holds a MiniMind-3 model, but the flags build a MiniMind2 one" in line
+
+    import subprocess
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "eval_model.py"), "--model_family", "minimind3", "--dim", "32",
+                        "--n_layers", "2", "--out_dir", str(out), "--tokenizer_path", tokenizer_dir(), "--device", "cpu",
+                        "--max_new_tokens", "8", "--temperature", "0"],
+                       input="1\nhello\n", capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from model import chat as model_chat
+    assert f"{model_chat.USER_TAG}hello\n{model_chat.BOT_TAG}" in r.stdout, r.stdout[-2000:]
+    # MiniMind2's flags on the MiniMind-3 checkpoint (eval_model.py's loading): one line naming both families
+    from model.loading import load_source, model_size
+    from trainer.errors import UserError
+    flags = model_size(32, 2)
+    vars(flags).update(out_dir=str(out), weight=None, model_mode=1, load=0, model_path=None, lora_name=None,
+                       tokenizer_path=tokenizer_dir())
+    with pytest.raises(UserError, match="full_sft_32.pth: holds a MiniMind-3 model, but the flags build a MiniMind2"):
+        load_source(flags)
