@@ -20,6 +20,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -75,6 +76,20 @@ def _assistant_text(msg):
     return text
 
 
+_THINK_BLOCK = re.compile(r"<think>\n.*\n</think>\n\n", re.S)
+
+
+def _renders_turn(body, msg):
+    """Whether `body` (what the template put between an assistant header and its <|im_end|>) is the turn:
+    its text as it is (the project's and MiniMind2's templates), or, as MiniMind-3's template renders every
+    assistant turn, a think block (the message's own, or an empty one) and then the answer after it."""
+    whole = _assistant_text(msg)
+    if body == whole:
+        return True
+    answer = _assistant_text({**msg, "content": msg["content"].split("</think>")[-1].lstrip("\n")})
+    return body.endswith(answer) and _THINK_BLOCK.fullmatch(body[:len(body) - len(answer)]) is not None
+
+
 def _chat_segments(tok, messages, field, path, lineno):
     """Render with the chat template and cut it into (text, is_target) pieces.
 
@@ -92,9 +107,10 @@ def _chat_segments(tok, messages, field, path, lineno):
         if msg["role"] != "assistant":
             continue
         turn += 1
-        needle = ASSISTANT_HEADER + _assistant_text(msg) + IM_END
-        at = text.find(needle, pos)
-        if at < 0:
+        at = text.find(ASSISTANT_HEADER, pos)
+        start = at + len(ASSISTANT_HEADER)
+        close = text.find(IM_END, start) if at >= 0 else -1
+        if close < 0 or not _renders_turn(text[start:close], msg):
             if msg.get("tool_calls"):
                 raise data_error(path, lineno, f'the chat template to render assistant turn {turn} of "{field}" '
                                  'with its tool calls as <tool_call> blocks (<|im_start|>assistant\\n...'
@@ -105,9 +121,9 @@ def _chat_segments(tok, messages, field, path, lineno):
                              f'"{field}" as <|im_start|>assistant\\n...<|im_end|>',
                              "a rendering without it", "use a tokenizer with a ChatML chat template "
                              "(--tokenizer_path), and no chat markup inside message contents")
-        start, end = at + len(ASSISTANT_HEADER), at + len(needle)
+        end = close + len(IM_END)
         pieces.append((text[pos:start], 0))
-        if msg["content"].startswith(EMPTY_THINK):
+        if text.startswith(EMPTY_THINK, start):
             pieces.append((EMPTY_THINK, 1))
             start += len(EMPTY_THINK)
         pieces.append((text[start:end], 1))

@@ -43,7 +43,19 @@ FIGURES = [
     ("ppo_length_after", "mean completion tokens, after PPO", lambda r: (r["ppo"]["after"]["mean_length"], None)),
     ("reward_heldout", "reward model: held-out pairs ranked right", lambda r: _count(r["reward"]["reward_model"], "right")),
     ("dpo_implicit_heldout", "DPO's implicit reward: the same pairs", lambda r: _count(r["reward"]["dpo_implicit"], "right")),
+    ("ppo_chat_rm_before", "reward-model score of the held-out answers, SFT model",
+     lambda r: (r["ppo_chat"]["heldout_rm_score"]["before"], None)),
+    ("ppo_chat_rm_after", "reward-model score of the held-out answers, after PPO with it (`--rl`)",
+     lambda r: (r["ppo_chat"]["heldout_rm_score"]["after"], None)),
+    ("ppo_chat_win_rm", "PPO's held-out answers preferred to SFT's by the reward model, %",
+     lambda r: (round(100 * r["ppo_chat"]["win_rate_reward_model"]), None)),
+    ("ppo_chat_win_keyword", "PPO's held-out answers preferred by the keyword check, %",
+     lambda r: (round(100 * r["ppo_chat"]["win_rate_keyword"]), None)),
+    ("ppo_chat_right", "held-out accuracy after PPO with the reward model",
+     lambda r: (r["ppo_chat"]["right"]["after"], r["ppo_chat"]["right"]["total"])),
     ("time_ppo", "PPO stage (training and scoring), minutes", lambda r: (round(r["times_s"]["ppo"] / 60, 1), None)),
+    ("time_ppo_chat", "PPO with the reward model (training and scoring), minutes",
+     lambda r: (round(r["times_s"]["ppo_chat"] / 60, 1), None)),
     ("time_grpo", "GRPO stage (training and scoring), minutes", lambda r: (round(r["times_s"]["grpo"] / 60, 1), None)),
     ("time_total", "whole demo with `--rl`, minutes", lambda r: (round(r["times_s"]["total"] / 60, 1), None)),
 ]
@@ -81,7 +93,7 @@ def read_run(folder):
 
 def collect(folders, repeat=None):
     runs = [read_run(f) for f in folders]
-    out = {"how": "python scripts/demo.py --rl --seed S from a fresh clone, two runs at a time with one "
+    out = {"how": "python scripts/demo.py --rl --seed S from a fresh clone, one or two runs at a time with one "
                   "thread each, on a 2-core machine",
            "runs": runs}
     if repeat:

@@ -388,3 +388,83 @@ def test_scripts_train_and_chat_a_minimind3_model(tmp_path, capsys):
                        tokenizer_path=tokenizer_dir())
     with pytest.raises(UserError, match="full_sft_32.pth: holds a MiniMind-3 model, but the flags build a MiniMind2"):
         load_source(flags)
+
+
+# ---------------------------------------------------------------------------------------------- its tokenizer
+
+M3_TOKENIZER = os.path.join(ROOT, "..", "shared", "minimind3_tokenizer")
+
+
+@pytest.fixture(scope="module")
+def tok3():
+    if not os.path.exists(os.path.join(M3_TOKENIZER, "tokenizer.json")):
+        pytest.skip(f"MiniMind-3's tokenizer ({M3_TOKENIZER}) is not present")
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(M3_TOKENIZER)
+
+
+def oracle3(tok, turns, system=None):
+    """(X, Y, mask) by hand from MiniMind-3's layout, independently of its template: no default system turn;
+    each assistant turn is its header, then (targets) a think block -- the answer's own reasoning or an empty
+    one -- the answer and <|im_end|>; ids after the last target are not kept."""
+    ids, mask = [], []
+
+    def add(text, target):
+        t = tok(text, add_special_tokens=False)["input_ids"]
+        ids.extend(t)
+        mask.extend([target] * len(t))
+
+    if system is not None:
+        add(f"<|im_start|>system\n{system}<|im_end|>\n", 0)
+    for k, content in enumerate(turns):
+        if k % 2 == 0:
+            add(f"<|im_start|>user\n{content}<|im_end|>\n", 0)
+            continue
+        add("<|im_start|>assistant\n", 0)
+        if "</think>" in content:
+            think, answer = content.split("</think>")
+            think = think.split("<think>")[-1].strip("\n")
+            add(f"<think>\n{think}\n</think>\n\n{answer.lstrip(chr(10))}", 1)
+        else:
+            add("<think>\n\n</think>\n\n", 1)
+            add(content, 1)
+        ids.append(tok.convert_tokens_to_ids("<|im_end|>"))
+        mask.append(1)
+        add("\n", 0)
+    last = max(i for i, m in enumerate(mask) if m)
+    ids, mask = ids[:last + 1], mask[:last + 1]
+    return ids[:-1], ids[1:], mask[1:]
+
+
+M3_CASES = {
+    "single": dict(turns=("你好，请介绍一下你自己。", "我是一个乐于助人的助手。")),
+    "with_system": dict(turns=("What is 2+2?", "2+2 equals 4."), system="You are terse."),
+    "multi_turn": dict(turns=("Hi!", "Hello, how can I help?", "讲个笑话", "好的。", "Why?", "Because.")),
+    "reasoning": dict(turns=("1+1?", "<think>\nOne and one make two.\n</think>\n\n1+1 = 2.")),
+    "reasoning_then_direct": dict(turns=("q1", "<think>\nthink 1\n</think>\n\na1", "q2", "a2")),
+}
+
+
+def test_sft_masks_token_by_token_with_minimind3s_tokenizer_and_template(tmp_path, tok3):
+    import json
+
+    from dataset.lm_dataset import SFTDataset
+    rows = []
+    for case in sorted(M3_CASES):
+        c = M3_CASES[case]
+        msgs = ([{"role": "system", "content": c["system"]}] if "system" in c else []) + \
+            [{"role": "user" if k % 2 == 0 else "assistant", "content": t} for k, t in enumerate(c["turns"])]
+        rows.append(json.dumps({"conversations": msgs}, ensure_ascii=False))
+    path = tmp_path / "sft.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    ds = SFTDataset(str(path), tok3, max_length=4096, verbose=False)
+    assert len(ds) == len(M3_CASES)
+    for k, case in enumerate(sorted(M3_CASES)):
+        c = M3_CASES[case]
+        x, y, m = ds[k]
+        want = oracle3(tok3, c["turns"], c.get("system"))
+        assert (x.tolist(), y.tolist(), m.tolist()) == tuple(list(w) for w in want), case
+        # its tags are single tokens (<think> = 25, </think> = 26), and targets: the model learns to write them
+        targets = [t for t, on in zip(y.tolist(), m.tolist()) if on]
+        assert 25 in targets and 26 in targets and tok3.convert_tokens_to_ids("<|im_start|>") not in targets, case
+    assert tok3.convert_tokens_to_ids("<think>") == 25 and tok3.convert_tokens_to_ids("<tool_call>") == 21
