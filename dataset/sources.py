@@ -119,6 +119,8 @@ def _check_messages(value, field, path, lineno):
     empty, null or left out), whose results follow as one or more "tool" messages, then an assistant turn.
     The returned system message keeps its tools (decoded) and an assistant message its tool_calls
     ([{"name", "arguments"}], arguments as written: a JSON string stays that string).
+    MiniMind-3's "reasoning_content" on an assistant message goes into its content, in front of the answer,
+    as "<think>\n...\n</think>\n\n" (which every template here renders: MiniMind-3's takes it apart again).
     """
     if not isinstance(value, list) or not value:
         raise data_error(path, lineno, f'"{field}" to be a non-empty list of messages',
@@ -157,6 +159,14 @@ def _check_messages(value, field, path, lineno):
             raise data_error(path, lineno, f'message {k} of "{field}" to have role {want} (turns '
                              'alternate user/assistant after an optional system message)',
                              f"role {role}", "fix the roles or the order of the messages")
+        reasoning = msg.get("reasoning_content")
+        if reasoning not in (None, ""):
+            if role != "assistant" or not isinstance(reasoning, str):
+                raise data_error(path, lineno, f'"reasoning_content" of message {k} of "{field}" to be the '
+                                 "text of an assistant message's thinking", f"{_type_name(reasoning)} on a {role} "
+                                 "message", "drop it or move it to the assistant's turn")
+            if "</think>" not in content:  # MiniMind-3's field: the thinking, before the answer, as one text
+                content = f"<think>\n{reasoning.strip(chr(10))}\n</think>\n\n{content.lstrip(chr(10))}"
         out = {"role": role, "content": content}
         for key in ("tools", "functions"):  # "functions": MiniMind 2025-10's name for the system's tools
             if msg.get(key) not in (None, "", []):

@@ -37,7 +37,8 @@ FORMAT_VERSION = 3  # 3: a direct answer's empty think block is tokenized on its
 # A stage whose columns changed since FORMAT_VERSION, so that only its caches are built again:
 # dpo 2 added "margin" (float32, 0 where a line has none; train_reward.py reads it);
 # rlaif 2 added "messages" (the checked prompt conversation as JSON; train_agent.py renders its turns).
-KIND_VERSION = {"dpo": 2, "rlaif": 2}
+# sft 2 and dpo 3 read MiniMind-3's "reasoning_content" (it was left out before).
+KIND_VERSION = {"sft": 2, "dpo": 3, "rlaif": 2}
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 ASSISTANT_HEADER = IM_START + "assistant\n"
 # A direct answer (adaptive thinking off) opens with this. The template's thinking-off prompt ends

@@ -468,3 +468,34 @@ def test_sft_masks_token_by_token_with_minimind3s_tokenizer_and_template(tmp_pat
         targets = [t for t, on in zip(y.tolist(), m.tolist()) if on]
         assert 25 in targets and 26 in targets and tok3.convert_tokens_to_ids("<|im_start|>") not in targets, case
     assert tok3.convert_tokens_to_ids("<think>") == 25 and tok3.convert_tokens_to_ids("<tool_call>") == 21
+
+
+@pytest.mark.parametrize("which", ["minimind3", "project"])
+def test_reasoning_content_as_minimind3s_sft_files_write_it(tmp_path, which, request):
+    """sft_t2t's assistant messages carry their thinking in "reasoning_content": read as the think block in
+    front of the answer, with MiniMind-3's template and with the project's (the same tokens as writing the
+    block into the content); on a user message it is one line naming the file and line."""
+    import json
+
+    from dataset.lm_dataset import SFTDataset
+    from trainer.args import load_tokenizer
+    tok = request.getfixturevalue("tok3") if which == "minimind3" else load_tokenizer(os.path.join(ROOT, "model"))
+    a = [{"role": "user", "content": "1+1?"},
+         {"role": "assistant", "content": "1+1 = 2.", "reasoning_content": "One and one make two.",
+          "tools": None, "tool_calls": None}]
+    b = [{"role": "user", "content": "1+1?"},
+         {"role": "assistant", "content": "<think>\nOne and one make two.\n</think>\n\n1+1 = 2."}]
+    path = tmp_path / "sft_t2t.jsonl"
+    path.write_text("".join(json.dumps({"conversations": c}) + "\n" for c in (a, b)), encoding="utf-8")
+    ds = SFTDataset(str(path), tok, max_length=512, verbose=False)
+    assert [t.tolist() for t in ds[0]] == [t.tolist() for t in ds[1]]
+    targets = tok.decode([t for t, on in zip(ds[0][1].tolist(), ds[0][2].tolist()) if on])
+    assert targets.startswith("<think>\nOne and one make two.\n</think>\n\n1+1 = 2.")
+    if which == "minimind3":
+        assert [t.tolist() for t in ds[0]] == [list(v) for v in oracle3(tok, ("1+1?", b[1]["content"]))]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"conversations": [{"role": "user", "content": "q", "reasoning_content": "x"},
+                                                 {"role": "assistant", "content": "a"}]}) + "\n", encoding="utf-8")
+    from dataset.sources import DataError
+    with pytest.raises(DataError, match=r"bad\.jsonl:1: .*reasoning_content"):
+        SFTDataset(str(bad), tok, max_length=512, verbose=False)
