@@ -145,7 +145,7 @@ def tokenizer_for(net, tokenizer_path=None, folder=None, fix="pass the --tokeniz
     if tokenizer_path is None and folder and os.path.isfile(os.path.join(folder, "tokenizer.json")):
         tokenizer_path = folder
     path = tokenizer_path or REPO_TOKENIZER
-    tokenizer = load_tokenizer(path)
+    tokenizer = load_tokenizer(path, getattr(net.config, "model_family", None))
     if len(tokenizer) > net.config.vocab_size:
         raise UserError(f"{path}: tokenizer has {len(tokenizer)} tokens but the model only "
                         f"{net.config.vocab_size}; {fix}")

@@ -499,3 +499,38 @@ def test_reasoning_content_as_minimind3s_sft_files_write_it(tmp_path, which, req
     from dataset.sources import DataError
     with pytest.raises(DataError, match=r"bad\.jsonl:1: .*reasoning_content"):
         SFTDataset(str(bad), tok, max_length=512, verbose=False)
+
+
+RENDER_CASES = [
+    ([{"role": "user", "content": "hi"}], {}),
+    ([{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+      {"role": "user", "content": "more"}], {}),
+    ([{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "<think>\nsum\n</think>\n\n2"}], {}),
+    ([{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2", "reasoning_content": "sum"}], {}),
+    ([{"role": "user", "content": "think"}], {"open_thinking": True}),
+    ([{"role": "system", "content": "S"}, {"role": "user", "content": "weather?"},
+      {"role": "assistant", "content": "", "tool_calls": [{"name": "get_current_weather", "arguments": {"city": "Oslo"}}]},
+      {"role": "tool", "content": "{\"temp\": 3}"}, {"role": "tool", "content": "ok"},
+      {"role": "assistant", "content": "3 degrees."}], {"tools": True}),
+]
+
+
+@pytest.mark.parametrize("k", range(len(RENDER_CASES)))
+def test_the_family_template_renders_as_minimind3s_own(tok3, k):
+    """--model_family minimind3 with the project's tokenizer gives its template MiniMind-3's layout: the same text
+    as MiniMind-3's own template, turn for turn (tools, calls, results, reasoning, the thinking switch)."""
+    from model.tools import ToolRegistry
+    from trainer.args import load_tokenizer
+    messages, extra = RENDER_CASES[k]
+    extra = dict(extra)
+    if extra.pop("tools", False):
+        extra["tools"] = ToolRegistry().schemas("get_current_weather")
+    ours = load_tokenizer(os.path.join(ROOT, "model"), "minimind3")
+    gen = messages[-1]["role"] != "assistant"
+    want = tok3.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen, **extra)
+    assert ours.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen, **extra) == want
+    # MiniMind-3's own tokenizer keeps its own template; MiniMind2's family keeps the project's
+    from trainer.args import family_template
+    assert family_template(tok3, "minimind3").chat_template == tok3.chat_template
+    assert "You are a helpful assistant" in load_tokenizer(os.path.join(ROOT, "model")).apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False)

@@ -231,15 +231,36 @@ def build_config(args, **overrides):
     return MiniMindConfig(**kw)
 
 
-def load_tokenizer(path: str):
-    """AutoTokenizer from --tokenizer_path, with a one-line error when it is not there."""
+def family_template(tokenizer, family):
+    """The tokenizer with its family's chat template: for MiniMind-3, the project's rendering of its layout
+    (model/chat_template_minimind3.jinja) unless the tokenizer's own template already renders it (MiniMind-3's
+    tokenizer does: every assistant turn opens a think block). MiniMind2's family keeps the tokenizer's."""
+    if family != "minimind3" or not getattr(tokenizer, "chat_template", None):
+        return tokenizer
+    probe = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    try:
+        if "<|im_start|>assistant\n<think>\n\n</think>\n\na<|im_end|>" in tokenizer.apply_chat_template(
+                probe, tokenize=False):
+            return tokenizer
+    except Exception:
+        pass
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model",
+                        "chat_template_minimind3.jinja")
+    with open(here, encoding="utf-8") as f:
+        tokenizer.chat_template = f.read()
+    return tokenizer
+
+
+def load_tokenizer(path: str, family: str | None = None):
+    """AutoTokenizer from --tokenizer_path, with a one-line error when it is not there; with its model family's
+    chat template (family_template)."""
     if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "tokenizer.json")) and \
             not os.path.exists(os.path.join(path, "tokenizer_config.json")):
         raise UserError(f"{os.path.join(path, 'tokenizer.json')}: tokenizer not found; pass --tokenizer_path "
                         "to a directory holding tokenizer.json (the repo ships one in ./model)")
     from transformers import AutoTokenizer
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return family_template(AutoTokenizer.from_pretrained(path), family)
     except Exception as e:
         raise UserError(f"{path}: could not load the tokenizer ({type(e).__name__}: {' '.join(str(e).split())[:160]})")
 

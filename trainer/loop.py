@@ -112,7 +112,7 @@ class Trainer:
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)  # same on every rank: identical initial weights
-        self.tokenizer = load_tokenizer(args.tokenizer_path)
+        self.tokenizer = load_tokenizer(args.tokenizer_path, getattr(args, "model_family", None))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if self.is_main:
             os.makedirs(args.out_dir, exist_ok=True)
