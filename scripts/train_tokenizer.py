@@ -20,6 +20,16 @@ import tempfile
 import time
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# MiniMind-3's layout (--model_family minimind3): 36 added tokens at ids 0-35, the first 21 special (skipped
+# when decoding), the tool and think tags and nine spares plain added tokens (kept in decoded text, so
+# the reasoning and tool-call parsers read them), each one token.
+MINIMIND3_TOKENS = SPECIAL_TOKENS + [
+    "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>",
+    "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<|audio_start|>",
+    "<|audio_end|>", "<|audio_pad|>", "<tts_pad>", "<tts_text_bos>", "<tts_text_eod>", "<tts_text_bos_single>",
+    "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>", "</think>",
+    *(f"<|buffer{i}|>" for i in range(1, 10))]
+MINIMIND3_N_SPECIAL = 21
 PAD_TOKEN = UNK_TOKEN = "<|endoftext|>"
 BOS_TOKEN = "<|im_start|>"
 EOS_TOKEN = "<|im_end|>"
@@ -163,14 +173,20 @@ def build_tokenizer():
     return tok
 
 
-def train(data_path, vocab_size=6400, max_samples=None, show_progress=True):
+def added_tokens(family):
+    """The tokens a family's tokenizer holds before its BPE vocabulary, in id order."""
+    return MINIMIND3_TOKENS if family == "minimind3" else SPECIAL_TOKENS
+
+
+def train(data_path, vocab_size=6400, max_samples=None, show_progress=True, family="minimind2"):
     """Train on the JSONL file and return (tokenizers.Tokenizer, stats dict)."""
-    from tokenizers import pre_tokenizers, trainers
+    from tokenizers import AddedToken, pre_tokenizers, trainers
 
     tok = build_tokenizer()
+    tokens = added_tokens(family)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,  # listed first, so they get ids 0, 1, 2
+        special_tokens=tokens,  # listed first, so they get ids 0, 1, 2, ...
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=show_progress,
     )
@@ -179,18 +195,30 @@ def train(data_path, vocab_size=6400, max_samples=None, show_progress=True):
     if stats.get("texts", 0) == 0:
         raise UserError(f'{data_path}: expected at least one non-empty {{"text": "..."}} line, got none; '
                         "point --data_path at a MiniMind pretrain JSONL file")
-    for i, t in enumerate(SPECIAL_TOKENS):
+    if family == "minimind3":  # the tags and spares are plain added tokens: decoding keeps them
+        tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in tokens[MINIMIND3_N_SPECIAL:]])
+    for i, t in enumerate(tokens):
         assert tok.token_to_id(t) == i, f"special token {t} got id {tok.token_to_id(t)}, expected {i}"
     return tok, stats
 
 
-def tokenizer_config():
-    """tokenizer_config.json: the same special-token setup as MiniMind2's, with our chat template."""
+def tokenizer_config(family="minimind2"):
+    """tokenizer_config.json: the same special-token setup as the family's (MiniMind2's, or MiniMind-3's 36
+    added tokens), with our chat template of its layout."""
+    tokens = added_tokens(family)
+    n_special = MINIMIND3_N_SPECIAL if family == "minimind3" else len(tokens)
     added = {
         str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
-                 "single_word": False, "special": True}
-        for i, t in enumerate(SPECIAL_TOKENS)
+                 "single_word": False, "special": i < n_special}
+        for i, t in enumerate(tokens)
     }
+    if family == "minimind3":
+        here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model",
+                            "chat_template_minimind3.jinja")
+        with open(here, encoding="utf-8") as f:
+            template = f.read()
+    else:
+        template = CHAT_TEMPLATE
     return {
         "add_bos_token": False,
         "add_eos_token": False,
@@ -204,7 +232,8 @@ def tokenizer_config():
         "spaces_between_special_tokens": False,
         "model_max_length": 32768,
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": template,
+        **({"additional_special_tokens": tokens[3:n_special]} if family == "minimind3" else {}),
     }
 
 
@@ -225,7 +254,7 @@ def _write_atomic(path, text):
         raise
 
 
-def save(tok, out_dir):
+def save(tok, out_dir, family="minimind2"):
     """Write tokenizer.json and tokenizer_config.json into out_dir (created if needed)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise UserError(f"{out_dir}: expected a directory for --out_dir, got an existing file; "
@@ -233,7 +262,7 @@ def save(tok, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     _write_atomic(os.path.join(out_dir, "tokenizer.json"), tok.to_str(pretty=True))
     _write_atomic(os.path.join(out_dir, "tokenizer_config.json"),
-                  json.dumps(tokenizer_config(), ensure_ascii=False, indent=2) + "\n")
+                  json.dumps(tokenizer_config(family), ensure_ascii=False, indent=2) + "\n")
 
 
 def parse_args(argv=None):
@@ -246,14 +275,19 @@ def parse_args(argv=None):
                         "the --tokenizer_path every other script reads)")
     p.add_argument("--max_samples", type=int, default=None,
                    help="train on the first N texts only (default: the whole file)")
+    p.add_argument("--model_family", choices=["minimind2", "minimind3"], default="minimind2",
+                   help="minimind2 (default: 3 special tokens, MiniMind2's ChatML template) or minimind3 "
+                        "(MiniMind-3's layout: 36 added tokens at ids 0-35, <tool_call> = 21, <think> = 25 single "
+                        "tokens, its chat template)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.vocab_size < MIN_VOCAB:
-        raise UserError(f"--vocab_size: expected at least {MIN_VOCAB} (256 bytes + {len(SPECIAL_TOKENS)} "
+    n_added = len(added_tokens(args.model_family))
+    if args.vocab_size < 256 + n_added:
+        raise UserError(f"--vocab_size: expected at least {256 + n_added} (256 bytes + {n_added} "
                         f"special tokens), got {args.vocab_size}; pass a larger --vocab_size")
     if args.max_samples is not None and args.max_samples < 1:
         raise UserError(f"--max_samples: expected a positive number, got {args.max_samples}; "
@@ -262,8 +296,9 @@ def main(argv=None):
         raise UserError(f"{args.data_path}: expected a pretrain JSONL file, got no such file; "
                         "pass --data_path (MiniMind's pretrain_hq.jsonl, or dataset/demo/pretrain.jsonl)")
     t0 = time.time()
-    tok, stats = train(args.data_path, args.vocab_size, args.max_samples, show_progress=not args.quiet)
-    save(tok, args.out_dir)
+    tok, stats = train(args.data_path, args.vocab_size, args.max_samples, show_progress=not args.quiet,
+                       family=args.model_family)
+    save(tok, args.out_dir, args.model_family)
     sample = [t for batch in iter_texts(args.data_path, max_samples=2000) for t in batch]
     n_tokens = sum(len(e.ids) for e in tok.encode_batch(sample, add_special_tokens=False))
     ratio = sum(map(len, sample)) / max(n_tokens, 1)

@@ -534,3 +534,76 @@ def test_the_family_template_renders_as_minimind3s_own(tok3, k):
     assert family_template(tok3, "minimind3").chat_template == tok3.chat_template
     assert "You are a helpful assistant" in load_tokenizer(os.path.join(ROOT, "model")).apply_chat_template(
         [{"role": "user", "content": "hi"}], tokenize=False)
+
+
+def test_train_tokenizer_in_minimind3s_layout(tmp_path):
+    """scripts/train_tokenizer.py --model_family minimind3: MiniMind-3's 36 added tokens at ids 0-35 (the first
+    21 special, the tags plain: decoding keeps <think>), each one token, and the family's chat template; the
+    same ids, contents and flags as MiniMind-3's own tokenizer where it is present."""
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("train_tokenizer", os.path.join(ROOT, "scripts", "train_tokenizer.py"))
+    tt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tt)
+    tt.main(["--data_path", os.path.join(ROOT, "dataset", "demo", "pretrain.jsonl"), "--out_dir", str(tmp_path),
+             "--model_family", "minimind3", "--quiet"])
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    ours = [(a["id"], a["content"], a["special"]) for a in json.loads((tmp_path / "tokenizer.json").read_text())["added_tokens"]]
+    assert [i for i, _, _ in ours] == list(range(36)) and sum(s for _, _, s in ours) == 21
+    assert (tok.convert_tokens_to_ids("<tool_call>"), tok.convert_tokens_to_ids("<think>")) == (21, 25)
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (1, 2, 0)
+    assert tok("<think>\nx\n</think>", add_special_tokens=False)["input_ids"][0] == 25
+    assert tok.decode([1, 25, 26, 2], skip_special_tokens=True) == "<think></think>"
+    with open(os.path.join(ROOT, "model", "chat_template_minimind3.jinja"), encoding="utf-8") as f:
+        assert tok.chat_template == f.read()
+    theirs_path = os.path.join(M3_TOKENIZER, "tokenizer.json")
+    if os.path.exists(theirs_path):
+        with open(theirs_path, encoding="utf-8") as f:
+            theirs = [(a["id"], a["content"], a["special"]) for a in json.load(f)["added_tokens"]]
+        assert ours == theirs
+
+
+def test_minimind3s_sft_processing_adds_system_prompts_and_drops_empty_think_blocks(tmp_path):
+    """train_full_sft.py --model_family minimind3: MiniMind-3's data processing with its ratios (0.2, 0.2): a
+    system prompt in front of about a fifth of the conversations without one (never a target, never a second
+    one), the empty think block kept in about a fifth of the direct answers; fixed per sample by the seed.
+    MiniMind2's family reads the data as it is."""
+    import json
+
+    import train_full_sft
+    from dataset.lm_dataset import SFTDataset
+    from trainer.args import load_tokenizer
+    from trainer.stages.chat_augment import SYSTEM_PROMPTS, ChatAugment
+    a3 = train_full_sft.parse_args(["--model_family", "minimind3"])
+    assert (a3.add_system_ratio, a3.empty_think_ratio) == (0.2, 0.2)
+    a2 = train_full_sft.parse_args([])
+    assert (a2.add_system_ratio, a2.empty_think_ratio) == (0.0, None)
+    tok = load_tokenizer(os.path.join(ROOT, "model"), "minimind3")  # MiniMind-3's layout
+    rows = [{"conversations": [{"role": "user", "content": f"question {k}"}, {"role": "assistant", "content": f"answer {k}"}]}
+            for k in range(300)]
+    rows.append({"conversations": [{"role": "system", "content": "S"}, {"role": "user", "content": "q"},
+                                   {"role": "assistant", "content": "a"}]})
+    path = tmp_path / "sft.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    base = SFTDataset(str(path), tok, max_length=256, verbose=False)
+    aug = ChatAugment(base, tok, 0.2, 0.2, seed=7, max_length=256)
+    systems = {tok.decode(tok(f"<|im_start|>system\n{p}<|im_end|>\n", add_special_tokens=False)["input_ids"])
+               for p in SYSTEM_PROMPTS}
+    n_system = n_kept = 0
+    for i in range(300):
+        x, y, m = aug[i]
+        ids = torch.cat([x, y[-1:]]).tolist()
+        text = tok.decode(ids)
+        targets = tok.decode([t for t, on in zip(y.tolist(), m.tolist()) if on])
+        assert targets.endswith(f"answer {i}<|im_end|>") and "system" not in targets
+        if text.startswith("<|im_start|>system\n"):
+            n_system += 1
+            assert text[:text.index("<|im_end|>\n") + len("<|im_end|>\n")] in systems
+        kept = "<think>\n\n</think>\n\n" in text
+        n_kept += kept
+        assert kept == targets.startswith("<think>\n\n</think>\n\n")
+        assert all(torch.equal(p, q) for p, q in zip(aug[i], (x, y, m)))  # the same draw every read
+    assert 30 <= n_system <= 90 and 30 <= n_kept <= 90, (n_system, n_kept)
+    x, _, _ = aug[300]  # it had a system turn: never a second
+    assert tok.decode(x.tolist()).count("<|im_start|>system") == 1
