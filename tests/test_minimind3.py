@@ -607,3 +607,52 @@ def test_minimind3s_sft_processing_adds_system_prompts_and_drops_empty_think_blo
     assert 30 <= n_system <= 90 and 30 <= n_kept <= 90, (n_system, n_kept)
     x, _, _ = aug[300]  # it had a system turn: never a second
     assert tok.decode(x.tolist()).count("<|im_start|>system") == 1
+
+
+def test_minimind3s_data_files_read_as_they_are(tmp_path):
+    """One line of each of MiniMind-3's files, in its fields (tools and tool calls as JSON strings, every message
+    carrying reasoning_content/tools/tool_calls keys as its loader's features do): pretrain_t2t, sft_t2t, dpo,
+    rlaif and agent_rl read with the family's layout, the targets where they belong."""
+    import json
+
+    from dataset.lm_dataset import DPODataset, PretrainDataset, PromptDataset, SFTDataset
+    from trainer.args import load_tokenizer
+    tok = load_tokenizer(os.path.join(ROOT, "model"), "minimind3")
+    tools = json.dumps([{"type": "function", "function": {"name": "calculate_math", "description": "math",
+                         "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                                        "required": ["expression"]}}}], ensure_ascii=False)
+
+    def msg(role, content, **kw):
+        return {"role": role, "content": content, "reasoning_content": kw.get("reasoning_content"),
+                "tools": kw.get("tools"), "tool_calls": kw.get("tool_calls")}
+    files = {
+        "pretrain_t2t_mini.jsonl": {"text": "<|im_start|>长江全长约6300公里。<|im_end|>"},
+        "sft_t2t_mini.jsonl": {"conversations": [
+            msg("system", "你是一个计算助手", tools=tools), msg("user", "2的10次方是多少？"),
+            msg("assistant", "", reasoning_content="用工具算。",
+                tool_calls=json.dumps([{"name": "calculate_math", "arguments": {"expression": "2**10"}}])),
+            msg("tool", "{\"result\": 1024}"), msg("assistant", "是1024。")]},
+        "dpo.jsonl": {"chosen": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}],
+                      "rejected": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "3"}]},
+        "rlaif.jsonl": {"conversations": [{"role": "user", "content": "讲个笑话"}, {"role": "assistant", "content": ""}]},
+        "agent_rl.jsonl": {"conversations": [{"role": "system", "content": "", "tools": tools},
+                                             {"role": "user", "content": "2的10次方？"},
+                                             {"role": "assistant", "content": ""}], "gt": ["1024"]},
+    }
+    for name, row in files.items():
+        (tmp_path / name).write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    x, y = PretrainDataset(str(tmp_path / "pretrain_t2t_mini.jsonl"), tok, 64, verbose=False)[0][:2]
+    assert "长江全长约6300公里" in tok.decode(torch.cat([x, y[-1:]]).tolist())
+    x, y, m = SFTDataset(str(tmp_path / "sft_t2t_mini.jsonl"), tok, 512, verbose=False)[0]
+    targets = tok.decode([t for t, on in zip(y.tolist(), m.tolist()) if on])
+    assert targets == ('<think>\n用工具算。\n</think>\n\n<tool_call>\n{"name": "calculate_math", "arguments": '
+                       '{"expression": "2**10"}}\n</tool_call><|im_end|><think>\n\n</think>\n\n是1024。<|im_end|>')
+    assert "calculate_math" in tok.decode(x.tolist()) and "1024}" in tok.decode(x.tolist())  # signatures, result
+    pair = DPODataset(str(tmp_path / "dpo.jsonl"), tok, 128, verbose=False)[0]
+    assert tok.decode([t for t, on in zip(pair["y_chosen"].tolist(), pair["mask_chosen"].tolist()) if on]) == \
+        "<think>\n\n</think>\n\n2<|im_end|>"
+    for name in ("rlaif.jsonl", "agent_rl.jsonl"):
+        item = PromptDataset(str(tmp_path / name), tok, 512, verbose=False)[0]
+        prompt = tok.decode(item["prompt_ids"].tolist())
+        assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n"), prompt
+    assert item["fields"]["gt"] == ["1024"] and "calculate_math" in prompt
