@@ -292,19 +292,26 @@ def make_minimind(policy, tok, prompt_texts, G, N, device):
 # ----------------------------------------------------------------------------------------------
 # The section
 
-def bench_grpo(S, device, args, log, workdir):
+def rl_prompts(tok, n, workdir, stem):
+    """(prompt items, their token ids, the same as text, whether the text tokenizes back to those ids): n
+    generated RLAIF prompts through the project's own data set (the RL sections' shared input)."""
     from dataset.lm_dataset import PromptDataset, prompt_collate
-    name, hidden, layers = S["grpo_config"]
-    B, G, N = S["grpo_prompts"], S["grpo_generations"], S["grpo_new_tokens"]
-    tok = _tokenizer()
-    path = os.path.join(workdir, "grpo_prompts.jsonl")
-    write_rlaif_jsonl(path, tok, B)
+    path = os.path.join(workdir, f"{stem}.jsonl")
+    write_rlaif_jsonl(path, tok, n)
     ds = PromptDataset(path, tok, max_length=MAX_PROMPT, cache_dir=os.path.join(workdir, "cache"), verbose=False)
     items = prompt_collate([ds[i] for i in range(len(ds))])
     prompt_ids = [it["prompt_ids"].tolist() for it in items]
     # the same token ids as text for TRL and MiniMind (special tokens kept; they tokenize back to themselves)
     prompt_texts = [tok.decode(p, skip_special_tokens=False) for p in prompt_ids]
     same_text_ids = all(tok(t, add_special_tokens=False)["input_ids"] == p for t, p in zip(prompt_texts, prompt_ids))
+    return items, prompt_ids, prompt_texts, same_text_ids
+
+
+def bench_grpo(S, device, args, log, workdir):
+    name, hidden, layers = S["grpo_config"]
+    B, G, N = S["grpo_prompts"], S["grpo_generations"], S["grpo_new_tokens"]
+    tok = _tokenizer()
+    items, prompt_ids, prompt_texts, same_text_ids = rl_prompts(tok, B, workdir, "grpo_prompts")
     ours, _ = build_pair(hidden, layers, device)
     log(f"[grpo] {name} ({hidden} x {layers}), {B} prompts x G={G}, {N} new tokens, T={TEMPERATURE}, "
         f"top_p={TOP_P}, beta={BETA}, loss {LOSS_TYPE}")

@@ -33,7 +33,6 @@ backward, optimizers); peak memory of one steady-state step with every model's w
 state counted (benchmarks/harness.py). The ratio ours/minimind is paired per repetition.
 """
 import copy
-import os
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.chat_data import _tokenizer
-from benchmarks.grpo_step import MAX_PROMPT, Phases, Variant, _fmt, write_rlaif_jsonl
+from benchmarks.grpo_step import MAX_PROMPT, Phases, Variant, _fmt, rl_prompts
 from benchmarks.harness import PeakMemory, interleaved, ratio, summary
 from benchmarks.mfu import n_params
 from benchmarks.models import build_pair
@@ -212,17 +211,10 @@ def make_minimind(policy, tok, prompt_texts, N, device):
 # The section
 
 def bench_ppo(S, device, args, log, workdir):
-    from dataset.lm_dataset import PromptDataset, prompt_collate
     name, hidden, layers = S["ppo_config"]
     B, N = S["ppo_prompts"], S["ppo_new_tokens"]
     tok = _tokenizer()
-    path = os.path.join(workdir, "ppo_prompts.jsonl")
-    write_rlaif_jsonl(path, tok, B)
-    ds = PromptDataset(path, tok, max_length=MAX_PROMPT, cache_dir=os.path.join(workdir, "cache"), verbose=False)
-    items = prompt_collate([ds[i] for i in range(len(ds))])
-    prompt_ids = [it["prompt_ids"].tolist() for it in items]
-    prompt_texts = [tok.decode(p, skip_special_tokens=False) for p in prompt_ids]
-    same_text_ids = all(tok(t, add_special_tokens=False)["input_ids"] == p for t, p in zip(prompt_texts, prompt_ids))
+    items, prompt_ids, prompt_texts, same_text_ids = rl_prompts(tok, B, workdir, "ppo_prompts")
     ours, _ = build_pair(hidden, layers, device)
     log(f"[ppo] {name} ({hidden} x {layers}), {B} prompts x 1 completion, {N} new tokens, T={TEMPERATURE}, "
         f"kl_coef={KL_COEF}")

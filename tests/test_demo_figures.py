@@ -81,6 +81,20 @@ def test_every_other_quote_agrees(published, readme):
                                                                            rng("ppo_pass4_after"))
     assert rows["well-formed tags"] == (rng("well_formed"), rng("grpo_well_formed"), rng("ppo_well_formed"))
     assert rows["stage time, minutes"] == ("—", rng("time_grpo"), rng("time_ppo"))
+    rows = {m.group(1).strip(): (m.group(2).strip(), m.group(3).strip())
+            for m in re.finditer(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", ppo, re.M)}
+    assert rows["the reward model's mean score of the answers"] == (rng("ppo_chat_rm_before"), rng("ppo_chat_rm_after"))
+    assert rows["answers preferred to the SFT model's by the reward model (a tie: half), %"] == ("—", rng("ppo_chat_win_rm"))
+    assert rows["answers preferred to the SFT model's by the keyword check (right beats wrong), %"] == \
+        ("—", rng("ppo_chat_win_keyword"))
+    assert rows["right by the keyword check"] == (rng("heldout_sft"), rng("ppo_chat_right"))
+    flat = " ".join(ppo.split())
+    assert f"{rng('time_ppo_chat')} minutes with the scoring" in flat
+    assert f"ranks only {rng('reward_heldout')} held-out pairs" in flat
+    for r in runs:
+        f = r["figures"]
+        assert f"{f['ppo_chat_rm_before'][0]:.2f} → {f['ppo_chat_rm_after'][0]:.2f}" in flat
+        assert f"{f['heldout_sft'][0]} → {f['ppo_chat_right'][0]}" in flat
     reward = section(readme, "Reward model")
     rows = {m.group(1).strip(): m.group(2).strip() for m in re.finditer(r"^\| ([^|]+) \| ([^|]+) \|$", reward, re.M)}
     assert rows["the reward model (`train_reward.py`)"] == rng("reward_heldout")
