@@ -471,23 +471,27 @@ def export_gguf(net, tokenizer, output, outtype="f16", force=False, name="MiniMi
         w.write_tensors_to_file()
         w.close()
 
-    modelfile = write_modelfile(output, force)
+    modelfile = write_modelfile(output, force, family=getattr(cfg, "model_family", "minimind2"))
     return output, modelfile
 
 
-def write_modelfile(gguf_path, force=False):
-    """An Ollama Modelfile for the GGUF: ChatML template, MiniMind's default system prompt and sampling."""
+def write_modelfile(gguf_path, force=False, family="minimind2"):
+    """An Ollama Modelfile for the GGUF: ChatML with MiniMind2's default system prompt, or MiniMind-3's layout
+    (no default system prompt; the answer opens after an empty think block, its thinking-off prompt); the
+    sampling defaults."""
     path = os.path.splitext(gguf_path)[0] + ".Modelfile"
     if os.path.exists(path) and not force:
         print(f"kept the existing {path} (pass --force to rewrite it)", file=sys.stderr)
         return path
+    minimind3 = family == "minimind3"
     text = (
         f"FROM ./{os.path.basename(gguf_path)}\n"
         'TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
         '{{ .Content }}<|im_end|>\n'
         '{{ end }}<|im_start|>assistant\n'
+        + ('<think>\n\n</think>\n\n' if minimind3 else '') +
         '"""\n'
-        'SYSTEM """You are a helpful assistant"""\n'
+        + ('' if minimind3 else 'SYSTEM """You are a helpful assistant"""\n') +
         'PARAMETER stop "<|im_end|>"\n'
         'PARAMETER stop "<|im_start|>"\n'
         f'PARAMETER temperature {GEN_DEFAULTS["temperature"]}\n'

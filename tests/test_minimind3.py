@@ -304,6 +304,8 @@ def test_gguf_in_llama_cpps_qwen3_layout(ckpt3, tmp_path):
         assert {"blk.0.ffn_gate_inp.weight", "blk.0.ffn_gate_exps.weight", "blk.1.ffn_down_exps.weight"} <= names
         assert reader.fields["qwen3moe.expert_count"].contents() == 4
         assert reader.fields["qwen3moe.expert_used_count"].contents() == 1
+    modelfile = path.with_suffix(".Modelfile").read_text()  # MiniMind-3's layout: no default system prompt
+    assert "<|im_start|>assistant\n<think>\n\n</think>\n\n\"\"\"" in modelfile and "SYSTEM" not in modelfile
     ids = torch.randint(3, 6400, (17,))
     with torch.no_grad():
         want = net(ids[None]).logits[0].double().numpy()
