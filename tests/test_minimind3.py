@@ -658,3 +658,38 @@ def test_minimind3s_data_files_read_as_they_are(tmp_path):
         prompt = tok.decode(item["prompt_ids"].tolist())
         assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n"), prompt
     assert item["fields"]["gt"] == ["1024"] and "calculate_math" in prompt
+
+
+def test_the_familys_script_defaults_and_the_environment_variable():
+    """--model_family minimind3 gives MiniMind-3's script defaults (its data names, lengths, epochs, DPO's
+    save name, RL from full_sft), MINIMIND_MODEL_FAMILY=minimind3 makes it the default, an explicit flag wins
+    (--model_family minimind2 too), and a bad value of the variable is one line."""
+    import subprocess
+    code = ("import sys, json; sys.path.insert(0, %r)\n"
+            "import train_pretrain, train_full_sft, train_dpo, train_grpo\n"
+            "out = {}\n"
+            "for m in (train_pretrain, train_full_sft, train_dpo, train_grpo):\n"
+            "    for argv in ([], ['--model_family', 'minimind2'], ['--max_seq_len', '99']):\n"
+            "        a = vars(m.parse_args(argv))\n"
+            "        out[m.__name__ + ' ' + ' '.join(argv)] = {k: a.get(k) for k in ('model_family', 'dim', 'n_layers', "
+            "'max_seq_len', 'data_path', 'epochs', 'from_weight', 'save_weight')}\n"
+            "print(json.dumps(out))\n") % ROOT
+    import json
+    env = dict(os.environ, MINIMIND_MODEL_FAMILY="minimind3")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["train_pretrain "] == {"model_family": "minimind3", "dim": 768, "n_layers": 8, "max_seq_len": 340,
+                                      "data_path": "./dataset/pretrain_t2t_mini.jsonl", "epochs": 2,
+                                      "from_weight": "none", "save_weight": "pretrain"}
+    assert got["train_full_sft "]["data_path"] == "./dataset/sft_t2t_mini.jsonl" and got["train_full_sft "]["max_seq_len"] == 768
+    assert (got["train_dpo "]["save_weight"], got["train_dpo "]["max_seq_len"]) == ("dpo", 1024)
+    assert (got["train_grpo "]["from_weight"], got["train_grpo "]["data_path"]) == ("full_sft", "./dataset/rlaif.jsonl")
+    assert got["train_pretrain --max_seq_len 99"]["max_seq_len"] == 99
+    assert got["train_pretrain --model_family minimind2"] == {
+        "model_family": "minimind2", "dim": 512, "n_layers": 8, "max_seq_len": 512, "data_path": "./dataset/pretrain_hq.jsonl",
+        "epochs": 1, "from_weight": "none", "save_weight": "pretrain"}
+    assert got["train_grpo --model_family minimind2"]["from_weight"] == "reason"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train_pretrain.py"), "--help"], capture_output=True,
+                       text=True, env=dict(os.environ, MINIMIND_MODEL_FAMILY="minimind4"), timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "MINIMIND_MODEL_FAMILY=minimind4: expected one of" in r.stderr

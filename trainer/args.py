@@ -25,6 +25,9 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         import sys
         args = list(sys.argv[1:] if args is None else args)
+        if getattr(self, "_stage_family", None):  # the script's own flags exist by now: mark them too
+            family_defaults(self, self._stage_family)
+            self._stage_family = None
         parsed, rest = super().parse_known_args([self._fewer_dashes(a) for a in args], namespace)
         return plain_sizes(parsed), rest
 
@@ -110,35 +113,112 @@ def unit_float(v) -> float:
     return f
 
 
-# The model families (model/model_minimind.py's FAMILIES) and the size each one's scripts default to:
-# MiniMind2's are each script's own (--dim 512 --n_layers 8 in most), MiniMind-3's are 768 x 8 everywhere.
+# The model families (model/model_minimind.py's FAMILIES). A script's defaults are MiniMind2's; with
+# --model_family minimind3 (or MINIMIND_MODEL_FAMILY=minimind3 in the environment, so that MiniMind-3's own
+# commands run as its README types them) the flags that MiniMind-3's scripts default otherwise take its
+# values: 768 x 8 everywhere, and each stage's data file, lengths and the like (STAGE_DEFAULTS). A flag
+# given on the command line always wins.
 MODEL_FAMILIES = ("minimind2", "minimind3")
-FAMILY_SIZES = {"minimind3": (768, 8)}
+FAMILY_ENV = "MINIMIND_MODEL_FAMILY"
+FAMILY_SIZES = {"minimind3": {"dim": 768, "n_layers": 8}}
+# MiniMind-3's script defaults (its trainer/*.py at HEAD) where they differ from the MiniMind2 ones here;
+# learning rates only where ours are not a fix of a MiniMind loss (DPO's, the RL scripts' stay ours)
+STAGE_DEFAULTS = {"minimind3": {
+    "pretrain": dict(data_path="./dataset/pretrain_t2t_mini.jsonl", max_seq_len=340, epochs=2),
+    "sft": dict(data_path="./dataset/sft_t2t_mini.jsonl", max_seq_len=768, epochs=2, batch_size=16,
+                learning_rate=1e-5),
+    "dpo": dict(max_seq_len=1024, epochs=1, batch_size=4, save_weight="dpo"),
+    "lora": dict(max_seq_len=340, from_weight="full_sft"),
+    "distill": dict(data_path="./dataset/sft_t2t_mini.jsonl", max_seq_len=340),
+    "grpo": dict(data_path="./dataset/rlaif.jsonl", max_seq_len=768, from_weight="full_sft", max_gen_len=1024,
+                 num_generations=6),
+    "ppo": dict(data_path="./dataset/rlaif.jsonl", max_seq_len=768, from_weight="full_sft", max_gen_len=1024),
+    "spo": dict(data_path="./dataset/rlaif.jsonl", max_seq_len=768, from_weight="full_sft"),
+    "agent": dict(max_gen_len=768, num_generations=4),
+}}
 
 
-class FamilyDefault(int):
+class _Marked:
+    """A default that --model_family may replace: an int, float or str subclass, or None's stand-in."""
+
+
+class _MarkedInt(int, _Marked):
+    pass
+
+
+class _MarkedFloat(float, _Marked):
+    pass
+
+
+class _MarkedStr(str, _Marked):
+    pass
+
+
+class _MarkedNone(_Marked):
+    pass
+
+
+def _mark(value):
+    if value is None:
+        return _MarkedNone()
+    for kind, marked in ((bool, None), (int, _MarkedInt), (float, _MarkedFloat), (str, _MarkedStr)):
+        if isinstance(value, kind):
+            return value if marked is None else marked(value)
+    return value
+
+
+def _unmark(value):
+    if isinstance(value, _MarkedNone):
+        return None
+    for kind in (int, float, str):
+        if isinstance(value, _Marked) and isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+class FamilyDefault(_MarkedInt):
     """A size flag's default, which --model_family may replace (an explicit --dim never is)."""
+
+
+def family_defaults(parser, family_values):
+    """Record, per family, the values the parser's flags default to (MiniMind2's are the parser's own) and
+    mark the current defaults as replaceable; with MINIMIND_MODEL_FAMILY set they start as that family's."""
+    table = getattr(parser, "_family_values", {f: {} for f in MODEL_FAMILIES})
+    for fam, values in family_values.items():
+        table.setdefault(fam, {}).update(values)
+    parser._family_values = table
+    env = os.environ.get(FAMILY_ENV)
+    for action in parser._actions:
+        if action.dest in table.get("minimind3", {}) or action.dest in ("dim", "n_layers"):
+            table["minimind2"].setdefault(action.dest, _unmark(action.default))
+            value = table.get(env, {}).get(action.dest, table["minimind2"][action.dest]) if env else action.default
+            action.default = _mark(value)
+    return parser
 
 
 class SetFamily(argparse.Action):
     def __call__(self, parser, namespace, value, option_string=None):
         setattr(namespace, self.dest, value)
-        for dest, size in zip(("dim", "n_layers"), FAMILY_SIZES.get(value, ())):
-            if isinstance(getattr(namespace, dest, None), FamilyDefault):
-                setattr(namespace, dest, FamilyDefault(size))
+        table = getattr(parser, "_family_values", {})
+        for dest, mm2 in table.get("minimind2", {}).items():
+            if isinstance(getattr(namespace, dest, None), _Marked):
+                setattr(namespace, dest, _mark(table.get(value, {}).get(dest, mm2)))
 
 
 def plain_sizes(args):
-    """The parsed sizes as plain ints (the FamilyDefault marks are for parsing only)."""
-    for dest in ("dim", "n_layers"):
-        if isinstance(getattr(args, dest, None), FamilyDefault):
-            setattr(args, dest, int(getattr(args, dest)))
+    """The parsed values as plain types (the marks of replaceable defaults are for parsing only)."""
+    for dest, value in vars(args).items():
+        if isinstance(value, _Marked):
+            setattr(args, dest, _unmark(value))
     return args
 
 
 def add_model_args(parser, dim=512, n_layers=8, max_seq_len=512, use_moe=False):
     g = parser.add_argument_group("model")
-    g.add_argument("--model_family", choices=MODEL_FAMILIES, default="minimind2", action=SetFamily,
+    family = os.environ.get(FAMILY_ENV) or "minimind2"
+    if family not in MODEL_FAMILIES:
+        fail(f"{FAMILY_ENV}={family}: expected one of {', '.join(MODEL_FAMILIES)}; unset it or fix it", prefix="")
+    g.add_argument("--model_family", choices=MODEL_FAMILIES, default=family, action=SetFamily,
                    help="minimind2 (default: MiniMind2, a small Llama) or minimind3 (MiniMind-3, aligned with "
                         "Qwen3: 4 key/value heads, q/k norms, a wider MLP, a top-1 MoE; its sizes default to "
                         "768 x 8)")
@@ -151,7 +231,7 @@ def add_model_args(parser, dim=512, n_layers=8, max_seq_len=512, use_moe=False):
                    help="mixture-of-experts feed-forward (a real boolean; default %(default)s)")
     g.add_argument("--max_seq_len", type=positive_int, default=max_seq_len,
                    help=f"samples are cut to this many tokens (default {max_seq_len})")
-    return parser
+    return family_defaults(parser, FAMILY_SIZES)
 
 
 def default_device() -> str:
@@ -268,8 +348,10 @@ def load_tokenizer(path: str, family: str | None = None):
 def make_parser(description, *, stage, epochs, batch_size, learning_rate, accumulation_steps,
                 max_seq_len, data_path, from_weight, save_weight, wandb_project, dim=512, n_layers=8,
                 log_interval=100, save_interval=100, lr_help=None):
-    """The flags every training script shares, with that stage's MiniMind2 defaults."""
+    """The flags every training script shares, with that stage's MiniMind2 defaults (and MiniMind-3's, for
+    --model_family minimind3: STAGE_DEFAULTS, applied to the script's own flags too when it parses)."""
     p = ArgumentParser(description=description)
+    p._stage_family = {fam: values.get(stage, {}) for fam, values in STAGE_DEFAULTS.items()}
     add_common_args(p)
     add_model_args(p, dim=dim, n_layers=n_layers, max_seq_len=max_seq_len)
     g = p.add_argument_group("training")
