@@ -51,7 +51,7 @@ def parse_args(argv=None):
     add_policy_loss_flags(g, beta=0.1, truncated_help="leave trajectories cut by a length limit out of the loss")
     g.add_argument("--scale_rewards", choices=("group", "batch", "none"), default="group",
                    help="divide advantages by the group's reward std, the batch's, or not at all (default %(default)s)")
-    add_rollout_flags(g)
+    add_rollout_flags(g, thinking_ratio=False)
     p._option_string_actions["--max_gen_len"].help = "new tokens per generation at most (default %(default)s)"
     p.set_defaults(max_gen_len=768)
     add_reward_flags(g, reasoning=False)

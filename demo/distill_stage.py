@@ -56,10 +56,11 @@ def teacher_agreement(args, sargs, data_paths):
     from trainer.checkpoint import load_weights, weight_path
     from trainer.stages.distill import DistillStage, Teacher
     torch.set_num_threads(args.threads)
-    tok = load_tokenizer(os.path.join(ROOT, "model"))
+    family = getattr(args, "model_family", "minimind2")
+    tok = load_tokenizer(os.path.join(ROOT, "model"), family)
 
     def load(dim, path):
-        m = MiniMindForCausalLM(MiniMindConfig(hidden_size=dim, num_hidden_layers=args.n_layers))
+        m = MiniMindForCausalLM(MiniMindConfig(hidden_size=dim, num_hidden_layers=args.n_layers, model_family=family))
         return load_weights(m, path).eval()
     tpath = weight_path(args.out_dir, "full_sft", args.dim)
     stage = DistillStage(Teacher(load(args.dim, tpath), tpath, {}))
@@ -111,7 +112,8 @@ def run(args, env, items):
     agree = teacher_agreement(args, sargs, {"heldout": conv, "sft": os.path.join(args.data_dir, "sft.jsonl")})
     steps = {k: (recs[-1]["step"] if recs else None) for k, recs in logs.items()}
     res = {"student_dim": sargs.dim, "n_layers": args.n_layers, "teacher": teacher,
-           "params": {"teacher": _params(args.dim, args.n_layers), "student": _params(sargs.dim, args.n_layers)},
+           "params": {"teacher": _params(args.dim, args.n_layers, args.model_family),
+                      "student": _params(sargs.dim, args.n_layers, args.model_family)},
            "steps": {"sft": steps["full_sft"], "distill": steps["full_dist"]},
            "times_s": {k: round(v, 1) for k, v in times.items()},
            "losses": {k: [[r["step"], r["loss"]] for r in recs] for k, recs in logs.items()},
@@ -124,9 +126,9 @@ def run(args, env, items):
     return res
 
 
-def _params(dim, n_layers):
+def _params(dim, n_layers, family="minimind2"):
     from model import MiniMindConfig, MiniMindForCausalLM
-    m = MiniMindForCausalLM(MiniMindConfig(hidden_size=dim, num_hidden_layers=n_layers))
+    m = MiniMindForCausalLM(MiniMindConfig(hidden_size=dim, num_hidden_layers=n_layers, model_family=family))
     return sum(p.numel() for p in m.parameters())
 
 

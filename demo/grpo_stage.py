@@ -13,7 +13,7 @@ rollouts' temperature right), the share of well-formed tags and the mean complet
 import os
 import sys
 
-from demo.common import ROOT, DemoError, rel, say
+from demo.common import ROOT, DemoError, rel, say, thinking_flags, thinking_on
 from demo.scoring import REASON_MAX_NEW_TOKENS, ask_all, is_right
 from demo.stages import run_stage
 
@@ -42,7 +42,7 @@ def command(args):
             "--temperature", str(TEMPERATURE), "--beta", str(BETA), "--loss_type", "cispo",
             "--epochs", str(args.grpo_epochs), "--batch_size", str(args.grpo_batch),
             "--learning_rate", str(args.grpo_lr), "--accumulation_steps", "1", "--log_interval", "1",
-            "--save_interval", "1000000", "--num_workers", "0", "--seed", str(args.seed)]
+            "--save_interval", "1000000", "--num_workers", "0", "--seed", str(args.seed)] + thinking_flags(args, True)
 
 
 def check_files(args):
@@ -58,22 +58,24 @@ def sampled(args, weight, items):
     from model.chat import build_prompt
     from model.generation import generate_batch
     from model.loading import load_pth, model_size, tokenizer_for
-    from model.reasoning import split_reasoning
+    from model.reasoning import open_think, split_reasoning
     from trainer.errors import UserError
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     try:
-        net = load_pth(os.path.join(args.out_dir, f"{weight}_{args.dim}.pth"), model_size(args.dim, args.n_layers))
+        net = load_pth(os.path.join(args.out_dir, f"{weight}_{args.dim}.pth"),
+                       model_size(args.dim, args.n_layers, model_family=args.model_family))
     except UserError as e:
         raise DemoError(str(e))
     net = net.to(args.device).eval()
     tok = tokenizer_for(net, os.path.join(ROOT, "model"))
-    prompts = [build_prompt(tok, [{"role": "user", "content": it["question"]}], 3) for it in items]
+    prompts = [build_prompt(tok, [{"role": "user", "content": it["question"]}], 3, enable_thinking=thinking_on(args))
+               for it in items]
     with torch.no_grad():
         greedy = generate_batch(net, tok, prompts, REASON_MAX_NEW_TOKENS, temperature=0.0)
         samples = generate_batch(net, tok, prompts, REASON_MAX_NEW_TOKENS, temperature=TEMPERATURE,
                                  num_return_sequences=PASS_K)
-    hits = sum(any(is_right(" ".join(split_reasoning(t)[1].split()), it)
+    hits = sum(any(is_right(" ".join(split_reasoning(open_think(prompts[i]) + t)[1].split()), it)
                    for t in samples.texts[i * PASS_K:(i + 1) * PASS_K]) for i, it in enumerate(items))
     return {"pass_at_k": {"count": hits, "total": len(items), "k": PASS_K, "temperature": TEMPERATURE},
             "mean_length": round(greedy.completion_mask.sum(1).float().mean().item(), 1)}

@@ -12,7 +12,7 @@ never written: an adapter is {out_dir}/lora/*.pth, a few hundred kilobytes.
 import os
 import sys
 
-from demo.common import ROOT, DemoError, rel, say
+from demo.common import ROOT, DemoError, family_flags, rel, say
 from demo.scoring import ask_all, read_heldout
 from demo.stages import run_stage
 
@@ -47,7 +47,8 @@ def command(args, name):
             "--learning_rate", str(args.lora_lr), "--lora_rank", str(LORA_RANK),
             "--lora_targets", targets(args.n_layers),
             "--accumulation_steps", "1", "--log_interval", "1", "--save_interval", "1000000",
-            "--num_workers", "0", "--seed", str(args.seed)]
+            "--num_workers", "0", "--seed", str(args.seed)] \
+        + (["--from_weight", "rlhf"] if family_flags(args) else [])  # MiniMind-3's script starts from full_sft
 
 
 def _score(res):

@@ -25,7 +25,7 @@ of right answers.
 import os
 import sys
 
-from demo.common import ROOT, rel, say
+from demo.common import ROOT, rel, say, thinking_flags
 from demo.grpo_stage import TEMPERATURE, before_after, check_files, rl_figures
 from demo.scoring import REASON_MAX_NEW_TOKENS, ask_all
 from demo.stages import run_stage
@@ -48,7 +48,8 @@ def command(args):
             "--epochs", str(args.ppo_epochs), "--batch_size", str(ROLLOUT_BATCH),
             "--accumulation_steps", str(ROLLOUT_ACCUMULATION), "--mini_batch_size", str(MINI_BATCH),
             "--learning_rate", str(args.ppo_lr), "--critic_learning_rate", str(args.ppo_critic_lr),
-            "--log_interval", "1", "--save_interval", "1000000", "--num_workers", "0", "--seed", str(args.seed)]
+            "--log_interval", "1", "--save_interval", "1000000", "--num_workers", "0", "--seed", str(args.seed)] \
+        + thinking_flags(args, True)
 
 
 def run(args, env, items, reason_answers, index_label="rl"):
@@ -96,7 +97,8 @@ def rm_command(args):
             "--epochs", str(args.ppo_chat_epochs), "--batch_size", str(ROLLOUT_BATCH),
             "--accumulation_steps", str(ROLLOUT_ACCUMULATION), "--mini_batch_size", str(MINI_BATCH),
             "--learning_rate", str(RM_LR), "--critic_learning_rate", str(RM_CRITIC_LR),
-            "--log_interval", "1", "--save_interval", "1000000", "--num_workers", "0", "--seed", str(args.seed)]
+            "--log_interval", "1", "--save_interval", "1000000", "--num_workers", "0", "--seed", str(args.seed)] \
+        + thinking_flags(args, False)
 
 
 def win_rate(before, after):

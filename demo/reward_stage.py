@@ -80,7 +80,7 @@ def dpo_implicit_accuracy(args, path):
     torch.set_num_threads(args.threads)
     try:
         nets = {w: load_pth(os.path.join(args.out_dir, f"{w}_{args.dim}.pth"),
-                            model_size(args.dim, args.n_layers)).to(args.device).eval()
+                            model_size(args.dim, args.n_layers, model_family=args.model_family)).to(args.device).eval()
                 for w in ("rlhf", "full_sft")}
     except UserError as e:
         raise DemoError(str(e))

@@ -7,7 +7,7 @@ import sys
 import time
 
 from demo import distill_stage, grpo_stage, lora_stage, ppo_stage, reward_stage
-from demo.common import ROOT, DemoError, fmt_time, rel, say
+from demo.common import ROOT, DemoError, family_flags, fmt_time, rel, say, thinking_on
 from demo.logs import dpo_reward_accuracy, loss_story
 from demo.plot import plot_losses
 from demo.scoring import ask_all, read_heldout, reason_eval, reason_summary
@@ -82,7 +82,13 @@ def get_parser():
                epilog="Defaults are the full demo; --quick lowers the epochs. Any flag given explicitly wins.")
     p.add_argument("--quick", action="store_true",
                    help="a third of the pretraining epochs and one DPO epoch: about half the time, rougher answers")
-    p.add_argument("--out_dir", default="out/demo", help="checkpoints, logs, plot and results (default %(default)s)")
+    p.add_argument("--model_family", choices=("minimind2", "minimind3"),
+                   default=os.environ.get("MINIMIND_MODEL_FAMILY") or "minimind2",
+                   help="minimind2 (default) or minimind3: MiniMind-3's architecture and chat layout, at the demo's "
+                        "width and with the repo's tokenizer (MINIMIND_MODEL_FAMILY sets it too, as for the scripts)")
+    p.add_argument("--out_dir", default=None,
+                   help="checkpoints, logs, plot and results (default out/demo; out/demo_minimind3 for the "
+                        "MiniMind-3 family, as both write the same file names)")
     p.add_argument("--data_dir", default=rel(DEMO_DATA),
                    help="folder with pretrain/sft/dpo/heldout.jsonl (default: the bundled demo corpus)")
     p.add_argument("--seed", type=nonneg_int, default=1337, help="training seed (default %(default)s)")
@@ -138,6 +144,8 @@ def get_parser():
 def resolve(args):
     """Fill the model/training flags not given explicitly from the full or quick preset."""
     preset = QUICK if args.quick else FULL
+    if args.out_dir is None:
+        args.out_dir = "out/demo" if args.model_family == "minimind2" else f"out/demo_{args.model_family}"
     for k, v in preset.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -185,6 +193,7 @@ def main(argv=None):
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.pop("RANK", None)  # the demo's scripts run as single processes even under a torchrun shell
     env.pop("WORLD_SIZE", None)
+    env.pop("MINIMIND_MODEL_FAMILY", None)  # the family goes on each command line (demo/common.family_flags)
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)  # read by the scripts' torch at start
     sys.path.insert(0, ROOT)
 
@@ -194,7 +203,7 @@ def main(argv=None):
         f"({rel(args.data_dir)}), {args.device}, float32")
     say("  ran with: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
         + f"; {machine['threads']} thread(s) per stage; {machine['cpu']}")
-    say(f"  model: --dim {args.dim} --n_layers {args.n_layers}; everything is written to {rel(args.out_dir)}/ "
+    say(f"  model: {' '.join(family_flags(args) + ['--dim', str(args.dim), '--n_layers', str(args.n_layers)])}; everything is written to {rel(args.out_dir)}/ "
         f"(checkpoints, logs/, loss_curves.png, demo_results.json)")
     start = STAGE_NAMES.index(args.from_stage)
     logs, times = {}, {}
@@ -245,7 +254,7 @@ def main(argv=None):
     acc_final, acc_first = dpo_reward_accuracy(logs.get("dpo") or [])
     total = time.time() - t_all
     results = {
-        "config": {k: getattr(args, k) for k in sorted(FULL) + ["seed", "quick", "max_new_tokens", "rl"]},
+        "config": {k: getattr(args, k) for k in sorted(FULL) + ["seed", "quick", "max_new_tokens", "rl", "model_family"]},
         "environment": machine,
         "times_s": {**{k: round(v, 1) for k, v in times.items()}, "total": round(total, 1)},
         "losses": {name: [[r["step"], r["loss"]] for r in recs] for name, recs in logs.items()},
@@ -324,13 +333,14 @@ def environment(args):
 
 def next_steps(args):
     """The demo's last lines: commands to use what it trained, with its own folder and sizes."""
-    out, size = rel(args.out_dir), f"--dim {args.dim} --n_layers {args.n_layers}"
+    out, size = rel(args.out_dir), " ".join(family_flags(args) + ["--dim", str(args.dim), "--n_layers", str(args.n_layers)])
     chat = f"python eval_model.py --out_dir {out} {size}"
     gguf = os.path.join(out, "minimind-demo.gguf")
     return [
         "\nChat with the result yourself:",
         f"  {chat} --model_mode 2 --device {args.device}",
-        f"  {chat} --model_mode 3 --device {args.device}   # the reason model: thinking, then the answer",
+        f"  {chat} --model_mode 3{' --enable_thinking 1' if thinking_on(args) else ''} --device {args.device}"
+        "   # the reason model: thinking, then the answer",
         f"  {chat} --model_mode 2 --lora_name lora_identity --device {args.device}   # the DPO model with the identity adapter",
         "\nThe chat page (http://127.0.0.1:8501; it opens on the DPO model, its LoRA adapters listed):",
         f"  streamlit run scripts/web_demo.py -- --out_dir {out} --device {args.device}",

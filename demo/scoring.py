@@ -2,7 +2,7 @@
 import json
 import os
 
-from demo.common import ROOT, DemoError, rel, say
+from demo.common import ROOT, DemoError, rel, say, thinking_on
 
 
 def read_heldout(path):
@@ -66,9 +66,12 @@ def ask_all(args, model_mode, items, max_new_tokens=None, weight=None, lora=None
     from model.reasoning import is_well_formed
     from trainer.errors import UserError
     torch.set_num_threads(args.threads)
+    if model_mode == REASON_MODE and enable_thinking is None:
+        enable_thinking = thinking_on(args)  # a MiniMind-3 reason model is asked to think
     # eval_model.py's settings: greedy, not streamed, float32, the repo's tokenizer
     settings = argparse.Namespace(
         out_dir=args.out_dir, dim=args.dim, n_layers=args.n_layers, use_moe=False, device=args.device,
+        model_family=getattr(args, "model_family", "minimind2"),
         dtype="float32", tokenizer_path=os.path.join(ROOT, "model"), model_mode=model_mode, weight=weight,
         lora_name=lora, load=0, model_path=None, temperature=0.0, top_p=0.85, stream=0, seed=0, history_cnt=0,
         max_new_tokens=max_new_tokens or args.max_new_tokens, show_think=1, enable_thinking=enable_thinking)

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from demo.common import ROOT, DemoError, fmt_time, rel, say
+from demo.common import ROOT, DemoError, family_flags, fmt_time, rel, say
 from demo.logs import TOTAL_RE, loss_story, parse_log, parse_step
 
 # (name, script, checkpoint it writes, what it does) in pipeline order.
@@ -18,6 +18,11 @@ STAGES = [
      "Reasoning: 2-hop questions answered as <think> facts </think><answer> conclusion </answer>"),
 ]
 STAGE_NAMES = [s[0] for s in STAGES] + ["chat"]
+
+# With --model_family minimind3 a script also takes MiniMind-3's own defaults for what the demo leaves unsaid;
+# these keep the MiniMind2 demo's: DPO writes rlhf_*, and SFT leaves the demo's conversations as they are
+# (MiniMind-3's random system prompts and empty-think dropping are for its own data; 1.0 keeps every block).
+FAMILY_KEEP = {"sft": ["--add_system_ratio", "0", "--empty_think_ratio", "1"], "dpo": ["--save_weight", "rlhf"]}
 
 
 def stage_command(args, stage):
@@ -42,6 +47,8 @@ def stage_command(args, stage):
         cmd += ["--beta", str(args.beta)]
     if name == "reason":
         cmd += ["--empty_think_ratio", str(args.empty_think_ratio)]
+    if family_flags(args):
+        cmd += FAMILY_KEEP.get(name, [])
     return cmd
 
 
@@ -54,6 +61,7 @@ def run_stage(args, stage, index, env, cmd=None, log_name=None, header=None):
     """Run one training script, echo a readable part of its log, keep all of it; returns records."""
     name, script, save, what = stage
     cmd = cmd or stage_command(args, stage)
+    cmd = cmd[:2] + family_flags(args) + cmd[2:]
     say(header or f"\n[{index}/{len(STAGES) + 1}] {what}")
     say(f"  $ {show_command(cmd)}")
     log_path = os.path.join(args.out_dir, "logs", f"{log_name or name}.log")

@@ -21,6 +21,7 @@ import torch
 
 from model.generation import sampling_kwargs, stream_text
 from model.loading import REASON_MODE
+from model.reasoning import open_think
 from trainer.errors import UserError
 
 USER_TAG = "👶: "
@@ -41,7 +42,9 @@ def build_prompt(tokenizer, messages, model_mode, enable_thinking=None, tools=No
     """
     if model_mode == 0:
         return tokenizer.bos_token + messages[-1]["content"]
-    extra = {} if enable_thinking is None else {"enable_thinking": bool(enable_thinking)}
+    # both names: MiniMind 2025-10's template reads enable_thinking, MiniMind-3's own open_thinking
+    extra = {} if enable_thinking is None else {"enable_thinking": bool(enable_thinking),
+                                                "open_thinking": bool(enable_thinking)}
     if tools:
         extra["tools"] = tools
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
@@ -184,12 +187,15 @@ class Chat:
         """One generation for `prompt`, printed after BOT_TAG (with tools, without the <tool_call> blocks);
         returns the answer kept in the history. self.raw is the whole generated text."""
         kw = self.generate_kwargs(prompt)
-        reason = self.args.model_mode == REASON_MODE
+        opened = open_think(prompt)  # a thinking-on MiniMind-3 prompt opened the think block
+        reason = self.args.model_mode == REASON_MODE or bool(opened)
         sink = ReasonPrinter(out, getattr(self.args, "show_think", 1)) if reason else out
         if not reason and not self.tools:
             out.write(BOT_TAG)
             out.flush()
         shown = ToolSink(sink, "" if reason else BOT_TAG) if self.tools else sink
+        if opened:
+            shown.write(opened)
         if self.args.stream:
             answer = self.stream(kw, shown)
         else:
@@ -201,7 +207,7 @@ class Chat:
         if self.tools:
             shown.close()
         self.shown_text = reason or not self.tools or shown.wrote  # False: a turn of calls alone
-        self.raw = answer  # the whole generated text (a reason model's with its tags)
+        self.raw = opened + answer  # the whole generated text (a reason model's with its tags)
         if reason:
             # the answer alone goes into the history, as DeepSeek advises for reasoning models
             self.reasoning, answer = sink.close()

@@ -216,9 +216,9 @@ def as_minimind(net, where="the model"):
     return mm.eval()
 
 
-def model_size(dim, n_layers, use_moe=False):
+def model_size(dim, n_layers, use_moe=False, model_family="minimind2"):
     """The size object load_pth takes, for callers that know the size without flags."""
-    return argparse.Namespace(dim=dim, n_layers=n_layers, use_moe=use_moe)
+    return argparse.Namespace(dim=dim, n_layers=n_layers, use_moe=use_moe, model_family=model_family)
 
 
 def load_model(args):

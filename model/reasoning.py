@@ -3,6 +3,7 @@
 Used by train_distill_reason.py (which tokens spell the tags), model/chat.py (eval_model.py --model_mode 3), the
 OpenAI-compatible server (DeepSeek's `reasoning_content`) and the web page (a collapsible block):
 
+    open_think(prompt) -> the think block a prompt opened ("<think>\n"), to put before its output; or ""
     split_reasoning(text) -> (reasoning or None, answer)
         reasoning: the text inside <think>...</think>, stripped; None when there is no <think>.
         answer: everything else with the tags removed (the <answer> body when there is one), stripped.
@@ -31,6 +32,16 @@ def is_well_formed(text):
     if not m or len(tag_spans(text)) != 4:
         return False
     return bool(m.group(2).strip())
+
+
+def open_think(prompt):
+    """The think block `prompt` leaves open for the model ("<think>\n" for a thinking-on MiniMind-3 / Qwen3
+    prompt, which opens it in the assistant turn), else "". The generated text continues that block, so
+    whoever parses it puts this in front first."""
+    start = prompt.rfind(THINK_OPEN)
+    if start == -1 or THINK_CLOSE in prompt[start:] or start < prompt.rfind("<|im_start|>"):
+        return ""
+    return prompt[start:]
 
 
 def split_reasoning(text):

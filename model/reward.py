@@ -50,7 +50,7 @@ def load_reward_pth(path, size=None, pad_token_id=None):
     """A reward .pth in a MiniMindForSequenceClassification (float32, eval mode, on the CPU).
 
     `size` (dim, n_layers, use_moe) as the flags give it; None reads it from the tensors' shapes
-    (MiniMind2's head counts, as every .pth of this project). One-line errors for a missing file or a
+    (its family from its q/k norms). One-line errors for a missing file or a
     file that is not a reward model."""
     from model import MiniMindForSequenceClassification
     state = read_state_dict(path, "train_reward.py")
@@ -63,7 +63,8 @@ def load_reward_pth(path, size=None, pad_token_id=None):
     if "dim" not in info or not info["n_layers"]:
         raise UserError(f"{path}: not a MiniMind reward model (no model.embed_tokens.weight / model.layers.*)")
     if size is None:
-        size = argparse.Namespace(dim=info["dim"], n_layers=info["n_layers"], use_moe=info["use_moe"])
+        size = argparse.Namespace(dim=info["dim"], n_layers=info["n_layers"], use_moe=info["use_moe"],
+                                  model_family=info["model_family"])
     extra = {"pad_token_id": pad_token_id} if pad_token_id is not None else {}
     try:
         cfg = reward_config(size, vocab_size=info["vocab_size"], **extra)

@@ -47,6 +47,7 @@ import torch  # noqa: E402
 from model.agent import ToolCallStream  # noqa: E402
 from model.generation import StopStrings, cut_at_stop, held_back, sampling_kwargs  # noqa: E402
 from model.loading import add_source_args, load_source, source_name  # noqa: E402
+from model.reasoning import open_think  # noqa: E402
 from model.tools import TOOL_CALL_OPEN, check_tool_definitions, to_openai_tool_calls  # noqa: E402
 from trainer.args import (ArgumentParser, add_device_args, check_device, positive_int,  # noqa: E402
                           resolve_dtype)
@@ -257,6 +258,8 @@ class Engine:
                                                         **extra) + req.get("begun", "")
         except Exception as e:  # a template that rejects this conversation (e.g. roles out of order)
             raise RequestError(f"'messages' could not be formatted with the chat template: {e}", "messages")
+        # a thinking-on MiniMind-3 prompt opens the think block: the reply's reasoning starts in the prompt
+        req["opened"] = open_think(prompt) if self.reasoning else ""
         ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
         n_prompt = ids.shape[1]
         if n_prompt >= self.context:
@@ -421,7 +424,7 @@ def create_app(engine: Engine):
             message, finish = {"role": "assistant", "content": req["begun"] + "".join(parts)}, end["finish_reason"]
             if engine.reasoning:
                 from model.reasoning import split_reasoning
-                message["reasoning_content"], message["content"] = split_reasoning(message["content"])
+                message["reasoning_content"], message["content"] = split_reasoning(req["opened"] + message["content"])
             if req["tools"]:
                 split = ToolCallStream()
                 shown = split.feed(message["content"])
@@ -469,6 +472,7 @@ def create_app(engine: Engine):
             if engine.reasoning:
                 from model.reasoning import ReasoningStream
                 split = ReasoningStream()
+                split.feed(req["opened"])
             try:
                 yield sse(chunk({"role": "assistant", "content": ""}))
                 async for item in engine.run(ids, budget, req, cancel):

@@ -55,7 +55,7 @@ from model.agent import DEFAULT_MAX_TURNS, ToolCallStream, ToolLoop, split_reply
 from model.chat import Chat, keep_history  # noqa: E402
 from model.loading import (REASON_MODE, add_rope_scaling_arg, load_dir_model, load_pth, model_size,  # noqa: E402
                            tokenizer_for)
-from model.reasoning import ReasoningStream, split_reasoning  # noqa: E402
+from model.reasoning import ReasoningStream, open_think, split_reasoning  # noqa: E402
 from model.tools import ToolRegistry, tool_response_text  # noqa: E402
 from trainer.args import add_device_args, check_device, resolve_dtype  # noqa: E402
 from trainer.checkpoint import describe_state_dict, read_state_dict  # noqa: E402
@@ -118,6 +118,7 @@ class Entry:
     vocab_size: int = 0
     error: str = ""    # why it cannot be loaded (shown when it is chosen)
     mtime: float = 0.0
+    family: str = "minimind2"  # a .pth's model family, read from its tensors (MiniMind-3's have q/k norms)
 
 
 def stage_of(name: str) -> str:
@@ -127,8 +128,8 @@ def stage_of(name: str) -> str:
     return "other"
 
 
-def size_label(dim, n_layers, use_moe) -> str:
-    return f"{dim}×{n_layers}" + (", MoE" if use_moe else "")
+def size_label(dim, n_layers, use_moe, family="minimind2") -> str:
+    return f"{dim}×{n_layers}" + (", MoE" if use_moe else "") + (", MiniMind-3" if family == "minimind3" else "")
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -165,8 +166,10 @@ def pth_entry(path, out_dir) -> Entry:
     stage = stage_of(os.path.basename(path)[:-4])
     if err:
         return Entry(path, "pth", f"{rel} (unreadable)", stage, error=err, mtime=s.st_mtime)
-    return Entry(path, "pth", f"{rel} ({size_label(info['dim'], info['n_layers'], info['use_moe'])})", stage,
-                 info["dim"], info["n_layers"], info["use_moe"], info.get("vocab_size", 0), mtime=s.st_mtime)
+    family = info.get("model_family", "minimind2")
+    return Entry(path, "pth", f"{rel} ({size_label(info['dim'], info['n_layers'], info['use_moe'], family)})", stage,
+                 info["dim"], info["n_layers"], info["use_moe"], info.get("vocab_size", 0), mtime=s.st_mtime,
+                 family=family)
 
 
 def folder_entry(path) -> Entry:
@@ -242,7 +245,8 @@ def load_entry(entry, adapter, args):
     if entry.kind == "folder":
         net = load_dir_model(entry.path, rope_scaling=args.inference_rope_scaling)
     else:
-        net = load_pth(entry.path, model_size(entry.dim, entry.n_layers, entry.use_moe), vocab_size=entry.vocab_size,
+        net = load_pth(entry.path, model_size(entry.dim, entry.n_layers, entry.use_moe, entry.family),
+                       vocab_size=entry.vocab_size,
                        rope_scaling=args.inference_rope_scaling)
     tokenizer = tokenizer_for(net, args.tokenizer_path, entry.path if entry.kind == "folder" else None,
                               fix="start the page with the --tokenizer_path the model was trained with")
@@ -379,16 +383,22 @@ def generate(model, tokenizer, mode, history, question, settings, seed, sink, to
                              enable_thinking=settings.get("enable_thinking"))
     chat = Chat(model, tokenizer, gen, tools=tools)
     chat.messages = history
+
+    def reply(prompt):
+        opened = open_think(prompt)  # a thinking-on MiniMind-3 prompt opened the think block: the reply's start
+        sink.write(opened)
+        return opened + chat.stream(chat.generate_kwargs(prompt), sink)
+
     if tools is None:
-        kw = chat.generate_kwargs(chat.prompt_for(question))
+        prompt = chat.prompt_for(question)
         torch.manual_seed(seed)  # as Chat.ask: seeded right before generate()
-        return chat.stream(kw, sink)
+        return reply(prompt)
     messages = keep_history(history, settings["history"]) + [{"role": "user", "content": question}]
     torch.manual_seed(seed)  # as Chat.ask: once per question, before the first turn
 
     def turn(prompt, i):
         sink.begin_turn(i)
-        return chat.stream(chat.generate_kwargs(prompt), sink)
+        return reply(prompt)
     return chat.converse(messages, turn, sink.call_done)
 
 

@@ -131,8 +131,9 @@ STAGE_DEFAULTS = {"minimind3": {
     "lora": dict(max_seq_len=340, from_weight="full_sft"),
     "distill": dict(data_path="./dataset/sft_t2t_mini.jsonl", max_seq_len=340),
     "grpo": dict(data_path="./dataset/rlaif.jsonl", max_seq_len=768, from_weight="full_sft", max_gen_len=1024,
-                 num_generations=6),
-    "ppo": dict(data_path="./dataset/rlaif.jsonl", max_seq_len=768, from_weight="full_sft", max_gen_len=1024),
+                 num_generations=6, thinking_ratio=0.9),
+    "ppo": dict(data_path="./dataset/rlaif.jsonl", max_seq_len=768, from_weight="full_sft", max_gen_len=1024,
+                thinking_ratio=0.9),
     "spo": dict(data_path="./dataset/rlaif.jsonl", max_seq_len=768, from_weight="full_sft"),
     "agent": dict(max_gen_len=768, num_generations=4),
 }}

@@ -50,7 +50,8 @@ class Trajectory:
 
 
 def _render(tok, messages, tools, open_thinking, generation_prompt=True):
-    kwargs = {} if open_thinking else {"open_thinking": False}
+    # both names, both ways: MiniMind-3's template opens the block only when asked (MiniMind2's thinks unless told not)
+    kwargs = {"open_thinking": bool(open_thinking), "enable_thinking": bool(open_thinking)}
     return tok.apply_chat_template(messages, tools=tools or None, tokenize=False,
                                    add_generation_prompt=generation_prompt, **kwargs)
 

@@ -15,7 +15,7 @@ stages: the rollout, reward and policy-loss flags, the reward functions made fro
 """
 import argparse
 
-from trainer.args import nonneg_float, nonneg_int, positive_float, positive_int, str2bool
+from trainer.args import nonneg_float, nonneg_int, positive_float, positive_int, str2bool, unit_float
 from trainer.errors import UserError
 from trainer.rl.grpo import LOSS_TYPES
 from trainer.rl.rollout import ENGINES
@@ -32,7 +32,12 @@ def comma_floats(v):
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {v!r}")
 
 
-def add_rollout_flags(g):
+def add_rollout_flags(g, thinking_ratio=True):
+    if thinking_ratio:  # train_agent.py has its own, drawn per trajectory
+        g.add_argument("--thinking_ratio", type=unit_float, default=None,
+                       help="share of the prompts rendered with thinking on (MiniMind-3's flag; its template's "
+                            "open_thinking / enable_thinking), drawn per prompt; default: the template's own "
+                            "default for every prompt (MiniMind-3's scripts: 0.9)")
     g.add_argument("--max_gen_len", type=positive_int, default=1536, help="max new tokens per completion (default %(default)s)")
     g.add_argument("--temperature", type=positive_float, default=0.8, help="sampling temperature (default %(default)s)")
     g.add_argument("--top_p", type=positive_float, default=1.0, help="nucleus sampling (default %(default)s)")

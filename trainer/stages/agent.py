@@ -32,6 +32,12 @@ class AgentStage(GRPOStage):
                     "tools": a.tools})
         return out
 
+    def _with_thinking(self, items, step):
+        return items  # each trajectory draws its own (--thinking_ratio), as MiniMind's agent rollout
+
+    def _reward_texts(self, prompts, texts):
+        return texts  # MiniMind's agent reward reads the generated text as it came
+
     def _rollout(self, items, n, temperature, top_p):
         a = self.args
         roll, trajs = multi_turn_rollout(self.engine, self.tokenizer, items, n, self.registry, a.max_turns, a.max_gen_len,

@@ -15,10 +15,12 @@ the same rewards, and the --log_completions samples.
 """
 import copy
 import math
+import random
 
 import torch
 import torch.distributed as dist
 
+from model.reasoning import open_think
 from trainer.checkpoint import unwrap
 from trainer.rl import rewards as R
 from trainer.rl.grpo import _nanstd, group_advantages, policy_loss
@@ -53,13 +55,39 @@ class RolloutStage(Stage):
                                     temperature, top_p)
         return roll, [it["fields"] for it in items for _ in range(n)]
 
+    def _with_thinking(self, items, step):
+        """The items with their prompts rendered again, thinking on for a --thinking_ratio share of them (one
+        draw per prompt, fixed by --seed, the step and the prompt, as MiniMind-3's RLAIFDataset draws per
+        sample); the items themselves when the flag is unset (the template's own default)."""
+        ratio = getattr(self.args, "thinking_ratio", None)
+        if ratio is None:
+            return items
+        from model.chat import build_prompt
+        out = []
+        for it in items:
+            think = random.Random(f"{self.args.seed}:{step}:{it['index']}").random() < ratio
+            messages = it["messages"]
+            tools = messages[0].get("tools") if messages and messages[0].get("role") == "system" else None
+            text = build_prompt(self.tokenizer, messages, 1, enable_thinking=think, tools=tools)
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][-self.args.max_seq_len:]
+            out.append({**it, "prompt_ids": torch.tensor(ids, dtype=torch.long)})
+        return out
+
+    def _reward_texts(self, prompts, texts):
+        """What the reward functions read: a completion after a prompt that opened the think block (MiniMind-3's
+        thinking on) gets that opening in front, so `format` and the answer after </think> read as after a
+        prompt that did not."""
+        return [open_think(p) + t for p, t in zip(prompts, texts)]
+
     def _scored(self, items, n, temperature, top_p, step=None):
         """(rollout, per-function rewards (N, F), prompt texts), scored before any policy or reference forward."""
+        items = self._with_thinking(items, step)
         roll, fields = self._rollout(items, n, temperature, top_p)
         prompts = [t for it in items for t in [self.tokenizer.decode(it["prompt_ids"], skip_special_tokens=False)] * n]
         generated = roll.loss_mask if roll.loss_mask is not None else roll.completion_mask
         ids = [row[m.bool()].tolist() for row, m in zip(roll.completion_ids, generated)]
-        return roll, R.score(self.funcs, prompts, roll.texts, ids, fields, step=step), prompts
+        texts = self._reward_texts(prompts, roll.texts)
+        return roll, R.score(self.funcs, prompts, texts, ids, fields, step=step), prompts
 
     def _sample_and_score(self, trainer, items, n):
         """(rollout, per-function rewards (N, F), prompt texts): n completions of each prompt item, scored
@@ -131,7 +159,8 @@ class GRPOStage(RolloutStage):
                 "num_iterations": a.num_iterations, "epsilon": a.epsilon, "epsilon_high": a.epsilon_high,
                 "max_gen_len": a.max_gen_len, "temperature": a.temperature, "top_p": a.top_p,
                 "scale_rewards": a.scale_rewards, "mask_truncated_completions": a.mask_truncated_completions,
-                "rewards": [n for n, _ in self.funcs], "reward_weights": self.weights.tolist()}
+                "rewards": [n for n, _ in self.funcs], "reward_weights": self.weights.tolist(),
+                **({"thinking_ratio": a.thinking_ratio} if getattr(a, "thinking_ratio", None) is not None else {})}
 
     def prepare(self, trainer, model, train_ds, val_ds, collate, resume_state):
         raw = unwrap(model)

@@ -51,7 +51,8 @@ class PPOStage(RolloutStage):
                 "clip_epsilon": a.clip_epsilon, "cliprange_value": a.cliprange_value, "vf_coef": a.vf_coef,
                 "kl_coef": a.kl_coef, "ppo_update_iters": a.ppo_update_iters, "mini_batch_size": a.mini_batch_size,
                 "early_stop_kl": a.early_stop_kl, "max_gen_len": a.max_gen_len, "temperature": a.temperature,
-                "top_p": a.top_p, "rewards": [n for n, _ in self.funcs], "reward_weights": self.weights.tolist()}
+                "top_p": a.top_p, "rewards": [n for n, _ in self.funcs], "reward_weights": self.weights.tolist(),
+                **({"thinking_ratio": a.thinking_ratio} if getattr(a, "thinking_ratio", None) is not None else {})}
 
     def param_groups(self, model, args):
         raw = unwrap(model)
