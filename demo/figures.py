@@ -1,6 +1,8 @@
 """The demo's published figures: measured over several seeds, kept in one file, quoted from it.
 
     python -m demo.figures out/s1337 out/s1 out/s2 --repeat out/s1337b > docs/demo_figures.json
+    python -m demo.figures out/m3_1337 out/m3_1 out/m3_2 --repeat ... > docs/demo_figures_minimind3.json
+    python -m demo.figures --compare docs/demo_figures.json docs/demo_figures_minimind3.json
 
 reads each run's demo_results.json (scripts/demo.py --rl --seed S --out_dir DIR) and writes the file
 README quotes. `table()` renders the figures as README's table of them; tests/test_demo_figures.py
@@ -87,13 +89,18 @@ def _rl(r, stage, which, key, field):
 def read_run(folder):
     with open(os.path.join(folder, "demo_results.json"), encoding="utf-8") as f:
         r = json.load(f)
-    return {"seed": r["config"]["seed"], "environment": r.get("environment"),
+    return {"seed": r["config"]["seed"], "model_family": r["config"].get("model_family", "minimind2"),
+            "environment": r.get("environment"),
             "figures": {key: list(get(r)) for key, _, get in FIGURES}}
 
 
 def collect(folders, repeat=None):
     runs = [read_run(f) for f in folders]
-    out = {"how": "python scripts/demo.py --rl --seed S from a fresh clone, one or two runs at a time with one "
+    families = {r["model_family"] for r in runs}
+    if len(families) > 1:
+        raise SystemExit(f"error: the runs are of different model families ({', '.join(sorted(families))})")
+    flag = "" if families == {"minimind2"} else f" --model_family {families.pop()}"
+    out = {"how": f"python scripts/demo.py{flag} --rl --seed S from a fresh clone, one or two runs at a time with one "
                   "thread each, on a 2-core machine",
            "runs": runs}
     if repeat:
@@ -125,19 +132,37 @@ def table(published):
     return "\n".join(rows)
 
 
-def load(path=None):
+FAMILY_NAMES = {"minimind2": "MiniMind2", "minimind3": "MiniMind-3"}
+
+
+def family_table(*published):
+    """README's table of the families side by side, at the demo's width and epochs: each one's range over its seeds."""
+    head = [f"{FAMILY_NAMES[p['runs'][0].get('model_family', 'minimind2')]}, seeds "
+            + ", ".join(str(r["seed"]) for r in p["runs"]) for p in published]
+    rows = ["| figure | " + " | ".join(head) + " |", "|---|" + "---|" * len(published)]
+    for key, label, _ in FIGURES:
+        rows.append(f"| {label} | " + " | ".join(value_range(p, key) for p in published) + " |")
+    return "\n".join(rows)
+
+
+def load(path=None, family="minimind2"):
     path = path or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                                "demo_figures.json")
+                                "demo_figures.json" if family == "minimind2" else f"demo_figures_{family}.json")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m demo.figures", description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", help="demo --out_dir folders, one per seed")
+    p.add_argument("runs", nargs="+", help="demo --out_dir folders, one per seed (with --compare: figure files)")
+    p.add_argument("--compare", action="store_true",
+                   help="print README's table of the families side by side from the figure files given")
     p.add_argument("--repeat", default=None, help="a second run of one of the seeds, to show it repeats")
     p.add_argument("--table", action="store_true", help="print README's table instead of the JSON")
     a = p.parse_args(argv)
+    if a.compare:
+        print(family_table(*(load(path) for path in a.runs)))
+        return 0
     published = collect(a.runs, a.repeat)
     print(table(published) if a.table else json.dumps(published, ensure_ascii=False, indent=1))
     return 0

@@ -249,6 +249,14 @@ class Chat:
         self.messages += msgs[start:] + [{"role": "assistant", "content": answers[-1]}]
         return answers[-1]
 
+    def stream_reply(self, prompt, out) -> str:
+        """stream() for `prompt`, the think block the prompt opened (MiniMind-3, thinking on) written first, as the
+        reply's start: its returned text and what `out` sees then parse as any reasoning reply."""
+        opened = open_think(prompt)
+        if opened:
+            out.write(opened)
+        return opened + self.stream(self.generate_kwargs(prompt), out)
+
     def stream(self, kw, out) -> str:
         """Writes generate(**kw)'s text into `out` as it comes; returns all of it."""
         pieces = []

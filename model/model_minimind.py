@@ -339,7 +339,8 @@ class MoEFeedForward(nn.Module):
             load.scatter_add_(1, top_expert.view(B, T * k), torch.ones(B, T * k, device=scores.device))
             load = load / (T * k / E)  # 1.0 per expert when perfectly balanced
             return (load * scores.view(B, T, E).mean(dim=1)).sum(dim=1).mean() * self.aux_loss_alpha
-        load = F.one_hot(top_expert.flatten(), E).float().mean(0) * E
+        # over the batch (MiniMind-3's rule): each of a token's k routed slots counts, so uniform routing = k * alpha
+        load = F.one_hot(top_expert, E).float().sum(1).mean(0) * E
         return (load * scores.mean(0)).sum() * self.aux_loss_alpha
 
 

@@ -3,6 +3,7 @@
 
     python scripts/demo.py            # the full demo: a few minutes on 2 CPU cores
     python scripts/demo.py --quick    # a shorter, rougher run
+    python scripts/demo.py --model_family minimind3   # the same demo on the MiniMind-3 family (out/demo_minimind3)
 
 It trains a tiny MiniMind model on the bundled demo corpus (dataset/demo: an invented world of
 countries and animal characters, English and Chinese) by running the real training scripts,

@@ -7,7 +7,8 @@
 A thin layer over lm_eval.simple_evaluate with lm-eval's own `hf` model. The model is chosen as in
 eval_model.py and scripts/convert_model.py (--model_mode/--weight/--lora_name with --dim/--n_layers,
 or --model_path DIR); .pth weights are first exported to a temporary transformers folder (plain
-Llama for a dense model, the MiniMind folder with its modelling code for MoE), exactly the folders
+Llama for a dense MiniMind2 model, the MiniMind folder with its modelling code for MoE, plain Qwen3 / Qwen3-MoE
+for the MiniMind-3 family), exactly the folders
 scripts/convert_model.py writes, so the scores are those `lm_eval --model hf` gets on an export.
 
 The bundled offline tasks in dataset/demo/lm_eval/ (demo_world, demo_world_en/_zh, demo_world_gen,
@@ -31,7 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from model.export import export_llama, export_minimind  # noqa: E402
+from model.export import export_llama, export_minimind, export_qwen3  # noqa: E402
 from model.loading import add_source_args, load_source, source_is_dir, source_name  # noqa: E402
 from trainer.args import (ArgumentParser, add_device_args, check_device, nonneg_int,  # noqa: E402
                           positive_int, resolve_dtype)
@@ -88,7 +89,8 @@ def get_parser():
 # ------------------------------------------------------------------------------------ the model
 
 def model_folder(args, tmp):
-    """(transformers folder for lm-eval's hf model, whether it needs trust_remote_code, description)."""
+    """(transformers folder for lm-eval's hf model, its format: "minimind" (needs trust_remote_code), "llama" or
+    "qwen3", description)."""
     if source_is_dir(args) and not getattr(args, "lora_name", None) and not args.inference_rope_scaling:
         cfg_path = os.path.join(args.model_path, "config.json")
         if not os.path.isfile(cfg_path):
@@ -103,14 +105,17 @@ def model_folder(args, tmp):
         if not os.path.isfile(os.path.join(args.model_path, "tokenizer.json")):
             raise UserError(f"{args.model_path}: holds no tokenizer.json; lm-eval reads the tokenizer (EOS, pad, "
                             "chat template) from the model folder: export it with scripts/convert_model.py")
-        return args.model_path, remote, args.model_path
+        return args.model_path, "minimind" if remote else cfg.get("model_type", "llama"), args.model_path
     net, tokenizer, where = load_source(args)
     folder = os.path.join(tmp, "model")
+    if getattr(net.config, "model_family", "minimind2") == "minimind3":  # Qwen3 / Qwen3-MoE, dense or not
+        export_qwen3(net, tokenizer, folder, outtype="f32")
+        return folder, "qwen3", where
     if getattr(net.config, "use_moe", False):
         export_minimind(net, tokenizer, folder, outtype="f32")
-        return folder, True, where
+        return folder, "minimind", where
     export_llama(net, tokenizer, folder, outtype="f32")
-    return folder, False, where
+    return folder, "llama", where
 
 
 # ------------------------------------------------------------------------------------ the tasks
@@ -261,11 +266,13 @@ def evaluate(args, log_samples=False):
     tasks = resolve_tasks(tm, names)
 
     with tempfile.TemporaryDirectory(prefix="minimind_eval_") as tmp:
-        folder, remote, where = model_folder(args, tmp)
+        folder, fmt, where = model_folder(args, tmp)
+        remote = fmt == "minimind"
         model_args = dict(pretrained=folder, dtype=dtype, trust_remote_code=remote)
         if args.max_length:
             model_args["max_length"] = args.max_length
-        print(f"model: {where} -> lm-eval hf ({'MiniMind, trust_remote_code' if remote else 'Llama'}, {dtype}, "
+        shown = {"minimind": "MiniMind, trust_remote_code", "llama": "Llama", "qwen3": "Qwen3"}.get(fmt, fmt)
+        print(f"model: {where} -> lm-eval hf ({shown}, {dtype}, "
               f"{device}); tasks: {', '.join(tasks)}", flush=True)
         t0 = time.time()
         try:
@@ -281,7 +288,7 @@ def evaluate(args, log_samples=False):
     samples = results.get("samples")
     chance = _group_chance(results, chance_levels(samples))
     summary = {
-        "model": where, "hf_folder_format": "minimind" if remote else "llama", "tasks": tasks,
+        "model": where, "hf_folder_format": fmt, "tasks": tasks,
         "num_fewshot": args.num_fewshot, "limit": args.limit, "apply_chat_template": args.apply_chat_template,
         "batch_size": args.batch_size, "device": str(device), "dtype": dtype, "seconds": round(took, 2),
         "lm_eval_version": _lm_eval_version(),

@@ -251,7 +251,8 @@ class Engine:
     def prepare(self, req):
         """Prompt ids and the generation budget for a checked request; RequestError if it cannot fit."""
         try:
-            extra = {} if req.get("enable_thinking") is None else {"enable_thinking": req["enable_thinking"]}
+            thinking = req.get("enable_thinking")  # both names: MiniMind-3's own template reads open_thinking
+            extra = {} if thinking is None else {"enable_thinking": thinking, "open_thinking": thinking}
             if req.get("tools"):
                 extra["tools"] = req["tools"]
             prompt = self.tokenizer.apply_chat_template(req["messages"], tokenize=False, add_generation_prompt=True,

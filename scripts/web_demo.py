@@ -55,7 +55,7 @@ from model.agent import DEFAULT_MAX_TURNS, ToolCallStream, ToolLoop, split_reply
 from model.chat import Chat, keep_history  # noqa: E402
 from model.loading import (REASON_MODE, add_rope_scaling_arg, load_dir_model, load_pth, model_size,  # noqa: E402
                            tokenizer_for)
-from model.reasoning import ReasoningStream, open_think, split_reasoning  # noqa: E402
+from model.reasoning import ReasoningStream, split_reasoning  # noqa: E402
 from model.tools import ToolRegistry, tool_response_text  # noqa: E402
 from trainer.args import add_device_args, check_device, resolve_dtype  # noqa: E402
 from trainer.checkpoint import describe_state_dict, read_state_dict  # noqa: E402
@@ -383,22 +383,16 @@ def generate(model, tokenizer, mode, history, question, settings, seed, sink, to
                              enable_thinking=settings.get("enable_thinking"))
     chat = Chat(model, tokenizer, gen, tools=tools)
     chat.messages = history
-
-    def reply(prompt):
-        opened = open_think(prompt)  # a thinking-on MiniMind-3 prompt opened the think block: the reply's start
-        sink.write(opened)
-        return opened + chat.stream(chat.generate_kwargs(prompt), sink)
-
     if tools is None:
         prompt = chat.prompt_for(question)
         torch.manual_seed(seed)  # as Chat.ask: seeded right before generate()
-        return reply(prompt)
+        return chat.stream_reply(prompt, sink)
     messages = keep_history(history, settings["history"]) + [{"role": "user", "content": question}]
     torch.manual_seed(seed)  # as Chat.ask: once per question, before the first turn
 
     def turn(prompt, i):
         sink.begin_turn(i)
-        return reply(prompt)
+        return chat.stream_reply(prompt, sink)
     return chat.converse(messages, turn, sink.call_done)
 
 

@@ -90,7 +90,6 @@ def test_reward_pth_keeps_its_family(tmp_path):
     import torch
     from model import MiniMindForSequenceClassification
     from model.reward import load_reward_pth, reward_config
-    from trainer.args import build_config  # noqa: F401  (reward_config builds through it)
     size = copy.copy(demo_args())
     size.dim, size.n_layers, size.use_moe, size.model_family = 64, 1, False, "minimind3"
     net = MiniMindForSequenceClassification(reward_config(size))

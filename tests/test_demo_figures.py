@@ -117,3 +117,29 @@ def test_the_range_renders_as_quoted():
     assert figures.value_range(pub, "x") == "51–54/56"
     pub = {"runs": [{"figures": {"x": [20, 20]}}, {"figures": {"x": [20, 20]}}]}
     assert figures.value_range(pub, "x") == "20/20"
+
+
+def test_the_minimind3_familys_figures_sit_beside_minimind2s(published, readme):
+    """scripts/demo.py --model_family minimind3, over three seeds and a repeat, in README's side-by-side table."""
+    m3 = figures.load(family="minimind3")
+    seeds = [r["seed"] for r in m3["runs"]]
+    assert len(set(seeds)) >= 3 and {r["model_family"] for r in m3["runs"]} == {"minimind3"}
+    assert "--model_family minimind3 --rl" in m3["how"]
+    assert m3["repeat"]["seed"] in seeds and m3["repeat"]["same_figures"] is True
+    assert figures.family_table(published, m3) in readme
+    assert figures.family_table(published, m3).splitlines()[0] == \
+        "| figure | MiniMind2, seeds 1337, 1, 2 | MiniMind-3, seeds " + ", ".join(map(str, seeds)) + " |"
+
+
+def test_the_family_comparisons_per_seed_quote_the_files(published, readme):
+    m3 = figures.load(family="minimind3")
+    assert [r["seed"] for r in m3["runs"]] == [r["seed"] for r in published["runs"]]
+    flat = " ".join(section(readme, "What is the same as MiniMind2, and what is better").split())
+
+    def seeds(pub, key):
+        return ", ".join(str(r["figures"][key][0]) for r in pub["runs"])
+    for key in ("heldout_sft", "reason_2hop", "grpo_2hop"):
+        assert f"{seeds(m3, key)} against {seeds(published, key)}" in flat, key
+    f = {r["seed"]: r["figures"] for r in m3["runs"]}
+    assert f"seed 1337 ({f[1337]['reason_2hop'][0]} → {f[1337]['ppo_2hop'][0]} of 60)" in flat
+    assert f"right answers {f[1]['heldout_sft'][0]} → {f[1]['ppo_chat_right'][0]} of 56" in flat

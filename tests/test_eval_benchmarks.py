@@ -389,3 +389,27 @@ def test_both_export_folders_under_the_hf_model(exports, net, tokenizer):
     # the rolling log-likelihood ignores the chat template
     assert [x["filtered_resps"] for x in got["llama", True]["demo_world_ppl"]] == \
         [x["filtered_resps"] for x in got["llama", False]["demo_world_ppl"]]
+
+
+def test_a_minimind3_pth_goes_through_the_qwen3_export(tokenizer, tmp_path, capsys):
+    """--model_family minimind3: the .pth is exported as a plain Qwen3 folder (no remote code) and lm-eval's
+    log-likelihoods are our model's own."""
+    from model import MiniMindConfig, MiniMindForCausalLM
+    torch.manual_seed(0)
+    m3 = MiniMindForCausalLM(MiniMindConfig(hidden_size=DIM, num_hidden_layers=1, model_family="minimind3")).eval()
+    out = tmp_path / "out"
+    out.mkdir()
+    torch.save({k: v.half() for k, v in m3.state_dict().items()}, out / f"pretrain_{DIM}.pth")
+    m3 = m3.half().float()  # the weights as the checkpoint holds them
+    args = eb.get_parser().parse_args(["--model_family", "minimind3", "--dim", str(DIM), "--n_layers", "1",
+                                       "--out_dir", str(out), "--model_mode", "0", "--device", "cpu",
+                                       "--tokenizer_path", tokenizer_dir(), "--tasks", "demo_world_en", "--limit", "3"])
+    results, summary = eb.evaluate(args, log_samples=True)
+    assert "-> lm-eval hf (Qwen3, float32, cpu)" in capsys.readouterr().out
+    assert summary["hf_folder_format"] == "qwen3"
+    samples = results["samples"]["demo_world_en"]
+    assert len(samples) == 3
+    for s in samples:
+        ctx = tokenizer.encode(s["doc"]["question"])
+        ours = [loglik(m3, ctx, tokenizer.encode(" " + c)) for c in s["doc"]["choices"]]
+        assert ours == pytest.approx([r[0] for r in s["filtered_resps"]], abs=1e-4)

@@ -646,3 +646,18 @@ def _main():
 
 if __name__ == "__main__":
     _main()
+
+
+def test_a_minimind3_checkpoint_is_listed_as_one_and_answers(monkeypatch, tmp_path):
+    """The page reads a .pth's family from its tensors: a MiniMind-3 model is labelled so, loads as that
+    family (MiniMind2's size would refuse it) and answers."""
+    from model import MiniMindConfig, MiniMindForCausalLM
+    torch.manual_seed(0)
+    net = MiniMindForCausalLM(MiniMindConfig(hidden_size=32, num_hidden_layers=1, model_family="minimind3"))
+    torch.save({k: v.half() for k, v in net.state_dict().items()}, tmp_path / "full_sft_32.pth")
+    at = page(monkeypatch, tmp_path)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="model").options == ["full_sft_32.pth (32×1, MiniMind-3)"]
+    ask(at, "Hello")
+    assert not at.error, [e.value for e in at.error]
+    assert [r[0] for r in replies(at)] == ["user", "assistant"]

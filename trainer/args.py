@@ -156,7 +156,15 @@ class _MarkedStr(str, _Marked):
 
 
 class _MarkedNone(_Marked):
-    pass
+    """None's stand-in (None cannot be subclassed): false, and shown as None in --help and errors."""
+
+    def __bool__(self):
+        return False
+
+    def __repr__(self):
+        return "None"
+
+    __str__ = __repr__
 
 
 def _mark(value):
