@@ -300,6 +300,7 @@ class MoEFeedForward(nn.Module):
         self.norm_topk_prob = config.norm_topk_prob and (self.top_k > 1 or config.model_family == "minimind3")
         self.aux_loss_alpha = config.aux_loss_alpha
         self.seq_aux = config.seq_aux
+        self.family = config.model_family
         self.gate = nn.Linear(config.hidden_size, config.n_routed_experts, bias=False)  # the router
         self.experts = nn.ModuleList(FeedForward(config, config.moe_intermediate_size)
                                      for _ in range(config.n_routed_experts))
@@ -339,8 +340,9 @@ class MoEFeedForward(nn.Module):
             load.scatter_add_(1, top_expert.view(B, T * k), torch.ones(B, T * k, device=scores.device))
             load = load / (T * k / E)  # 1.0 per expert when perfectly balanced
             return (load * scores.view(B, T, E).mean(dim=1)).sum(dim=1).mean() * self.aux_loss_alpha
-        # over the batch (MiniMind-3's rule): each of a token's k routed slots counts, so uniform routing = k * alpha
-        load = F.one_hot(top_expert, E).float().sum(1).mean(0) * E
+        # over the batch: MiniMind2 averages over the B*T*k routed slots; MiniMind-3 over the tokens, each of a
+        # token's k slots counting (so uniform routing gives k * alpha; the family routes top-1, where they agree)
+        load = F.one_hot(top_expert.flatten(), E).float().mean(0) * E * (k if self.family == "minimind3" else 1)
         return (load * scores.mean(0)).sum() * self.aux_loss_alpha
 
 
