@@ -59,9 +59,9 @@ def hf_datasets():
 # ----------------------------------------------------------------------------------------------
 # Tokenizing (the map function and its helpers; they run in the map's worker processes)
 
-def _tools_of(messages):
+def tools_of(messages):
     """The tools the system message carries (sources._check_messages keeps them there), or None."""
-    return messages[0].get("tools") if messages and messages[0]["role"] == "system" else None
+    return messages[0].get("tools") if messages and messages[0].get("role") == "system" else None
 
 
 def _assistant_text(msg):
@@ -97,7 +97,7 @@ def _chat_segments(tok, messages, field, path, lineno):
     Targets: each assistant turn's text (its answer, and its tool calls as <tool_call> blocks) and its
     <|im_end|>. Everything else is not: system (with the tool signatures), user turns, and tool results,
     which the template puts in user turns (<tool_response> blocks)."""
-    tools = _tools_of(messages)
+    tools = tools_of(messages)
     try:
         text = tok.apply_chat_template(messages, tools=tools, tokenize=False)
     except Exception as e:  # a template may raise on content it does not accept
@@ -253,7 +253,7 @@ def _encode_prompts(objs, path, tok, ids_type):
         messages = _check_prompt(_field(obj, "conversations", path, lineno, RLAIF.example), path, lineno)
         conversations.append(json.dumps(messages, ensure_ascii=False, default=str))
         try:
-            texts.append(tok.apply_chat_template(messages, tools=_tools_of(messages), tokenize=False,
+            texts.append(tok.apply_chat_template(messages, tools=tools_of(messages), tokenize=False,
                                                  add_generation_prompt=True))
         except Exception as e:
             raise data_error(path, lineno, '"conversations" that the chat template can render',

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dataset.token_cache import EMPTY_THINK
+from dataset.token_cache import EMPTY_THINK, tools_of
 from model.agent import ToolLoop, split_reply
 from trainer.rl.rollout import Rollout
 
@@ -69,7 +69,7 @@ def multi_turn_rollout(engine, tok, items, n, registry, max_turns, max_gen_len, 
     trajs = []
     for it in items:
         messages = it["messages"]
-        tools = messages[0].get("tools") if messages and messages[0].get("role") == "system" else None
+        tools = tools_of(messages)
         for _ in range(n):
             open_thinking = rng.random() < thinking_ratio
             prompt = _encode(tok, _render(tok, messages, tools, open_thinking))

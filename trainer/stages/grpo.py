@@ -62,13 +62,12 @@ class RolloutStage(Stage):
         ratio = getattr(self.args, "thinking_ratio", None)
         if ratio is None:
             return items
+        from dataset.token_cache import tools_of
         from model.chat import build_prompt
         out = []
         for it in items:
             think = random.Random(f"{self.args.seed}:{step}:{it['index']}").random() < ratio
-            messages = it["messages"]
-            tools = messages[0].get("tools") if messages and messages[0].get("role") == "system" else None
-            text = build_prompt(self.tokenizer, messages, 1, enable_thinking=think, tools=tools)
+            text = build_prompt(self.tokenizer, it["messages"], 1, enable_thinking=think, tools=tools_of(it["messages"]))
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][-self.args.max_seq_len:]
             out.append({**it, "prompt_ids": torch.tensor(ids, dtype=torch.long)})
         return out
