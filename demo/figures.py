@@ -132,11 +132,9 @@ def table(published):
     return "\n".join(rows)
 
 
-FAMILY_NAMES = {"minimind2": "MiniMind2", "minimind3": "MiniMind-3"}
-
-
 def family_table(*published):
     """README's table of the families side by side, at the demo's width and epochs: each one's range over its seeds."""
+    from trainer.checkpoint import FAMILY_NAMES
     head = [f"{FAMILY_NAMES[p['runs'][0].get('model_family', 'minimind2')]}, seeds "
             + ", ".join(str(r["seed"]) for r in p["runs"]) for p in published]
     rows = ["| figure | " + " | ".join(head) + " |", "|---|" + "---|" * len(published)]
