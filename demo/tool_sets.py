@@ -18,13 +18,29 @@ asks about numbers neither the SFT nor the RL set has.
                         "task"}: MiniMind's agent RL format
     tool_heldout.jsonl  {"question", "gt", "task", "lang", "answer"}: asked with the same tools (and without any)
 
-No demo stage trains on them yet. Measured from the demo's SFT model (128 x 2, seed 1337), tool SFT on
-tool_sft.jsonl (batch 4, lr 2e-3, 3 and 10 epochs; loss 0.37 and 0.28) learns the call format and which
-tool to call (24/48 held-out calls well formed) but never copies the question's numbers into the call nor
-the tool's result into the answer: 0/48 right. The demo's pretraining text holds no numbers at all, so
-its digit tokens are untrained, and its 2-layer model has not learnt to copy across the ~20 tokens
-between question and call. train_agent.py's tests and tests/readme_session.py use agent_rl.jsonl as
-MiniMind's format.
+No demo stage trains on them yet: the demo's model does not learn to copy a number. Measured from the
+demo's SFT model (128 x 2, seed 1337; held-out calls generated greedily through train_agent.py's rollout,
+128 new tokens per turn), tool SFT with train_full_sft.py --max_seq_len 512 --from_weight full_sft:
+  - tool_sft.jsonl, batch 4, lr 2e-3, 3 epochs (50 s): the call format and the right tool every time
+    (48/48 calls well formed; a 64-token limit cut the unit_converter calls, which looked like 24/48),
+    but the same numbers whatever the question ("94 + 74"), and an answer that does not repeat the
+    tool's result: 0/48 right, 0/48 without tools. 10 epochs: the same.
+  - The cause under it: the demo's pretraining and SFT text hold no digits, so the tied embeddings of
+    the digit tokens all drifted the same way (mean cosine 0.96 between the 20 digit tokens, 0.04
+    between common words) and the model cannot tell one digit from another.
+  - Wordings that tokenize each number the same in the question, the call, the result and the answer
+    (this tokenizer writes " 37" as " 3" "7" but "37" as "3" "7"): questions that open with the
+    expression ("37 * 58 = ?"), answers that open with the result ("2146 is the result."): 0/48.
+    Twice the conversations (768) for 8 epochs (1536 steps, 5 min, loss 0.36 -> 0.21): the first
+    partial copies ("24 * 20" -> "20 * 11"), still 0/48. 2000 short number drills mixed in
+    ("Repeat the number 4821.", "Count from 37 to 41."): not learnt either (loss 1.5), 0/48.
+  - 96 documents with numbers added to the pretraining text (counting, "59 * 36 = 2124.", "The sign
+    says 710. Yes, 710."): the digits come apart (mean cosine 0.17), but tool SFT on 384 or 768
+    conversations (288 and 576 steps) still copies nothing: 0/48.
+Not tried yet: a wider or deeper model for the tool stages, and copying at scale in the pretraining text
+(the first copies came only after 1536 steps). train_agent.py has nothing to raise until tool SFT gets
+some held-out questions right. train_agent.py's tests and
+tests/readme_session.py use agent_rl.jsonl as MiniMind's format.
 """
 import json
 
