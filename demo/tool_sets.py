@@ -35,12 +35,23 @@ demo's SFT model (128 x 2, seed 1337; held-out calls generated greedily through 
     partial copies ("24 * 20" -> "20 * 11"), still 0/48. 2000 short number drills mixed in
     ("Repeat the number 4821.", "Count from 37 to 41."): not learnt either (loss 1.5), 0/48.
   - 96 documents with numbers added to the pretraining text (counting, "59 * 36 = 2124.", "The sign
-    says 710. Yes, 710."): the digits come apart (mean cosine 0.17), but tool SFT on 384 or 768
-    conversations (288 and 576 steps) still copies nothing: 0/48.
-Not tried yet: a wider or deeper model for the tool stages, and copying at scale in the pretraining text
-(the first copies came only after 1536 steps). train_agent.py has nothing to raise until tool SFT gets
-some held-out questions right. train_agent.py's tests and
-tests/readme_session.py use agent_rl.jsonl as MiniMind's format.
+    says 710. Yes, 710."), the demo's pretraining and SFT rerun on it: the digits come apart (mean
+    cosine 0.17), but tool SFT on 384 or 768 conversations (288 and 576 steps) still copies nothing.
+  - What does teach copying: from that model, 500 steps (batch 16, 30 s) of SFT on 8000 fresh
+    "Repeat the number 4821." -> "The number is 4821." rows take the loss from 8.1 to 0.03; from the
+    demo's own model (digits collapsed) the same rows stall at 1.0. Number text alone, pretrained on
+    the demo's SFT model for 159 steps, left the digits collapsed (cosine 0.85).
+  - With that copier and wordings in which each number follows the same token wherever it is written
+    ('Compute "63 * 84".' -> {"expression": "63 * 84"} -> {"result": "5292"} -> 'The result is "5292".';
+    "Convert to miles: 247 km" -> "value": 247 -> "result": 153.4787 -> "Result: 153.4787 miles."),
+    tool SFT on 384 conversations copies the numbers into the calls often (3 epochs: 0/48 right, some
+    calls exact; 8 epochs, 100 s, loss 0.09: 2/48 right, calc answers repeating the result). Agentic RL
+    from there (train_agent.py, 48 prompts x 8, 72 steps at 2e-4, 8 min: the 400-token tool prompts make
+    a step ~6 s) raised the training reward 0.35 -> 0.54 but not the held-out accuracy (2 -> 1/48).
+Left for the tool stages, in this order: numbers in the demo's pretraining text (every published demo
+figure then changes and is measured again), a copy warm-up, these wordings, more tool SFT, and an agentic
+RL stage short enough for --rl. train_agent.py's tests and tests/readme_session.py use agent_rl.jsonl as
+MiniMind's format.
 """
 import json
 
