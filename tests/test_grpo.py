@@ -227,6 +227,48 @@ def test_rollout_logprobs_ratio_exactly_one_before_the_update(tmp_path):
     assert torch.all(lp[g.completion_mask == 0] == 0)
 
 
+def test_shared_prompt_forward_equals_the_plain_one():
+    """Rows that share a prompt run it once (completion_logprobs): the log-probs, entropies and gradients
+    equal one plain forward over every row's prompt + completion, with left-padded prompts, a group of
+    one, right-padded completions, and a row whose prompt differs inside a run; MoE takes the plain path."""
+    from model import MiniMindConfig, MiniMindForCausalLM
+    from trainer.rl.rollout import Rollout, completion_logprobs, shared_prompt_groups
+    torch.manual_seed(0)
+    model = MiniMindForCausalLM(MiniMindConfig(hidden_size=32, num_hidden_layers=2, vocab_size=97))
+    prompts = [[5, 6, 7, 8, 9], [11, 12], [11, 12], [11, 12], [20, 21, 22], [20, 21, 22], [20, 23, 22]]
+    P, C = 5, 4
+    rows = [(p, torch.randint(1, 97, (C,)).tolist(), c) for p, c in zip(prompts, (4, 2, 4, 3, 1, 4, 4))]
+    ids = torch.zeros(len(rows), P + C, dtype=torch.long)
+    att = torch.zeros_like(ids)
+    for i, (p, comp, c) in enumerate(rows):
+        ids[i, P - len(p):P], att[i, P - len(p):P] = torch.tensor(p), 1
+        ids[i, P:P + c], att[i, P:P + c] = torch.tensor(comp[:c]), 1
+    roll = Rollout(ids, att, ids[:, P:], att[:, P:], [""] * len(rows), torch.zeros(len(rows), dtype=torch.bool))
+    first, counts = shared_prompt_groups(roll)
+    assert first.tolist() == [0, 1, 4, 6] and counts.tolist() == [1, 3, 2, 1]
+    results = []
+    for share in (False, True):
+        model.zero_grad()
+        logps, entropy, _ = completion_logprobs(model, roll, 0.7, with_entropy=True, share_prompts=share)
+        (logps * torch.linspace(-1, 1, C)).sum().backward()
+        results.append((logps.detach(), entropy, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (lp0, ent0, g0), (lp1, ent1, g1) = results
+    assert torch.all(lp1[roll.completion_mask == 0] == 0)
+    torch.testing.assert_close(lp1, lp0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent1, ent0, atol=1e-5, rtol=1e-5)
+    for n in g0:
+        torch.testing.assert_close(g1[n], g0[n], atol=1e-5, rtol=1e-4)
+    # nothing shared: no groups; every prompt different
+    distinct = Rollout(ids[[0, 1, 4]], att[[0, 1, 4]], ids[[0, 1, 4], P:], att[[0, 1, 4], P:], [""] * 3,
+                       torch.zeros(3, dtype=torch.bool))
+    assert shared_prompt_groups(distinct) is None
+    moe = MiniMindForCausalLM(MiniMindConfig(hidden_size=32, num_hidden_layers=1, vocab_size=97, use_moe=True))
+    with torch.no_grad():
+        a = completion_logprobs(moe, roll)[2].aux_loss
+        b = completion_logprobs(moe, roll, share_prompts=False)[2].aux_loss
+    assert float(a) == float(b) and float(a) > 0
+
+
 # ---------------------------------------------------------------------------------------------- the script
 
 def test_grpo_learns_a_reward_and_logs_trl_names(tmp_path, reward_file):

@@ -8,7 +8,9 @@
     completion_logprobs(model, rollout, T)       (N, C) log pi(token) of each completion token (pi: the
                                                  policy at the sampling temperature T, as TRL), through the
                                                  same forward and precision the update uses, so the
-                                                 importance ratio is exactly 1 before the first update
+                                                 importance ratio is exactly 1 before the first update;
+                                                 a prompt shared by a group's rows runs through the
+                                                 model once (shared_prompt_groups)
     token_logprobs(lm_head, hidden, rollout, T)  the same from a forward's final hidden states (PPO's
                                                  actor-critic forward gives them)
     concat_rollouts(rollouts, pad_id)            one Rollout of several (prompts left-padded, completions
@@ -20,6 +22,7 @@ to ENGINES; the stages never see which one ran.
 from dataclasses import dataclass
 
 import torch
+from transformers.cache_utils import DynamicCache
 
 from model.generation import generate_batch
 from trainer.checkpoint import unwrap
@@ -89,16 +92,56 @@ class TorchRollout:
 ENGINES = {"torch": TorchRollout}
 
 
-def completion_logprobs(model, rollout, temperature=1.0, with_entropy=False):
+def completion_logprobs(model, rollout, temperature=1.0, with_entropy=False, share_prompts=True):
     """(N, C) log-probs of the completion tokens under `model` (and their entropies, detached).
 
-    Hidden states come from one forward over prompt + completion (the model counts positions over the
+    Hidden states come from a forward over prompt + completion (the model counts positions over the
     real tokens, so left padding does not move them); the LM head then runs on the C positions that
     predict completion tokens only, and log_softmax of logits / temperature in float32 (the distribution
-    the tokens were sampled from), inside the same autocast the update runs in. Padding positions are 0."""
-    out = model(rollout.input_ids, attention_mask=rollout.attention_mask, skip_logits=True)
-    logps, entropy = token_logprobs(unwrap(model).lm_head, out.hidden_states[-1], rollout, temperature, with_entropy)
+    the tokens were sampled from), inside the same autocast the update runs in. Padding positions are 0.
+
+    When rows share their prompt (GRPO's G samples of one prompt), the prompt runs once and its keys and
+    values are repeated for the group's rows, which then run only their completions on top of them: the
+    same arithmetic (the same positions and masks; gradients flow back through the shared keys and values
+    into the one prompt forward), without G - 1 copies of the prompt in the forward and the backward.
+    MoE models always take the one plain forward, so that their load-balancing loss counts every row."""
+    raw = unwrap(model)
+    groups = shared_prompt_groups(rollout) if share_prompts and not getattr(raw.config, "use_moe", False) else None
+    if groups is None:
+        out = model(rollout.input_ids, attention_mask=rollout.attention_mask, skip_logits=True)
+        hidden = out.hidden_states[-1]
+    else:
+        first, counts = groups
+        C = rollout.completion_ids.shape[1]
+        P = rollout.input_ids.shape[1] - C
+        # The prompt forward runs on the bare module: under DDP the one wrapped call below is the
+        # iteration's forward, and the backward reduces the gradients of both, once.
+        prefix = raw(rollout.input_ids[first, :P], attention_mask=rollout.attention_mask[first, :P],
+                     past_key_values=DynamicCache(config=raw.config), use_cache=True, skip_logits=True)
+        cache = prefix.cache
+        cache.batch_repeat_interleave(counts)
+        out = model(rollout.input_ids[:, P:], attention_mask=rollout.attention_mask, past_key_values=cache,
+                    use_cache=True, skip_logits=True)
+        last_prompt = prefix.hidden_states[-1][:, -1:].repeat_interleave(counts, dim=0)  # predicts token 1
+        hidden = torch.cat([last_prompt, out.hidden_states[-1]], 1)
+    logps, entropy = token_logprobs(raw.lm_head, hidden, rollout, temperature, with_entropy)
     return logps, entropy, out
+
+
+def shared_prompt_groups(rollout):
+    """(index of each group's first row, rows per group) for runs of consecutive rows whose prompt (ids and
+    padding) is the same, or None when no two neighbours share one (nothing to save)."""
+    C = rollout.completion_ids.shape[1]
+    P = rollout.input_ids.shape[1] - C
+    if P == 0 or len(rollout) < 2:
+        return None
+    ids, att = rollout.input_ids[:, :P], rollout.attention_mask[:, :P]
+    same = (ids[1:] == ids[:-1]).all(1) & (att[1:] == att[:-1]).all(1)
+    if not bool(same.any()):
+        return None
+    first = torch.cat([same.new_ones(1), ~same]).nonzero().squeeze(1)
+    counts = torch.diff(torch.cat([first, first.new_tensor([len(rollout)])]))
+    return first, counts
 
 
 def token_logprobs(lm_head, hidden, rollout, temperature=1.0, with_entropy=False):
