@@ -157,6 +157,30 @@ def test_sampling_is_seeded_and_repeats_rows_per_prompt(net, tok):
     assert sampling_kwargs(0, 0.9)["do_sample"] is False and sampling_kwargs(0.7, 0.9)["do_sample"] is True
 
 
+def test_a_prompts_rows_share_its_prefill(net, tok):
+    """num_return_sequences > 1 prefills each prompt once and repeats its keys and values: the same samples
+    and log-probs as generate() running every copy of the prompt (the same seed, left padding included)."""
+    p = [prompt(tok, Q_MD), prompt(tok, Q_PLAIN)]
+    torch.manual_seed(4)
+    shared = generate_batch(net, tok, p, max_new_tokens=8, temperature=1.2, num_return_sequences=3,
+                            return_logprobs=True)
+    rows = [tok(q, add_special_tokens=False).input_ids for q in p]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows])
+    att = (ids != tok.pad_token_id).long()
+    torch.manual_seed(4)
+    with torch.no_grad():
+        out = net.generate(input_ids=ids, attention_mask=att, max_new_tokens=8, num_return_sequences=3,
+                           pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, return_dict_in_generate=True,
+                           output_logits=True, **sampling_kwargs(1.2, 1.0, top_k=0))
+    assert torch.equal(shared.prompt_ids, ids.repeat_interleave(3, 0))
+    n = shared.completion_ids.shape[1]
+    real = shared.completion_mask.bool()
+    assert torch.equal(shared.completion_ids[real], out.sequences[:, width:width + n][real])
+    want = torch.log_softmax(torch.stack(out.logits, 1).float(), -1).gather(-1, out.sequences[:, width:, None]).squeeze(-1)
+    torch.testing.assert_close(shared.logprobs[real], want[:, :n][real], atol=1e-5, rtol=0)
+
+
 def test_streamed_text_is_the_greedy_completion(net, tok):
     p = prompt(tok, Q_PLAIN)
     enc = tok(p, return_tensors="pt", add_special_tokens=False)
