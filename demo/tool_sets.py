@@ -46,8 +46,9 @@ demo's SFT model (128 x 2, seed 1337; held-out calls generated greedily through 
     "Convert to miles: 247 km" -> "value": 247 -> "result": 153.4787 -> "Result: 153.4787 miles."),
     tool SFT on 384 conversations copies the numbers into the calls often (3 epochs: 0/48 right, some
     calls exact; 8 epochs, 100 s, loss 0.09: 2/48 right, calc answers repeating the result). Agentic RL
-    from there (train_agent.py, 48 prompts x 8, 72 steps at 2e-4, 8 min: the 400-token tool prompts make
-    a step ~6 s) raised the training reward 0.35 -> 0.54 but not the held-out accuracy (2 -> 1/48).
+    from there (train_agent.py, 48 prompts x 8, 72 steps at 2e-4, 8 min: the 400-token tool prompts made
+    a step ~6 s before the rollout and the update ran a group's shared prompt once) raised the training
+    reward 0.35 -> 0.54 but not the held-out accuracy (2 -> 1/48).
 Left for the tool stages, in this order: numbers in the demo's pretraining text (every published demo
 figure then changes and is measured again), a copy warm-up, these wordings, more tool SFT, and an agentic
 RL stage short enough for --rl. train_agent.py's tests and tests/readme_session.py use agent_rl.jsonl as
