@@ -22,6 +22,11 @@ the same weights and the same settings, interleaved:
             replaced by the shared rule reward below. Its own model file of that commit cannot generate
             under transformers 5 (its forward drops the DynamicCache generate() passes, so the second
             decoding step fails), hence our model, which holds the same weights under the same names.
+  minimind_head  MiniMind's HEAD (2026) trainer/train_grpo.py over its trainer/rollout_engine.py, the fixed
+            algorithm, the same way: the prompts copied G times before generate(), a no-grad forward of the
+            policy for the old log-probs inside the rollout (counted as rollout time, as its engine returns
+            them), logits for every position (prompt too) with a log_softmax over all of them for the policy
+            and the reference, the ratio to the old log-probs clipped (its "grpo" branch).
 
 Shared settings: the same prompts (a generated RLAIF file read by dataset.lm_dataset.PromptDataset, the
 chat template applied; the same token ids reach every variant), num_generations G, max new tokens,
@@ -35,8 +40,8 @@ Reported per variant: completion tokens/s of the whole step; rollout tokens/s (c
 the generation time alone: the generate call and the decode to text); the median split of the step
 into rollout, reference forward and the rest (policy forward, backward, optimizer, rewards: "update");
 peak memory of one steady-state step (after a warm-up step allocated AdamW's state) with both models'
-weights and the optimizer state counted (benchmarks/harness.py). Ratios ours/trl and ours/minimind are
-paired per repetition.
+weights and the optimizer state counted (benchmarks/harness.py). Ratios ours/trl, ours/minimind and
+ours/minimind_head are paired per repetition.
 """
 import copy
 import io
@@ -49,6 +54,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from benchmarks.chat_data import _pieces, _text, _tokenizer
 from benchmarks.harness import PeakMemory, interleaved, optimizer_bytes, param_bytes, ratio, summary, sync
@@ -289,6 +295,71 @@ def make_minimind(policy, tok, prompt_texts, G, N, device):
     return Variant(step, ph, [model, ref], opt)
 
 
+def make_minimind_head(policy, tok, prompt_texts, G, N, device):
+    """MiniMind's HEAD (2026) step: trainer/train_grpo.py over trainer/rollout_engine.py's TorchRolloutEngine.
+    Against 83e52f6: the rollout copies each prompt G times before generate() and then runs a no-grad
+    forward of the policy for the old log-probs (logits_to_keep = C + 1, a log_softmax per row); the policy
+    and the reference forwards return logits for every position, prompt included, with the full attention
+    mask, and take a log_softmax over the whole (B, P + C - 1, V) tensor before gathering the completion's;
+    the loss is the clipped ratio to those old log-probs ("grpo"; CISPO is its other branch)."""
+    from trainer.rl.rewards import length_reward
+    model = policy
+    model.train()
+    ref = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    ph = Phases(device)
+    pad, eos = tok.pad_token_id, tok.eos_token_id
+
+    def rollout(ids, att):  # TorchRolloutEngine.rollout (its autocast context is the trainer's)
+        with torch.no_grad(), autocast:
+            out = model.generate(input_ids=ids.repeat_interleave(G, dim=0), attention_mask=att.repeat_interleave(G, dim=0),
+                                 max_new_tokens=N, do_sample=True, temperature=TEMPERATURE, top_p=TOP_P,
+                                 num_return_sequences=1, pad_token_id=pad, eos_token_id=eos).clone()
+            comp = out[:, ids.size(1):]
+            full_mask = (out != pad).long()
+            logits = model(out, attention_mask=full_mask, logits_to_keep=comp.size(1) + 1).logits[:, :-1, :]
+            old = torch.stack([torch.gather(lg.log_softmax(dim=-1), 1, t.unsqueeze(1)).squeeze(1)
+                               for lg, t in zip(logits, out[:, -comp.size(1):])])
+        return out, comp, old, tok.batch_decode(comp, skip_special_tokens=True)
+
+    def all_position_logps(m, out, full_mask, pos):
+        logits = m(out, attention_mask=full_mask).logits[:, :-1, :]
+        return F.log_softmax(logits, dim=-1).gather(2, out[:, 1:].unsqueeze(-1)).squeeze(-1).gather(1, pos)
+
+    def step():
+        enc = tok(prompt_texts, return_tensors="pt", padding=True, return_token_type_ids=False,
+                  padding_side="left", add_special_tokens=False).to(device)
+        ids, att = enc["input_ids"][:, -MAX_PROMPT:], enc["attention_mask"][:, -MAX_PROMPT:]
+        out, comp, old, texts = ph.timed("rollout", rollout, ids, att)
+        full_mask = (out != pad).long()
+        pos = ids.size(1) - 1 + torch.arange(comp.size(1), device=device)[None].expand(out.size(0), -1)
+        rewards = torch.tensor(length_reward(texts), dtype=torch.float32, device=device)
+        with autocast:
+            logps = all_position_logps(model, out, full_mask, pos)
+        with torch.no_grad():
+            ref_logps = ph.timed("reference", all_position_logps, ref, out, full_mask, pos)
+        grouped = rewards.view(-1, G)
+        mean_r = grouped.mean(1).repeat_interleave(G)
+        std_r = grouped.std(1, unbiased=False).repeat_interleave(G)
+        adv = (rewards - mean_r) / (std_r + 1e-4)
+        is_eos = comp == eos
+        eos_idx = torch.full((is_eos.size(0),), is_eos.size(1) - 1, dtype=torch.long, device=device)
+        eos_idx[is_eos.any(1)] = is_eos.int().argmax(1)[is_eos.any(1)]
+        mask = (torch.arange(is_eos.size(1), device=device).expand(is_eos.size(0), -1) <= eos_idx[:, None]).int()
+        ph.tokens += int(mask.sum())
+        delta = ref_logps - logps
+        kl = torch.exp(delta) - delta - 1
+        r = torch.exp(logps - old)
+        per_token = -(torch.min(r * adv[:, None], torch.clamp(r, 1 - EPSILON, 1 + EPSILON) * adv[:, None]) - BETA * kl)
+        loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        opt.step()
+        opt.zero_grad()
+    return Variant(step, ph, [model, ref], opt)
+
+
 # ----------------------------------------------------------------------------------------------
 # The section
 
@@ -325,6 +396,7 @@ def bench_grpo(S, device, args, log, workdir):
     else:
         variants["trl"] = make_trl(copy.deepcopy(ours), tok, prompt_texts, G, N, device, workdir)
     variants["minimind"] = make_minimind(copy.deepcopy(ours), tok, prompt_texts, G, N, device)
+    variants["minimind_head"] = make_minimind_head(copy.deepcopy(ours), tok, prompt_texts, G, N, device)
 
     # warm-up (TRL's was its train() step), then one steady-state step each under the memory probe
     mem = {}
@@ -364,7 +436,7 @@ def bench_grpo(S, device, args, log, workdir):
     tp = {v: r["tokens_per_s"]["per_rep"] for v, r in res["variants"].items()}
     rp = {v: r["rollout_tokens_per_s"]["per_rep"] for v, r in res["variants"].items()}
     res["ratios"] = {}
-    for other in ("trl", "minimind"):
+    for other in ("trl", "minimind", "minimind_head"):
         if other in tp:
             res["ratios"][f"ours/{other}"] = ratio(tp["ours"], tp[other])
             res["ratios"][f"rollout ours/{other}"] = ratio(rp["ours"], rp[other])
@@ -374,7 +446,9 @@ def bench_grpo(S, device, args, log, workdir):
 # ----------------------------------------------------------------------------------------------
 # Verdicts and printout (suite.py adds them to the run's targets and table)
 
-GOALS = {"trl": 1.5, "minimind": 2.0}  # the issue's: ours/TRL >= 1.5x, ours/MiniMind >= 2x at 512 x 8
+# the issue's: ours/TRL >= 1.5x, ours/MiniMind >= 2x at 512 x 8 (its step as the issue describes it -- full logits,
+# an extra forward for the old log-probs -- is HEAD's; 83e52f6's has neither, and both are held to the goal)
+GOALS = {"trl": 1.5, "minimind": 2.0, "minimind_head": 2.0}
 
 
 def grpo_targets(res):
@@ -396,14 +470,14 @@ def grpo_table(res):
              f"x G={res['num_generations']}, {res['max_new_tokens']} new tokens, T={res['temperature']} "
              f"top_p={res['top_p']}, beta={res['beta']}, loss {res['loss_type']}, {res['dtype']}"
              + (f", trl {res['trl_version']}" if res["trl_version"] else ""),
-             f"  {'variant':10s} {'step tokens/s':>22s} {'rollout tokens/s':>22s} "
+             f"  {'variant':13s} {'step tokens/s':>22s} {'rollout tokens/s':>22s} "
              f"{'rollout/reference/update s':>28s} {'peak MB':>8s}"]
     for v, r in res["variants"].items():
         ph = r["phases_s"]
         split = " / ".join(f"{ph[k]['median']:.2f}" for k in ("rollout", "reference", "update"))
-        lines.append(f"  {v:10s} {_fmt(r['tokens_per_s']):>22s} {_fmt(r['rollout_tokens_per_s']):>22s} "
+        lines.append(f"  {v:13s} {_fmt(r['tokens_per_s']):>22s} {_fmt(r['rollout_tokens_per_s']):>22s} "
                      f"{split:>28s} {r['peak_mem_mb']:8.0f}")
     for v, note in res["skipped"].items():
-        lines.append(f"  {v:10s} skipped: {note}")
+        lines.append(f"  {v:13s} skipped: {note}")
     lines += [f"  ratio {k:34s} {_fmt(r, '{:.2f}')}x" for k, r in res["ratios"].items()]
     return "\n".join(lines)

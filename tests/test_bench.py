@@ -139,7 +139,7 @@ def test_grpo_step_throughputs_phases_and_ratios_follow_from_times(run):
     reps = res["meta"]["reps"]
     v = g["variants"]
     trl_there = importlib.util.find_spec("trl") is not None
-    assert set(v) == ({"ours", "trl", "minimind"} if trl_there else {"ours", "minimind"})
+    assert set(v) == {"ours", "minimind", "minimind_head"} | ({"trl"} if trl_there else set())
     if not trl_there:
         assert "trl is not importable" in g["skipped"]["trl"] and "skipped: trl is not importable" in stdout
     rows = g["prompts"] * g["num_generations"]
@@ -161,7 +161,7 @@ def test_grpo_step_throughputs_phases_and_ratios_follow_from_times(run):
         check_ratio(g["ratios"][f"ours/{other}"], tps["ours"], tps[other])
         check_ratio(g["ratios"][f"rollout ours/{other}"], rps["ours"], rps[other])
     t = {row["target"]: row for row in res["targets"]}
-    for other, goal in (("trl", 1.5), ("minimind", 2.0)):
+    for other, goal in (("trl", 1.5), ("minimind", 2.0), ("minimind_head", 2.0)):
         if other in v:
             row = t[f"grpo step completion tokens/s: ours/{other}"]
             assert row["measured"] == g["ratios"][f"ours/{other}"]["median"]
@@ -196,13 +196,15 @@ def test_grpo_without_trl_skips_that_variant_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(grpo_step, "trl_version", lambda: None)  # as when `import trl` fails
     lines = []
     g = grpo_step.bench_grpo(dict(QUICK), torch.device("cpu"), None, lines.append, str(tmp_path))
-    assert set(g["variants"]) == {"ours", "minimind"} and g["trl_version"] is None
-    assert set(g["ratios"]) == {"ours/minimind", "rollout ours/minimind"}
+    assert set(g["variants"]) == {"ours", "minimind", "minimind_head"} and g["trl_version"] is None
+    assert set(g["ratios"]) == {"ours/minimind", "rollout ours/minimind", "ours/minimind_head",
+                                "rollout ours/minimind_head"}
     assert [line for line in lines if "trl" in line] == [
         "[grpo] trl variant skipped: trl is not importable (pip install -r requirements-bench.txt)"]
     table = grpo_step.grpo_table(g)
-    assert "trl        skipped: trl is not importable" in table
-    assert [t["target"] for t in grpo_step.grpo_targets(g)] == ["grpo step completion tokens/s: ours/minimind"]
+    assert "trl           skipped: trl is not importable" in table
+    assert [t["target"] for t in grpo_step.grpo_targets(g)] == ["grpo step completion tokens/s: ours/minimind",
+                                                               "grpo step completion tokens/s: ours/minimind_head"]
 
 
 def test_targets_use_the_measured_medians(run):
