@@ -49,6 +49,27 @@ demo's SFT model (128 x 2, seed 1337; held-out calls generated greedily through 
     from there (train_agent.py, 48 prompts x 8, 72 steps at 2e-4, 8 min: the 400-token tool prompts made
     a step ~6 s before the rollout and the update ran a group's shared prompt once) raised the training
     reward 0.35 -> 0.54 but not the held-out accuracy (2 -> 1/48).
+  - Measured next (stop 39, another machine; the demo's SFT model of seed 1337; calls written as
+    'Compute "16 + 44".' -> {"expression": "16 + 44"} -> {"result": "60"} -> 'The result is "60".', in which
+    every number follows the token ' "'; 60 held-out questions, add and multiply, 11..99):
+    - 838 steps (batch 16 x 128 tokens, 1e-3 to 5e-3) of train_pretrain.py --from_weight full_sft on 20000
+      documents of repeated numbers ('"4821" is "4821". Repeat "97": "97". ...') pull the digits apart (mean
+      cosine 0.96 -> 0.45-0.57) and teach copying: '"4821" is "' continued with the number 38/40. The same
+      copy 296 tokens into a row (after the tool preamble) 6/40: the demo's rows are 128 tokens, and
+      copying did not reach that far. 212 more steps on 512-token documents (the tool preamble, then 16
+      such pairs): 37/40 after the preamble, 36/40 after 300 tokens of other text.
+    - From there, tool SFT (384 conversations x 2 or 4 epochs at 2e-3, or 1536 conversations x 1 epoch at
+      1e-3 or 5e-4): 56-60/60 calls well formed, 0/60 right. The calls hold the same numbers whatever the
+      question ("54 * 66"), and the answers the same result: the SFT loss stops at 0.27-0.28, about what
+      the number tokens cost when guessed. Asked to continue '{"expression": "' after a held-out question,
+      the copier itself (before tool SFT) writes no number (0/30): it copies the last quoted number, and
+      between the question's number and the call's stand four quoted words ("name", "calculate_math",
+      "arguments", "expression"). 300 steps of train_pretrain.py on the 1536 conversations as text (7 to a
+      512-token row, ~23000 copies) did not teach it either (0/30; loss 0.26 -> 0.23).
+    So this 2-layer, 128-wide model learns to copy a number it has just read, but in none of these runs
+    past the call's fixed JSON keys. Not tried yet: more layers (MiniMind's smallest model has 8; every
+    demo figure would change) or a bigger model for the tool stages alone (its own pretraining: minutes
+    the --rl budget does not have).
 Left for the tool stages, in this order: numbers in the demo's pretraining text (every published demo
 figure then changes and is measured again), a copy warm-up, these wordings, more tool SFT, and an agentic
 RL stage short enough for --rl. train_agent.py's tests and tests/readme_session.py use agent_rl.jsonl as

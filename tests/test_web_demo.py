@@ -492,8 +492,17 @@ def test_in_chromium_the_streamed_answer_is_eval_models(models, tmp_path):
         seen["think_answer"] = pg.answer_text(msg)
         j = pg.ask(Q_LONG, until_caption=False)
         wait_for("the laugh to stream", lambda: len(pg.messages()[j].text) > 60)
-        stop = [b for b in pg.all('button', pg.messages()[j]) if "Stop" in b.text]
-        stop[0].click()
+        # Under load (CI, two busy cores) a click sent while the reply streams was lost twice in many runs: the
+        # laugh then ran to Max New Tokens. A person would click again, and so does the test, at most twice.
+        for _ in range(3):
+            stop = [b for b in pg.all('button', pg.messages()[j]) if "Stop" in b.text]
+            if not stop:
+                break
+            stop[0].click()
+            before = pg.messages()[j].text
+            time.sleep(3)
+            if pg.messages()[j].text == before or pg.caption(pg.messages()[j]):
+                break
         seen["stopped"] = pg.settled(lambda: pg.messages()[j])
         # the rerun the click starts may show the reply once more before its caption says it stopped
         try:
