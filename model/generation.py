@@ -169,14 +169,15 @@ def generate_batch(model, tokenizer, prompts, max_new_tokens, temperature=1.0, t
         kw["stopping_criteria"] = StoppingCriteriaList([stops])
     with torch.inference_mode():
         if num_return_sequences > 1:
+            once_ids, once_mask = prompt_ids, prompt_mask  # one row per prompt
             prompt_ids = prompt_ids.repeat_interleave(num_return_sequences, dim=0)
             prompt_mask = prompt_mask.repeat_interleave(num_return_sequences, dim=0)
             if width > 1:
                 # generate() would run each prompt n times; run it once (all but its last token, which
                 # generate() then feeds) and give every row a copy of its keys and values
                 cache = DynamicCache(config=model.config)
-                model(kw["input_ids"][:, :-1], attention_mask=kw["attention_mask"][:, :-1], past_key_values=cache,
-                      use_cache=True, logits_to_keep=1)
+                model(once_ids[:, :-1], attention_mask=once_mask[:, :-1], past_key_values=cache, use_cache=True,
+                      logits_to_keep=1)
                 cache.batch_repeat_interleave(num_return_sequences)
                 kw.update(input_ids=prompt_ids, attention_mask=prompt_mask, cache=cache, num_return_sequences=1)
         out = model.generate(**kw)

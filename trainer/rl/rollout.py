@@ -116,9 +116,9 @@ def completion_logprobs(model, rollout, temperature=1.0, with_entropy=False, sha
         P = rollout.input_ids.shape[1] - C
         # The prompt forward runs on the bare module: under DDP the one wrapped call below is the
         # iteration's forward, and the backward reduces the gradients of both, once.
+        cache = DynamicCache(config=raw.config)  # filled in place by the prompt forward
         prefix = raw(rollout.input_ids[first, :P], attention_mask=rollout.attention_mask[first, :P],
-                     past_key_values=DynamicCache(config=raw.config), use_cache=True, skip_logits=True)
-        cache = prefix.cache
+                     past_key_values=cache, use_cache=True, skip_logits=True)
         cache.batch_repeat_interleave(counts)
         out = model(rollout.input_ids[:, P:], attention_mask=rollout.attention_mask, past_key_values=cache,
                     use_cache=True, skip_logits=True)
