@@ -241,15 +241,20 @@ def make_trl(policy, tok, prompt_texts, G, N, device, workdir):
 # ----------------------------------------------------------------------------------------------
 # minimind: its train_grpo.py step (commit 83e52f6), on our model
 
+def _minimind_parts(policy, device):
+    """What both MiniMind steps hold: the policy in train mode, a frozen copy as the reference, AdamW, the
+    trainer's autocast (bf16 on CUDA) and the phase timer."""
+    policy.train()
+    ref = copy.deepcopy(policy).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(policy.parameters(), lr=LR)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    return policy, ref, opt, autocast, Phases(device)
+
+
 def make_minimind(policy, tok, prompt_texts, G, N, device):
     from trainer.rl.rewards import length_reward
-    model = policy
-    model.train()
-    ref = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR)
     # its autocast wraps the policy forward only (generation and the reference forward run in float32)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    ph = Phases(device)
+    model, ref, opt, autocast, ph = _minimind_parts(policy, device)
     pad, eos = tok.pad_token_id, tok.eos_token_id
 
     def per_token_logps(m, ids, n_keep):
@@ -303,12 +308,7 @@ def make_minimind_head(policy, tok, prompt_texts, G, N, device):
     mask, and take a log_softmax over the whole (B, P + C - 1, V) tensor before gathering the completion's;
     the loss is the clipped ratio to those old log-probs ("grpo"; CISPO is its other branch)."""
     from trainer.rl.rewards import length_reward
-    model = policy
-    model.train()
-    ref = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    ph = Phases(device)
+    model, ref, opt, autocast, ph = _minimind_parts(policy, device)
     pad, eos = tok.pad_token_id, tok.eos_token_id
 
     def rollout(ids, att):  # TorchRolloutEngine.rollout (its autocast context is the trainer's)
