@@ -66,10 +66,27 @@ demo's SFT model (128 x 2, seed 1337; held-out calls generated greedily through 
       between the question's number and the call's stand four quoted words ("name", "calculate_math",
       "arguments", "expression"). 300 steps of train_pretrain.py on the 1536 conversations as text (7 to a
       512-token row, ~23000 copies) did not teach it either (0/30; loss 0.26 -> 0.23).
-    So this 2-layer, 128-wide model learns to copy a number it has just read, but in none of these runs
-    past the call's fixed JSON keys. Not tried yet: more layers (MiniMind's smallest model has 8; every
-    demo figure would change) or a bigger model for the tool stages alone (its own pretraining: minutes
-    the --rl budget does not have).
+    - What did teach it (same stop): from the copier above, 800 more steps (batch 16 x 128 tokens, 1e-3) of
+      train_pretrain.py on 14000 short documents of three calls each, without the chat template
+      ('Compute "16 + 44". {"name": "calculate_math", "arguments": {"expression": "16 + 44"}} {"result":
+      "60"} The result is "60".'): continuing '{"expression": "' after a held-out question, 4/30 calls
+      copied at step 200 and 400 (the first operand right), 29/30 at step 800; inside the chat template
+      still 0/30. Then tool SFT (1536 conversations, 1 epoch, 1e-3, 192 steps; loss 0.11 where the
+      others stopped at 0.27): 20/60 held-out questions right with the tool (add 19/31, multiply 1/29: the
+      calls mostly exact, the 4-digit products copied into the answer with a digit wrong, "5866" for
+      "5822"), 0/60 without it, 60/60 calls well formed. Agentic RL from there (train_agent.py, 48 prompts
+      x 8 trajectories, 48 steps, 2e-4, beta 0.02, temperature 0.8, 64 new tokens a turn, 4 min):
+      training reward 0.73 -> ~1.1 but held-out 20 -> 17/60; a third of the groups had rewards all equal
+      (entropy 0.04-0.08).
+      With 192 RL prompts, temperature 1.0 and 3e-4 (48 steps): 20 -> 10/60.
+    - Shorter paths that did not work: the call documents alone from the SFT model (600 steps at 2e-3:
+      27/30 calls copied outside the template), then the same tool SFT: 0/60; the same with the 212 steps
+      of long number documents between them: 0/60. So far only the order above (repeated numbers, the
+      long documents, the call documents, tool SFT) gave a model that copies inside the template.
+    So this 2-layer, 128-wide model can learn the whole task from the demo's SFT model, but only after
+    ~1850 steps of number text (about 9 minutes here), and agentic RL has not raised it yet (it lowered
+    it). Left to try: why RL lowers it (a third of the groups without signal, the policy drifting at
+    temperature 1.0), a shorter path to the copier, more layers (every demo figure would change).
 Left for the tool stages, in this order: numbers in the demo's pretraining text (every published demo
 figure then changes and is measured again), a copy warm-up, these wordings, more tool SFT, and an agentic
 RL stage short enough for --rl. train_agent.py's tests and tests/readme_session.py use agent_rl.jsonl as
