@@ -110,8 +110,10 @@ demo's SFT model (128 x 2, seed 1337; held-out calls generated greedily through 
       sizes, other numbers and order; the number texts' losses within 0.01 of the run above) gave a model
       whose calls copy the first number and not the second ("90 + 51" for every "90 + ..."): after 102 SFT
       steps 0/60, after 204 (two epochs, or 1536 add + 48 multiply) 1/60 and 0/60 (SFT loss 0.14-0.15).
-      714 steps of calls as text instead of 1428: 1/60. The copy inside the template clicks at a step that
-      moves with the data's draw.
+      408 steps (4 epochs) 1/60, 594 steps 6/60; 102 steps at 5e-4 or 2e-3 instead of 1e-3: 0/60; 714
+      steps of calls as text instead of 1428: 1/60. Outside the template both models copy the call
+      ('Compute "47 + 91". {"name": ..., "arguments": {"expression": "' -> 57/60 and 60/60 exact), so what
+      depends on the draw is tool SFT moving that copy into the chat template.
 Left for the tool stages: a recipe whose copy step does not depend on the draw, then the demo stage that
 runs it (`--tools`: ~9 minutes of number text, 40 s of tool SFT, ~4 minutes of RL, more than --rl's 6
 minutes), a shorter number text, Chinese wordings, the figures on 3 seeds, the README tutorial steps.
