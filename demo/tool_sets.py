@@ -113,7 +113,12 @@ demo's SFT model (128 x 2, seed 1337; held-out calls generated greedily through 
       408 steps (4 epochs) 1/60, 594 steps 6/60; 102 steps at 5e-4 or 2e-3 instead of 1e-3: 0/60; 714
       steps of calls as text instead of 1428: 1/60. Outside the template both models copy the call
       ('Compute "47 + 91". {"name": ..., "arguments": {"expression": "' -> 57/60 and 60/60 exact), so what
-      depends on the draw is tool SFT moving that copy into the chat template.
+      depends on the draw is tool SFT moving that copy into the chat template. Swapping the models between
+      the two draws (102 SFT steps each): the working draw's call-text model with the failing draw's SFT
+      data 40/60 (held-out pairs the call text never had); the failing draw's model 1/60 with the working
+      SFT data. One step earlier: the working draw's preamble-row model trained on the failing draw's call
+      text 32/60, and the failing draw's model on the working call text 0/60. So what the draw decides is
+      in the first two number texts (repeated numbers, the preamble rows), not in the call text or the SFT.
 Left for the tool stages: a recipe whose copy step does not depend on the draw, then the demo stage that
 runs it (`--tools`: ~9 minutes of number text, 40 s of tool SFT, ~4 minutes of RL, more than --rl's 6
 minutes), a shorter number text, Chinese wordings, the figures on 3 seeds, the README tutorial steps.
