@@ -18,8 +18,9 @@ that copying it is one skill. The demo's model learns that skill from text befor
 No number pair of the held-out questions is in any of the other sets.
 """
 import json
+import os
 
-from demo.tool_sets import DEMO_TOOLS
+from demo.tool_sets import DEMO_TOOLS, run_tool
 
 SYSTEM = "You can use tools."
 CALC_TOOLS = [t for t in DEMO_TOOLS if t["function"]["name"] == "calculate_math"]
@@ -48,7 +49,7 @@ def _pairs(rng, count):
 
 def _case(task, a, b):
     expr = f"{a} {OPERATORS[task]} {b}"
-    return {"task": task, "expr": expr, "result": str(a + b if task == "add" else a * b)}
+    return {"task": task, "expr": expr, "result": str(run_tool("calculate_math", {"expression": expr})["result"])}
 
 
 def _draw(rng, avoid):
@@ -83,15 +84,9 @@ def tool_preamble(tokenizer):
 def make_recipe_sets(rng, tokenizer, sizes=SIZES):
     """{name: rows}: "numbers", "preamble", "calls" ({"text"} rows for train_pretrain.py), "tool_sft"
     (train_full_sft.py), "agent_rl" (train_agent.py) and "heldout" ({"task", "expr", "result", "question"})."""
-    held, used = [], set()
-    for task in OPERATORS:
-        for _ in range(sizes["heldout_per_task"]):
-            pair = _draw(rng, used)
-            used.add(pair)
-            held.append(_case(task, *pair))
-    held_pairs = set(used)
+    used = set()
 
-    def fresh(task, count):
+    def fresh(task, count):  # cases with number pairs no earlier set has
         out = []
         for _ in range(count):
             pair = _draw(rng, used)
@@ -99,6 +94,8 @@ def make_recipe_sets(rng, tokenizer, sizes=SIZES):
             out.append(_case(task, *pair))
         return out
 
+    held = [c for task in OPERATORS for c in fresh(task, sizes["heldout_per_task"])]
+    held_pairs = set(used)
     rl = fresh("add", sizes["rl_per_task"]) + fresh("multiply", sizes["rl_per_task"])
     sft = fresh("add", sizes["sft_add"]) + fresh("multiply", sizes["sft_multiply"])
     rng.shuffle(rl)
@@ -124,7 +121,6 @@ FILE_NAMES = {"numbers": "tool_numbers.jsonl", "preamble": "tool_preamble.jsonl"
 
 def write_recipe_sets(sets, folder):
     """{name: path} of the sets written as JSONL into `folder`."""
-    import os
     os.makedirs(folder, exist_ok=True)
     paths = {}
     for name, rows in sets.items():
