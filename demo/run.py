@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from demo import distill_stage, grpo_stage, lora_stage, ppo_stage, reward_stage
+from demo import distill_stage, grpo_stage, lora_stage, ppo_stage, reward_stage, tool_stage
 from demo.common import ROOT, DemoError, family_flags, fmt_time, rel, say, thinking_on
 from demo.logs import dpo_reward_accuracy, loss_story
 from demo.plot import plot_losses
@@ -39,7 +39,8 @@ FULL = dict(dim=128, n_layers=2, max_seq_len=128, pretrain_epochs=36, pretrain_l
             reason_epochs=8, reason_lr=1e-3, reason_batch=8, empty_think_ratio=1.0,
             lora_epochs=5, lora_lr=3e-3, lora_batch=8,
             grpo_epochs=12, grpo_lr=2e-4, grpo_batch=4, reward_epochs=reward_stage.EPOCHS, reward_lr=reward_stage.LR,
-            ppo_epochs=24, ppo_lr=2e-4, ppo_critic_lr=3e-3, ppo_chat_epochs=ppo_stage.RM_EPOCHS)
+            ppo_epochs=24, ppo_lr=2e-4, ppo_critic_lr=3e-3, ppo_chat_epochs=ppo_stage.RM_EPOCHS,
+            tool_scale=1.0)
 # GRPO (demo/grpo_stage.py, --rl): 60 steps of 4 prompts x 8 samples at 2e-4 on the reason model, what
 # moved the held-out 2-hop accuracy most on every seed without fraying the tags (the notes there).
 # LoRA (demo/lora_stage.py): rank 16 on the last layer's o_proj and MLP, 5 epochs at 3e-3. From
@@ -131,6 +132,14 @@ def get_parser():
     g.add_argument("--reward_epochs", type=positive_int, help=f"reward model epochs (default {FULL['reward_epochs']})")
     g.add_argument("--reward_lr", type=positive_float,
                    help=f"reward model peak learning rate (default {FULL['reward_lr']})")
+    g = p.add_argument_group("tool calling (demo/tool_stage.py)")
+    g.add_argument("--tools", action="store_true",
+                   help="also teach the chat model to call calculate_math (number text, tool SFT: train_pretrain.py, "
+                        "train_full_sft.py) and run agentic RL (train_agent.py), scoring held-out questions with the "
+                        "tool and without it after each; adds 20-30 minutes, and does not yet learn on the seeds "
+                        "measured (README's Agentic RL)")
+    g.add_argument("--tool_scale", type=positive_float,
+                   help="the recipe's set sizes times this (default 1; the tests run a sliver of it)")
     g = p.add_argument_group("distillation (demo/distill_stage.py)")
     g.add_argument("--distill", action="store_true",
                    help="also distil the SFT model into a student of --student_dim and compare it with the same "
@@ -243,6 +252,12 @@ def main(argv=None):
     t_lora = time.time()
     lora = lora_stage.run(args, env, items, answers["DPO"])
     times["lora"] = time.time() - t_lora
+    tools = None
+    if args.tools:
+        t_tools = time.time()
+        tools, tool_logs = tool_stage.run(args, env)
+        logs.update(tool_logs)
+        times["tools"] = time.time() - t_tools
     distilled = None
     if args.distill:
         t_distill = time.time()
@@ -254,7 +269,8 @@ def main(argv=None):
     acc_final, acc_first = dpo_reward_accuracy(logs.get("dpo") or [])
     total = time.time() - t_all
     results = {
-        "config": {k: getattr(args, k) for k in sorted(FULL) + ["seed", "quick", "max_new_tokens", "rl", "model_family"]},
+        "config": {k: getattr(args, k) for k in sorted(FULL) + ["seed", "quick", "max_new_tokens", "rl", "tools",
+                                                                  "model_family"]},
         "environment": machine,
         "times_s": {**{k: round(v, 1) for k, v in times.items()}, "total": round(total, 1)},
         "losses": {name: [[r["step"], r["loss"]] for r in recs] for name, recs in logs.items()},
@@ -268,6 +284,7 @@ def main(argv=None):
         "ppo": ppo,
         "ppo_chat": ppo_chat,
         "distill": distilled,
+        "tools": tools,
         "plot": plot_path,
     }
     with open(os.path.join(args.out_dir, "demo_results.json"), "w", encoding="utf-8") as f:
@@ -275,7 +292,7 @@ def main(argv=None):
 
     say("\nSummary")
     for name, recs in logs.items():
-        if recs and name not in ("grpo", "ppo", "ppo_chat"):  # GRPO's loss says little; its reward is in its lines below
+        if recs and name not in ("grpo", "ppo", "ppo_chat", "agent"):  # GRPO's loss says little; its reward is in its lines below
             took = f" in {fmt_time(times[name])}" if name in times else " (earlier run)"
             say(f"  {name:<8} {loss_story(recs)}{took}")
     for label in ("SFT", "DPO"):
@@ -299,6 +316,9 @@ def main(argv=None):
             say("  " + line)
     for line in lora_stage.summary(lora):
         say("  " + line)
+    if tools:
+        for line in tool_stage.summary(tools):
+            say("  " + line)
     if distilled:
         for line in distill_stage.summary(distilled):
             say("  " + line)
