@@ -14,7 +14,7 @@ import os
 import sys
 
 from demo.common import ROOT, DemoError, rel, say, thinking_flags, thinking_on
-from demo.scoring import REASON_MAX_NEW_TOKENS, ask_all, is_right
+from demo.scoring import REASON_MAX_NEW_TOKENS, ask_all, is_right, load_checkpoint
 from demo.stages import run_stage
 
 # GRPO's settings for the demo (--grpo_lr 2e-4, 12 epochs of the 20 prompts: 60 steps), beta 0.02, G 8, temperature
@@ -57,18 +57,9 @@ def sampled(args, weight, items):
     import torch
     from model.chat import build_prompt
     from model.generation import generate_batch
-    from model.loading import load_pth, model_size, tokenizer_for
     from model.reasoning import open_think, split_reasoning
-    from trainer.errors import UserError
-    torch.set_num_threads(args.threads)
+    net, tok = load_checkpoint(args, weight)
     torch.manual_seed(args.seed)
-    try:
-        net = load_pth(os.path.join(args.out_dir, f"{weight}_{args.dim}.pth"),
-                       model_size(args.dim, args.n_layers, model_family=args.model_family))
-    except UserError as e:
-        raise DemoError(str(e))
-    net = net.to(args.device).eval()
-    tok = tokenizer_for(net, os.path.join(ROOT, "model"))
     prompts = [build_prompt(tok, [{"role": "user", "content": it["question"]}], 3, enable_thinking=thinking_on(args))
                for it in items]
     with torch.no_grad():

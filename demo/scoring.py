@@ -51,6 +51,22 @@ def other_subjects(item):
     return []
 
 
+def load_checkpoint(args, weight):
+    """(model in eval mode on --device, tokenizer) of {out_dir}/{weight}_{dim}.pth; a missing or mismatched
+    file is the demo's one-line error."""
+    import torch
+    from model.loading import load_pth, model_size, tokenizer_for
+    from trainer.errors import UserError
+    torch.set_num_threads(args.threads)
+    try:
+        net = load_pth(os.path.join(args.out_dir, f"{weight}_{args.dim}.pth"),
+                       model_size(args.dim, args.n_layers, model_family=args.model_family))
+    except UserError as e:
+        raise DemoError(str(e))
+    net = net.to(args.device).eval()
+    return net, tokenizer_for(net, os.path.join(ROOT, "model"))
+
+
 def ask_all(args, model_mode, items, max_new_tokens=None, weight=None, lora=None, enable_thinking=None):
     """Greedy answers of one checkpoint to every held-out question, printed as they come.
 

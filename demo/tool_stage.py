@@ -23,7 +23,8 @@ import os
 import random
 import sys
 
-from demo.common import ROOT, DemoError, rel, say
+from demo.common import ROOT, rel, say
+from demo.scoring import load_checkpoint
 from demo.stages import run_stage
 
 # The number texts in the order that taught the copy (demo/tool_sets.py's docstring, stops 39-41): (set, the
@@ -89,19 +90,10 @@ def score(args, weight, items):
     import contextlib
     import torch
     from demo.tool_recipe import CALC_TOOLS, SYSTEM
-    from model.loading import load_pth, model_size, tokenizer_for
     from model.tools import ToolRegistry
-    from trainer.errors import UserError
     from trainer.rl.agent import multi_turn_rollout
     from trainer.rl.rollout import TorchRollout
-    torch.set_num_threads(args.threads)
-    try:
-        net = load_pth(os.path.join(args.out_dir, f"{weight}_{args.dim}.pth"),
-                       model_size(args.dim, args.n_layers, model_family=args.model_family))
-    except UserError as e:
-        raise DemoError(str(e))
-    net = net.to(args.device).eval()
-    tok = tokenizer_for(net, os.path.join(ROOT, "model"))
+    net, tok = load_checkpoint(args, weight)
     engine = TorchRollout(net, tok, contextlib.nullcontext)
     out = {}
     for offered in (True, False):
