@@ -40,11 +40,14 @@ def root_cause(out):
 
 
 def assert_one_clean_line(r, out, fragment):
-    """The message once from the ranks, every rank exit 2, torchrun's root cause naming it, no rank traceback."""
+    """The message once from the ranks, the ranks exit 2, torchrun's root cause naming it, no rank traceback."""
     assert r.returncode != 0, out
     ours = [ln for ln in out.splitlines() if ln.startswith(("error: ", "train_")) and fragment in ln]
     assert len(ours) == 1, out  # printed by one rank only
-    assert rank_exit_codes(out) == {0: 2, 1: 2}, out
+    codes = rank_exit_codes(out)
+    # every rank refuses with 2; one that torchrun stopped (SIGTERM, -15) after a sibling's exit 2 is torchrun's
+    # doing, a race on a loaded machine (CI, stop 41), not the rank's
+    assert codes.keys() == {0, 1} and 2 in codes.values() and set(codes.values()) <= {2, -15}, out
     assert fragment in root_cause(out), out
     assert "To enable traceback" not in out, out
     # torchrun's own launcher traceback is its business; none comes from a rank (our files, gloo)
