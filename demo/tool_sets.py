@@ -135,9 +135,32 @@ demo's SFT model (128 x 2, seed 1337; held-out calls generated greedily through 
       28/60 (multiply 5 -> 8, add 21 -> 20), training reward flat at 0.27-0.28 over 48 steps; a quarter to
       three quarters of the groups had equal rewards. Where the calls themselves copy badly, RL does not help.
     - Three epochs of the preamble rows (576 steps) on seed 2's draw: still 0/60 ("64 + 94" whatever the question).
-Left for the tool stages (demo/tool_stage.py runs them with `--tools`): a recipe whose copy step does not
-depend on the draw (seed 2's fails with 1-3 epochs of the preamble rows), then a number text short enough for --rl's 6
-minutes, Chinese wordings, the figures on 3 seeds, the README tutorial steps.
+  - Stop 42 (the demo's SFT models of seeds 1337 and 2, rebuilt; experiments outside the stage, not yet in it):
+    - The digit tokens' embeddings re-drawn at random (98 tokens, mean cosine 0.96 -> 0.00) before tool SFT, and an
+      anchor for the copy: the expression in parentheses ('Compute "(37 * 58)".' -> {"expression": "(37 * 58)"}), so
+      that the token before the first digit, "(", stands nowhere else in the prompt (the preamble has ~15 ' "' that
+      each precede a word). Tool SFT alone from there: 0/60 on both draws after 102 steps and after 408 (calls well
+      formed, numbers the same whatever the question). 863 steps of calls as text first: outside the template seed
+      2 copies 41/60, seed 1337 2/60; inside it 0/60 on both, and 0/60 after tool SFT.
+    - Recall instead of copy, "arithmetic on the world's numbers": the 16 characters get ages (11-98, drawn from the
+      seed), taught by 3000 short documents of age facts ("Fenn is 37 years old.", 6 epochs of 128-token rows, 430
+      steps at 2e-3, after the digit re-draw); tool SFT asks "How old are Fenn and Arlo together?" -> calculate_math
+      {"expression": "(37 + 90)"} on 80 of the 120 pairs of characters (4 conversations each, with 64 "How old is
+      Fenn?" replays), and the 40 other pairs are held out. The calls then come from what the model knows about each
+      name, which this model does well: exact first calls on the held-out pairs 32/40 (seed 1337) and 25/40 (seed 2)
+      after two epochs of the preamble rows and 288 SFT steps (calls well formed 40/40). But the answer ('The result
+      is "127".') does not repeat the tool's result: 2/40 and 1/40 right, 0/40 without the tool. A phase of the
+      repeated numbers (647 steps) before tool SFT did not make the answers copy either (1/40, 1/40), and cost
+      calls (they recalled fewer ages).
+    - 14 SFT epochs (672 steps, loss 0.003) after the preamble rows: exact first calls 40/40 and 37/40, answers still
+      2/40 and 2/40. The answers are near the sum, not the tool's result ("143" for 145, "174" for 177): the model
+      learnt to add the ages it recalls, roughly, which the 80 training pairs allow, rather than to read the result.
+    So calls by recall work on both draws in ~1100 steps (~5 minutes here); what is left is the copy of the result
+    into the answer, which needs training pairs the model cannot add itself (the random pairs above) and the copy
+    skill that the number texts gave on one draw in three.
+Left for the tool stages (demo/tool_stage.py runs them with `--tools`): an answer that repeats the tool's result on
+every draw (the copy), then the stage rebuilt on the ages' recall, a text short enough for --rl's 6 minutes, Chinese
+wordings, the figures on 3 seeds.
 train_agent.py's tests and tests/readme_session.py use agent_rl.jsonl as MiniMind's format.
 """
 import json
