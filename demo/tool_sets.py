@@ -169,8 +169,9 @@ demo's SFT model (128 x 2, seed 1337; held-out calls generated greedily through 
       set ask both. Exact calls 79/80 and 78/80 (the products' "*" too), but the copy did not come: 4/80 and 0/80,
       one answer whatever the question ("928"; SFT loss 0.045-0.095 where the runs above reached 0.005-0.013).
       With the sums' random results 2-4 digits long, as in the runs above: 6/80 and 1/80 (calls 77/80, 75/80);
-      the same for 5 epochs (1080 steps): 6/80 and 1/80 (loss 0.06 and 0.10). What differs from the runs that
-      copied is the 64 products (and 20 sums per unordered pair instead of 10 per ordered question).
+      the same for 5 epochs (1080 steps): 6/80 and 1/80 (loss 0.06 and 0.10). Without the products (the same
+      sums, 624 steps): 5/40 and 0/40 of the sums. So not the products: the copy came on both draws with one
+      sample of the sums' random results and on neither with another, and is not yet a reliable step.
     So recall for the call and random tool results for the answer taught the task on both draws in ~1400 steps
     (facts 430, preamble rows 384, tool SFT 594; ~12 minutes here with two runs side by side), but whether the copy
     comes within the SFT steps is not yet settled.
